@@ -1,0 +1,129 @@
+//! `isol check`: readiness of the target CPUs, as a table grouped by area or as JSON.
+
+use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+
+use isol::check::{self, Report, Severity, Target, TargetSource};
+use isol::kernel::KernelModel;
+use isol::{CpuSet, SysRoot};
+
+use crate::Failure;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// CPUs to check, in the kernel's list syntax (`2-7,10`). Default: the nohz_full CPUs,
+    /// else the isolated CPUs, else a suggestion.
+    #[arg(long, value_name = "LIST")]
+    cpus: Option<String>,
+
+    /// Print the report as JSON (schema `isol.check/v1`, see docs/check-json.md).
+    #[arg(long)]
+    json: bool,
+
+    /// Show the evidence (file and value) behind each finding.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
+    let model = KernelModel::load(root);
+    let given = match &args.cpus {
+        None => None,
+        Some(text) => Some(parse_cpus(text, &model)?),
+    };
+    let target =
+        Target::choose(&model, given.as_ref()).map_err(|e| Failure::usage(e.to_string()))?;
+    let report = check::run(&model, &target);
+    if args.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
+        println!("{text}");
+    } else {
+        print!("{}", render(&report, args.verbose));
+    }
+    Ok(report.exit_code as u8)
+}
+
+fn parse_cpus(text: &str, model: &KernelModel) -> Result<CpuSet, Failure> {
+    let parsed = match model.cpus.last_possible() {
+        Some(last) => CpuSet::parse_list_with_last(text, last),
+        None => CpuSet::parse_list(text),
+    };
+    parsed.map_err(|e| Failure::usage(format!("--cpus: {e}")))
+}
+
+fn source_text(t: &Target) -> &'static str {
+    match t.source {
+        TargetSource::Given => "as given",
+        TargetSource::NohzFull => "the kernel's nohz_full CPUs",
+        TargetSource::Isolated => "the kernel's isolated CPUs",
+        TargetSource::Suggested => {
+            "suggested: no CPU is isolated on this kernel; choose with --cpus"
+        }
+    }
+}
+
+fn mark(s: Severity) -> &'static str {
+    match s {
+        Severity::Ok => "ok",
+        Severity::Warn => "WARN",
+        Severity::Fail => "FAIL",
+        Severity::Unknown => "?",
+    }
+}
+
+/// The human report: a header, one table per area, and the verdict.
+pub fn render(r: &Report, verbose: bool) -> String {
+    let mut out = format!(
+        "isol check: CPUs {} ({}); housekeeping {}; kernel {}\n",
+        r.target.cpus,
+        source_text(&r.target),
+        if r.target.housekeeping.is_empty() {
+            "none".into()
+        } else {
+            r.target.housekeeping.to_list()
+        },
+        r.kernel.as_deref().unwrap_or("unknown")
+    );
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(120u16);
+    let mut areas: Vec<_> = r.findings.iter().map(|f| f.area).collect();
+    areas.dedup();
+    for area in areas {
+        let mut table = Table::new();
+        table
+            .load_preset(presets::NOTHING)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(width);
+        for f in r.findings.iter().filter(|f| f.area == area) {
+            let mut text = f.summary.clone();
+            if let Some(fix) = &f.fix {
+                let kind = serde_json::to_value(fix.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                text.push_str(&format!("\nfix ({kind}): {}", fix.text));
+            }
+            if verbose {
+                for e in &f.evidence {
+                    text.push_str(&format!("\n· {} = {}", e.file, e.value));
+                }
+            }
+            table.add_row(vec![
+                Cell::new(mark(f.severity)).set_alignment(CellAlignment::Right),
+                Cell::new(f.id),
+                Cell::new(text),
+            ]);
+        }
+        let text = table.to_string();
+        let body: Vec<&str> = text.lines().map(str::trim_end).collect();
+        out.push_str(&format!("\n{}\n{}\n", area.as_str(), body.join("\n")));
+    }
+    let s = &r.summary;
+    out.push_str(&format!(
+        "\n{}: {} ok, {} warn, {} fail, {} unknown\n",
+        r.verdict, s.ok, s.warn, s.fail, s.unknown
+    ));
+    out
+}

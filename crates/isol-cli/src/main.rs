@@ -1,0 +1,82 @@
+//! `isol`: task isolation for Linux. Each subcommand lives in its own module under `cmd/`;
+//! this file parses arguments, opens the kernel root, and maps errors to exit codes.
+
+mod cmd;
+mod root;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for a usage error (bad arguments or an unusable CPU list), as in sysexits.h.
+pub const EXIT_USAGE: u8 = 64;
+/// Exit code when something failed at run time (an unreadable snapshot, a write error).
+pub const EXIT_FAILURE: u8 = 70;
+
+/// Task isolation for Linux: check a machine, and run latency-critical threads undisturbed.
+#[derive(Parser)]
+#[command(name = "isol", version, about, long_about = None)]
+struct Cli {
+    /// Read the kernel from this directory or `isol snapshot` archive instead of `/`.
+    #[arg(long, global = true, value_name = "DIR|FILE")]
+    root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Is this machine ready to isolate CPUs, and what to fix.
+    Check(cmd::check::Args),
+    /// Capture every kernel file isol reads into one archive, for bug reports and tests.
+    Snapshot(cmd::snapshot::Args),
+}
+
+/// An error for the user: one line, and the exit code that goes with it.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+
+    pub fn runtime(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_FAILURE,
+            message: message.into(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let _ = e.print();
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::from(EXIT_USAGE),
+            };
+        }
+    };
+    let result = root::open(cli.root.as_deref()).and_then(|root| match cli.command {
+        Command::Check(args) => cmd::check::run(&root.sys, args),
+        Command::Snapshot(args) => cmd::snapshot::run(&root.sys, args),
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("isol: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

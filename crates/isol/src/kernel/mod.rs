@@ -1,0 +1,470 @@
+//! The kernel model: a read-only picture of everything about the running kernel that matters
+//! for CPU isolation, read through a [`SysRoot`].
+//!
+//! Each parser is a pure function over the text of one file and lives in its own module;
+//! [`KernelModel::load`] reads the files and assembles the parts. A part that cannot be read
+//! is a [`Fact::Unknown`] with the reason (absent, needs root, masked), never a failure of
+//! the whole model.
+
+pub mod cgroup;
+pub mod cmdline;
+pub mod config;
+pub mod cpu;
+pub mod interrupts;
+pub mod threads;
+pub mod timer_list;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::cpus::CpuSet;
+use crate::sysroot::{SysError, SysRoot};
+
+pub use cmdline::BootParams;
+pub use config::KernelConfig;
+pub use cpu::Cpus;
+pub use interrupts::{InterruptTable, IrqAffinity};
+pub use threads::ThreadInfo;
+pub use timer_list::TimerList;
+
+/// Something read from the kernel, or why it could not be.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Fact<T> {
+    Known(T),
+    Unknown {
+        /// The kernel file.
+        path: String,
+        /// `absent`, `needs root`, `masked`, `error`, or `malformed: <why>`.
+        unknown: String,
+    },
+}
+
+impl<T> Fact<T> {
+    /// Read `path` and parse it; a parse failure is `Unknown` with `malformed: ...`.
+    pub fn read(
+        root: &SysRoot,
+        path: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Fact<T> {
+        match root.read(path) {
+            Ok(text) => Self::parsed(path, parse(&text)),
+            Err(e) => Self::from_error(&e),
+        }
+    }
+
+    /// The result of a parse of `path`.
+    pub fn parsed(path: &str, r: Result<T, String>) -> Fact<T> {
+        match r {
+            Ok(v) => Fact::Known(v),
+            Err(why) => Fact::Unknown {
+                path: path.to_string(),
+                unknown: format!("malformed: {why}"),
+            },
+        }
+    }
+
+    /// An unreadable file.
+    pub fn from_error(e: &SysError) -> Fact<T> {
+        Fact::Unknown {
+            path: e.path().to_string(),
+            unknown: e.kind().to_string(),
+        }
+    }
+
+    /// The value, if known.
+    pub fn as_ref(&self) -> Option<&T> {
+        match self {
+            Fact::Known(v) => Some(v),
+            Fact::Unknown { .. } => None,
+        }
+    }
+
+    /// The value, if known.
+    pub fn ok(self) -> Option<T> {
+        match self {
+            Fact::Known(v) => Some(v),
+            Fact::Unknown { .. } => None,
+        }
+    }
+
+    /// Why it is unknown, as `path: reason`.
+    pub fn why_unknown(&self) -> Option<String> {
+        match self {
+            Fact::Known(_) => None,
+            Fact::Unknown { path, unknown } => Some(format!("{path}: {unknown}")),
+        }
+    }
+
+    /// Whether the file was absent (as opposed to unreadable).
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Fact::Unknown { unknown, .. } if unknown == "absent")
+    }
+}
+
+impl Fact<CpuSet> {
+    /// A file in the CPU list form.
+    pub fn list(root: &SysRoot, path: &str) -> Fact<CpuSet> {
+        Fact::read(root, path, |s| {
+            CpuSet::parse_list(s).map_err(|e| e.to_string())
+        })
+    }
+
+    /// A file in the hex mask form.
+    pub fn mask(root: &SysRoot, path: &str) -> Fact<CpuSet> {
+        Fact::read(root, path, |s| {
+            CpuSet::parse_mask(s).map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The sysctls that matter for isolation, raw (`None`: absent or unreadable).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Sysctls {
+    /// `kernel.timer_migration`.
+    pub timer_migration: Option<String>,
+    /// `kernel.watchdog_cpumask` (a CPU list).
+    pub watchdog_cpumask: Option<String>,
+    /// `kernel.watchdog` (soft and hard lockup detectors together).
+    pub watchdog: Option<String>,
+    /// `kernel.nmi_watchdog`.
+    pub nmi_watchdog: Option<String>,
+    /// `vm.stat_interval`, seconds.
+    pub stat_interval: Option<String>,
+    /// `kernel.sched_rt_runtime_us` (`-1` disables RT throttling).
+    pub sched_rt_runtime_us: Option<String>,
+    /// `kernel.sched_rt_period_us`.
+    pub sched_rt_period_us: Option<String>,
+    /// `kernel.numa_balancing`.
+    pub numa_balancing: Option<String>,
+}
+
+/// Sysctl name -> path under `/proc/sys`.
+pub const SYSCTLS: [(&str, &str); 8] = [
+    ("kernel.timer_migration", "/proc/sys/kernel/timer_migration"),
+    (
+        "kernel.watchdog_cpumask",
+        "/proc/sys/kernel/watchdog_cpumask",
+    ),
+    ("kernel.watchdog", "/proc/sys/kernel/watchdog"),
+    ("kernel.nmi_watchdog", "/proc/sys/kernel/nmi_watchdog"),
+    ("vm.stat_interval", "/proc/sys/vm/stat_interval"),
+    (
+        "kernel.sched_rt_runtime_us",
+        "/proc/sys/kernel/sched_rt_runtime_us",
+    ),
+    (
+        "kernel.sched_rt_period_us",
+        "/proc/sys/kernel/sched_rt_period_us",
+    ),
+    ("kernel.numa_balancing", "/proc/sys/kernel/numa_balancing"),
+];
+
+impl Sysctls {
+    fn load(root: &SysRoot) -> Sysctls {
+        let v = |i: usize| root.read_line(SYSCTLS[i].1).ok();
+        Sysctls {
+            timer_migration: v(0),
+            watchdog_cpumask: v(1),
+            watchdog: v(2),
+            nmi_watchdog: v(3),
+            stat_interval: v(4),
+            sched_rt_runtime_us: v(5),
+            sched_rt_period_us: v(6),
+            numa_balancing: v(7),
+        }
+    }
+}
+
+/// Memory-management background work.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mm {
+    /// The selected THP mode (`always`, `madvise`, `never`).
+    pub thp_enabled: Fact<String>,
+    pub thp_defrag: Fact<String>,
+    /// KSM `run` (0 off, 1 on, 2 unmerge).
+    pub ksm_run: Fact<String>,
+}
+
+/// The selected word of a sysfs choice file: `always [madvise] never` -> `madvise`.
+pub fn selected_choice(text: &str) -> Result<String, String> {
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix('[')?.strip_suffix(']'))
+        .map(str::to_string)
+        .ok_or_else(|| format!("no [selected] word in {:?}", text.trim()))
+}
+
+/// Unbound workqueue CPU masks.
+#[derive(Debug, Clone, Serialize)]
+pub struct Workqueue {
+    /// `/sys/devices/virtual/workqueue/cpumask`: where unbound work may run.
+    pub cpumask: Fact<CpuSet>,
+    /// `cpumask_requested`, what the administrator asked for (6.x).
+    pub requested: Fact<CpuSet>,
+    /// `cpumask_isolated`, CPUs the kernel keeps unbound work off (6.x).
+    pub isolated: Fact<CpuSet>,
+    /// The `writeback` workqueue's own mask.
+    pub writeback: Fact<CpuSet>,
+}
+
+/// Everything isol knows about the kernel, read once.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelModel {
+    /// `uname -r`.
+    pub release: Fact<String>,
+    pub cmdline: Fact<BootParams>,
+    pub config: Fact<KernelConfig>,
+    pub cpus: Cpus,
+    pub interrupts: Fact<InterruptTable>,
+    pub softirqs: Fact<InterruptTable>,
+    /// Per-IRQ affinity, by IRQ number.
+    pub irqs: Fact<BTreeMap<u32, IrqAffinity>>,
+    /// `/proc/irq/default_smp_affinity`.
+    pub default_irq_affinity: Fact<CpuSet>,
+    pub timer_list: Fact<TimerList>,
+    pub threads: Fact<Vec<ThreadInfo>>,
+    pub workqueue: Workqueue,
+    pub cgroup_mounts: Fact<Vec<cgroup::CgroupMount>>,
+    pub cpusets: Vec<cgroup::Cpuset>,
+    pub sysctls: Sysctls,
+    pub mm: Mm,
+    /// Where tracefs is mounted, if it is.
+    pub tracefs: Option<String>,
+}
+
+impl KernelModel {
+    /// Read the whole model from `root`. Never fails: parts that cannot be read are
+    /// [`Fact::Unknown`].
+    pub fn load(root: &SysRoot) -> KernelModel {
+        let release = Fact::read(root, "/proc/sys/kernel/osrelease", |s| {
+            Ok(s.trim().to_string())
+        });
+        let cpus = Cpus::load(root);
+        let last = cpus.last_possible();
+        let cmdline = Fact::read(root, "/proc/cmdline", |s| Ok(cmdline::parse(s, last)));
+        let config = load_config(root, release.as_ref().map(String::as_str));
+        let table = |p: &str| {
+            Fact::read(root, p, |s| {
+                InterruptTable::parse(s).map_err(|e| e.to_string())
+            })
+        };
+        let mounts = Fact::read(root, "/proc/self/mounts", |s| Ok(s.to_string()));
+        let cgroup_mounts = match &mounts {
+            Fact::Known(m) => Fact::Known(cgroup::parse_mounts(m)),
+            Fact::Unknown { path, unknown } => Fact::Unknown {
+                path: path.clone(),
+                unknown: unknown.clone(),
+            },
+        };
+        let cpusets = cgroup_mounts
+            .as_ref()
+            .map(|m| cgroup::load(root, m))
+            .unwrap_or_default();
+        let tracefs = mounts.as_ref().and_then(|m| {
+            m.lines().find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(2) == Some(&"tracefs")).then(|| f[1].to_string())
+            })
+        });
+        let wq = "/sys/devices/virtual/workqueue";
+        let mm = "/sys/kernel/mm";
+        KernelModel {
+            release,
+            cmdline,
+            config,
+            interrupts: table("/proc/interrupts"),
+            softirqs: table("/proc/softirqs"),
+            irqs: load_irqs(root),
+            default_irq_affinity: Fact::mask(root, "/proc/irq/default_smp_affinity"),
+            timer_list: match root.read_nonempty("/proc/timer_list") {
+                Ok(t) => Fact::parsed(
+                    "/proc/timer_list",
+                    timer_list::parse(&t).map_err(|e| e.to_string()),
+                ),
+                Err(e) => Fact::from_error(&e),
+            },
+            threads: load_threads(root),
+            workqueue: Workqueue {
+                cpumask: Fact::mask(root, &format!("{wq}/cpumask")),
+                requested: Fact::mask(root, &format!("{wq}/cpumask_requested")),
+                isolated: Fact::mask(root, &format!("{wq}/cpumask_isolated")),
+                writeback: Fact::mask(root, &format!("{wq}/writeback/cpumask")),
+            },
+            cgroup_mounts,
+            cpusets,
+            sysctls: Sysctls::load(root),
+            mm: Mm {
+                thp_enabled: Fact::read(
+                    root,
+                    &format!("{mm}/transparent_hugepage/enabled"),
+                    selected_choice,
+                ),
+                thp_defrag: Fact::read(
+                    root,
+                    &format!("{mm}/transparent_hugepage/defrag"),
+                    selected_choice,
+                ),
+                ksm_run: Fact::read(root, &format!("{mm}/ksm/run"), |s| Ok(s.trim().to_string())),
+            },
+            tracefs,
+            cpus,
+        }
+    }
+
+    /// CPUs that are in a valid isolated cgroup v2 partition.
+    pub fn partition_isolated(&self) -> CpuSet {
+        self.cpusets
+            .iter()
+            .filter(|c| c.isolated_partition())
+            .filter_map(|c| c.effective.clone())
+            .fold(CpuSet::new(), |a, b| a.union(&b))
+    }
+
+    /// CPUs removed from scheduler load balancing: `isolated` (boot) or an isolated
+    /// cpuset partition (runtime).
+    pub fn domain_isolated(&self) -> CpuSet {
+        let boot = self.cpus.isolated.as_ref().cloned().unwrap_or_else(|| {
+            self.cmdline
+                .as_ref()
+                .map(|c| c.domain_isolated())
+                .unwrap_or_default()
+        });
+        boot.union(&self.partition_isolated())
+    }
+
+    /// CPUs running without the periodic tick when busy (`nohz_full`). Read from sysfs,
+    /// which reflects what the kernel accepted, else from the command line.
+    pub fn nohz_full(&self) -> CpuSet {
+        match &self.cpus.nohz_full {
+            Fact::Known(s) => s.clone(),
+            _ if self
+                .config
+                .as_ref()
+                .is_some_and(|c| !c.enabled("NO_HZ_FULL")) =>
+            {
+                CpuSet::new()
+            }
+            _ => self
+                .cmdline
+                .as_ref()
+                .and_then(|c| c.nohz_full.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn load_config(root: &SysRoot, release: Option<&str>) -> Fact<KernelConfig> {
+    match root.read_bytes("/proc/config.gz") {
+        Ok(b) => Fact::parsed(
+            "/proc/config.gz",
+            KernelConfig::parse_gz(&b, "/proc/config.gz").map_err(|e| format!("not gzip: {e}")),
+        ),
+        Err(gz_err) => {
+            let Some(rel) = release else {
+                return Fact::from_error(&gz_err);
+            };
+            let path = format!("/boot/config-{rel}");
+            match root.read(&path) {
+                Ok(t) => Fact::Known(KernelConfig::parse(&t, &path)),
+                Err(e) => Fact::Unknown {
+                    path: format!("/proc/config.gz, {path}"),
+                    unknown: e.kind().to_string(),
+                },
+            }
+        }
+    }
+}
+
+fn load_irqs(root: &SysRoot) -> Fact<BTreeMap<u32, IrqAffinity>> {
+    let names = match root.list("/proc/irq") {
+        Ok(n) => n,
+        Err(e) => return Fact::from_error(&e),
+    };
+    let debugfs = root.exists("/sys/kernel/debug/irq/irqs");
+    let mut out = BTreeMap::new();
+    for irq in names.iter().filter_map(|n| n.parse::<u32>().ok()) {
+        let dir = format!("/proc/irq/{irq}");
+        let entries = root.list(&dir).unwrap_or_default();
+        let set = |f: &str| {
+            entries
+                .iter()
+                .any(|e| e == f)
+                .then(|| Fact::list(root, &format!("{dir}/{f}")).ok())
+                .flatten()
+        };
+        let managed = if debugfs {
+            root.read(&format!("/sys/kernel/debug/irq/irqs/{irq}"))
+                .ok()
+                .map(|t| interrupts::debugfs_says_managed(&t))
+        } else {
+            None
+        };
+        const FILES: [&str; 8] = [
+            "affinity_hint",
+            "effective_affinity",
+            "effective_affinity_list",
+            "node",
+            "smp_affinity",
+            "smp_affinity_list",
+            "spurious",
+            "default_smp_affinity",
+        ];
+        out.insert(
+            irq,
+            IrqAffinity {
+                irq,
+                affinity: set("smp_affinity_list"),
+                effective: set("effective_affinity_list"),
+                managed,
+                actions: entries
+                    .iter()
+                    .filter(|e| !FILES.contains(&e.as_str()))
+                    .cloned()
+                    .collect(),
+            },
+        );
+    }
+    Fact::Known(out)
+}
+
+fn load_threads(root: &SysRoot) -> Fact<Vec<ThreadInfo>> {
+    let pids = match root.list("/proc") {
+        Ok(n) => n,
+        Err(e) => return Fact::from_error(&e),
+    };
+    let mut out = Vec::new();
+    for pid in pids.iter().filter_map(|p| p.parse::<u32>().ok()) {
+        // Threads come and go while we read: a vanished one is simply skipped.
+        let Ok(tids) = root.list(&format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for tid in tids.iter().filter_map(|t| t.parse::<u32>().ok()) {
+            let dir = format!("/proc/{pid}/task/{tid}");
+            let (Ok(stat), Ok(status)) = (
+                root.read(&format!("{dir}/stat")),
+                root.read(&format!("{dir}/status")),
+            ) else {
+                continue;
+            };
+            if let Some(t) = threads::thread_info(pid, &stat, &status) {
+                out.push(t);
+            }
+        }
+    }
+    Fact::Known(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selected_choice_word() {
+        assert_eq!(
+            selected_choice("always [madvise] never\n").unwrap(),
+            "madvise"
+        );
+        assert!(selected_choice("always madvise never").is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! Threads (`/proc/PID/task/TID/{stat,status}`): where they may run and where they ran last.
+
+use serde::Serialize;
+
+use crate::cpus::CpuSet;
+
+/// `PF_KTHREAD` in the task flags.
+const PF_KTHREAD: u64 = 0x0020_0000;
+/// `PF_NO_SETAFFINITY`: userspace may not change the affinity (bound per-CPU kthreads).
+const PF_NO_SETAFFINITY: u64 = 0x0400_0000;
+
+/// Scheduling policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    Other,
+    Fifo,
+    Rr,
+    Batch,
+    Idle,
+    Deadline,
+    Unknown,
+}
+
+impl Policy {
+    fn from_number(n: u32) -> Policy {
+        match n {
+            0 => Policy::Other,
+            1 => Policy::Fifo,
+            2 => Policy::Rr,
+            3 => Policy::Batch,
+            5 => Policy::Idle,
+            6 => Policy::Deadline,
+            _ => Policy::Unknown,
+        }
+    }
+
+    /// Whether this is a real-time policy.
+    pub fn is_realtime(self) -> bool {
+        matches!(self, Policy::Fifo | Policy::Rr | Policy::Deadline)
+    }
+}
+
+/// One thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThreadInfo {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    /// State letter (`R`, `S`, `D`, `I`, ...).
+    pub state: char,
+    pub kernel_thread: bool,
+    /// The CPU it last ran on.
+    pub last_cpu: u32,
+    /// `Cpus_allowed_list`.
+    pub allowed: CpuSet,
+    pub policy: Policy,
+    pub rt_priority: u32,
+    /// Whether userspace may change its affinity (false for bound per-CPU kthreads).
+    pub affinity_settable: bool,
+}
+
+/// The parts of `stat` isol uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub tid: u32,
+    pub comm: String,
+    pub state: char,
+    pub flags: u64,
+    pub processor: u32,
+    pub rt_priority: u32,
+    pub policy: u32,
+}
+
+/// Parse `/proc/PID/task/TID/stat`. The comm may contain spaces and parentheses, so it
+/// runs from the first `(` to the last `)`.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let tid = text[..open].trim().parse().ok()?;
+    let comm = text.get(open + 1..close)?.to_string();
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // rest[0] is field 3 (state); field N is rest[N - 3].
+    let field = |n: usize| rest.get(n - 3).copied();
+    Some(Stat {
+        tid,
+        comm,
+        state: field(3)?.chars().next()?,
+        flags: field(9)?.parse().ok()?,
+        processor: field(39)?.parse().ok()?,
+        rt_priority: field(40)?.parse().ok()?,
+        policy: field(41)?.parse().ok()?,
+    })
+}
+
+/// `Cpus_allowed_list` from a `status` file.
+pub fn parse_status_allowed(text: &str) -> Option<CpuSet> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .and_then(|v| CpuSet::parse_list(v.trim()).ok())
+}
+
+/// Combine `stat` and `status` of one thread.
+pub fn thread_info(pid: u32, stat: &str, status: &str) -> Option<ThreadInfo> {
+    let s = parse_stat(stat)?;
+    let allowed = parse_status_allowed(status)?;
+    Some(ThreadInfo {
+        pid,
+        tid: s.tid,
+        comm: s.comm,
+        state: s.state,
+        kernel_thread: s.flags & PF_KTHREAD != 0,
+        last_cpu: s.processor,
+        allowed,
+        policy: Policy::from_number(s.policy),
+        rt_priority: s.rt_priority,
+        affinity_settable: s.flags & PF_NO_SETAFFINITY == 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // ksoftirqd/1 on this host's 6.18 kernel.
+    const KSOFTIRQD: &str = "22 (ksoftirqd/1) S 2 0 0 0 -1 69238848 0 0 0 0 2 0 0 0 20 0 1 0 20 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 1 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+
+    #[test]
+    fn parses_kernel_thread_stat() {
+        let s = parse_stat(KSOFTIRQD).unwrap();
+        assert_eq!(s.tid, 22);
+        assert_eq!(s.comm, "ksoftirqd/1");
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.processor, 1);
+        assert_eq!(s.policy, 0);
+        let t = thread_info(22, KSOFTIRQD, "Name:\tksoftirqd/1\nCpus_allowed_list:\t1\n").unwrap();
+        assert!(t.kernel_thread);
+        assert!(
+            !t.affinity_settable,
+            "bound per-CPU kthreads have PF_NO_SETAFFINITY"
+        );
+        assert_eq!(t.allowed.to_list(), "1");
+    }
+
+    #[test]
+    fn comm_with_spaces_and_parens() {
+        let stat = "4242 (my (weird) prog) R 1 4242 4242 0 -1 4194560 0 0 0 0 0 0 0 0 -51 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 50 1 0 0 0 0 0 0 0 0 0 0 0\n";
+        let t = thread_info(4242, stat, "Cpus_allowed_list:\t0-1\n").unwrap();
+        assert_eq!(t.comm, "my (weird) prog");
+        assert!(!t.kernel_thread && t.affinity_settable);
+        assert_eq!(t.policy, Policy::Fifo);
+        assert_eq!(t.rt_priority, 50);
+        assert!(t.policy.is_realtime());
+    }
+
+    #[test]
+    fn truncated_stat_is_none() {
+        assert!(parse_stat("1 (init) S 0").is_none());
+        assert!(parse_stat("garbage").is_none());
+        assert!(thread_info(1, KSOFTIRQD, "Name: x\n").is_none());
+    }
+}
