@@ -1026,7 +1026,7 @@ impl Ctx<'_> {
 
     fn irq_affinity(&self, effective: bool) -> Finding {
         let (id, what) = if effective {
-            ("irq.effective_affinity", "are delivered to")
+            ("irq.effective_affinity", "is delivered to")
         } else {
             ("irq.affinity", "may be delivered to")
         };
@@ -1081,7 +1081,7 @@ impl Ctx<'_> {
             } else {
                 Severity::Warn
             };
-            finding(id, Area::Irq, sev, format!("{} device IRQs {what} CPUs {}: {}", hits.len(), self.target(), some_of(&hits, 5)), e,
+            finding(id, Area::Irq, sev, format!("{} device IRQ{} {} CPUs {}: {}", hits.len(), if hits.len() == 1 { "" } else { "s" }, if hits.len() == 1 { what.to_string() } else { what.replacen("is ", "are ", 1) }, self.target(), some_of(&hits, 5)), e,
                 fix(FixKind::Runtime, format!("for each IRQ N: echo {} > /proc/irq/N/smp_affinity_list (and stop irqbalance or ban the CPUs)", self.hk())))
         }
     }
@@ -1091,24 +1091,30 @@ impl Ctx<'_> {
         let Some(irqs) = self.m.irqs.as_ref() else {
             return unknown(id, Area::Irq, "managed IRQs", &self.m.irqs);
         };
-        if irqs.values().all(|a| a.managed.is_none()) && !irqs.is_empty() {
+        let on_target = |a: &&crate::kernel::IrqAffinity| {
+            a.effective
+                .as_ref()
+                .is_some_and(|s| s.intersects(self.target()))
+        };
+        let undecided = irqs
+            .values()
+            .filter(on_target)
+            .filter(|a| a.managed.is_none())
+            .count();
+        if undecided > 0 {
             return finding(
                 id,
                 Area::Irq,
                 Severity::Unknown,
-                "whether IRQs are kernel-managed is unknown (debugfs not mounted)",
-                vec![ev("/sys/kernel/debug/irq/irqs", "absent")],
+                format!("{undecided} IRQs delivered to the target may be kernel-managed (unchangeable); the kernel does not say"),
+                vec![ev("/sys/kernel/debug/irq/irqs", "absent: debugfs not mounted, or CONFIG_GENERIC_IRQ_DEBUGFS off")],
                 fix(FixKind::Runtime, "mount -t debugfs none /sys/kernel/debug"),
             );
         }
         let hits: Vec<String> = irqs
             .values()
-            .filter(|a| {
-                a.managed == Some(true)
-                    && a.effective
-                        .as_ref()
-                        .is_some_and(|s| s.intersects(self.target()))
-            })
+            .filter(on_target)
+            .filter(|a| a.managed == Some(true))
             .map(|a| a.irq.to_string())
             .collect();
         let e = vec![ev(

@@ -61,6 +61,7 @@ pub fn capture(root: &SysRoot, note: &str) -> io::Result<Captured> {
             .unwrap_or(0),
         note: note.to_string(),
         unreadable: rec.unreadable,
+        listings: rec.dirs.clone(),
     };
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
@@ -88,7 +89,7 @@ pub fn capture(root: &SysRoot, note: &str) -> io::Result<Captured> {
         &serde_json::to_vec_pretty(&manifest).map_err(io::Error::other)?,
         false,
     )?;
-    for d in rec.dirs.iter().filter(|d| *d != "/") {
+    for d in rec.dirs.keys().filter(|d| *d != "/") {
         add(d, &[], true)?;
     }
     for (path, data) in &rec.files {

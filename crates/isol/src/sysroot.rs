@@ -11,7 +11,7 @@
 //! A recording root remembers every path read through it; `isol snapshot` uses this to
 //! capture exactly the files the kernel model reads, no more and no less.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -103,6 +103,10 @@ pub struct Manifest {
     /// Files that existed but could not be read, by kernel path.
     #[serde(default)]
     pub unreadable: BTreeMap<String, Unreadable>,
+    /// Directory listings as the live system gave them (entries that were not read, such as
+    /// `/proc/irq/N/<action>`, are not in the archive but are listed here).
+    #[serde(default)]
+    pub listings: BTreeMap<String, Vec<String>>,
 }
 
 /// Paths read through a recording root.
@@ -110,8 +114,8 @@ pub struct Manifest {
 pub struct Recording {
     /// Files read successfully, with the bytes read.
     pub files: BTreeMap<String, Vec<u8>>,
-    /// Directories listed.
-    pub dirs: BTreeSet<String>,
+    /// Directories listed, with their entries.
+    pub dirs: BTreeMap<String, Vec<String>>,
     /// Files that exist but could not be read, with why.
     pub unreadable: BTreeMap<String, Unreadable>,
 }
@@ -121,6 +125,7 @@ pub struct Recording {
 pub struct SysRoot {
     root: PathBuf,
     unreadable: Arc<BTreeMap<String, Unreadable>>,
+    listings: Arc<BTreeMap<String, Vec<String>>>,
     recording: Option<Arc<Mutex<Recording>>>,
 }
 
@@ -136,6 +141,7 @@ impl SysRoot {
         SysRoot {
             root: PathBuf::from("/"),
             unreadable: Arc::default(),
+            listings: Arc::default(),
             recording: None,
         }
     }
@@ -144,14 +150,14 @@ impl SysRoot {
     /// snapshot. Its manifest, if any, is loaded.
     pub fn at(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
-        let unreadable = std::fs::read(root.join(MANIFEST))
+        let manifest = std::fs::read(root.join(MANIFEST))
             .ok()
             .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
-            .map(|m| m.unreadable)
             .unwrap_or_default();
         SysRoot {
             root,
-            unreadable: Arc::new(unreadable),
+            unreadable: Arc::new(manifest.unreadable),
+            listings: Arc::new(manifest.listings),
             recording: None,
         }
     }
@@ -267,15 +273,22 @@ impl SysRoot {
 
     /// The entry names of a directory, sorted.
     pub fn list(&self, path: &str) -> Result<Vec<String>, SysError> {
-        let rd = std::fs::read_dir(self.resolve(path)).map_err(|e| SysError::from_io(path, e))?;
-        let mut names: Vec<String> = rd
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !(self.root != Path::new("/") && path == "/" && n == MANIFEST))
-            .collect();
-        names.sort();
+        let names = match self.listings.get(path) {
+            Some(names) => names.clone(),
+            None => {
+                let rd = std::fs::read_dir(self.resolve(path))
+                    .map_err(|e| SysError::from_io(path, e))?;
+                let mut names: Vec<String> = rd
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| !(!self.is_live() && path == "/" && n == MANIFEST))
+                    .collect();
+                names.sort();
+                names
+            }
+        };
         self.note(|r| {
-            r.dirs.insert(path.to_string());
+            r.dirs.insert(path.to_string(), names.clone());
         });
         Ok(names)
     }
@@ -307,7 +320,7 @@ mod tests {
         assert_eq!(root.list("/proc/sys").unwrap(), vec!["kernel"]);
         let rec = rec.lock().unwrap();
         assert_eq!(rec.files["/proc/sys/kernel/osrelease"], b"6.12.0\n");
-        assert!(rec.dirs.contains("/proc/sys"));
+        assert_eq!(rec.dirs["/proc/sys"], vec!["kernel"]);
     }
 
     #[test]

@@ -1,0 +1,127 @@
+//! `isol-lab-guest`: small measurement helpers run inside the lab guest.
+//!
+//! `ticks [--fifo] CPU SECS [BUSY_CPU...]`: keep CPU busy with a pinned spinning thread
+//! (SCHED_FIFO with `--fifo`; the other CPUs' spinners stay SCHED_OTHER), and keep the
+//! other listed CPUs too), wait for the tick to stop, then count local timer interrupts per
+//! CPU over SECS seconds from `/proc/interrupts`, and sample `/proc/timer_list` for the
+//! CPU's tick state. Prints one JSON object.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use isol::kernel::interrupts::InterruptTable;
+use isol::kernel::timer_list;
+
+fn pin(cpu: u32) {
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set, CPU_SET writes within it,
+    // and sched_setaffinity only reads the set we pass with its exact size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            panic!(
+                "sched_setaffinity(cpu {cpu}): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+fn loc() -> InterruptTable {
+    let text = std::fs::read_to_string("/proc/interrupts").expect("read /proc/interrupts");
+    InterruptTable::parse(&text).expect("parse /proc/interrupts")
+}
+
+fn set_fifo(priority: i32) {
+    // SAFETY: sched_param is plain data, fully initialised here; the call reads it only.
+    let rc = unsafe {
+        let param = libc::sched_param {
+            sched_priority: priority,
+        };
+        libc::sched_setscheduler(0, libc::SCHED_FIFO, &param)
+    };
+    if rc != 0 {
+        panic!(
+            "sched_setscheduler(SCHED_FIFO): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+fn spinner(cpu: u32, fifo: bool, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        pin(cpu);
+        if fifo {
+            set_fifo(10);
+        }
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            n = n.wrapping_add(1);
+            std::hint::spin_loop();
+        }
+        n
+    })
+}
+
+fn ticks(cpu: u32, secs: u64, fifo: bool, also: &[u32]) {
+    // The measuring thread stays on CPU 0, the housekeeping CPU.
+    pin(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut spinners = vec![spinner(cpu, fifo, stop.clone())];
+    spinners.extend(also.iter().map(|&c| spinner(c, false, stop.clone())));
+    // Let the tick stop: the CPU needs a tick or two to notice it runs a single task.
+    std::thread::sleep(Duration::from_secs(1));
+    let before = loc();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs) / 2);
+    let tl_text = std::fs::read_to_string("/proc/timer_list").unwrap_or_default();
+    std::thread::sleep(Duration::from_secs(secs) / 2);
+    let after = loc();
+    let elapsed = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for s in spinners {
+        let _ = s.join();
+    }
+    let mut counts = serde_json::Map::new();
+    for c in &after.cpus {
+        let d = after.count("LOC", *c).unwrap_or(0) - before.count("LOC", *c).unwrap_or(0);
+        counts.insert(c.to_string(), d.into());
+    }
+    let tl = timer_list::parse(&tl_text).ok();
+    let cpu_timers = tl.as_ref().and_then(|t| t.cpus.get(&cpu));
+    let out = serde_json::json!({
+        "cpu": cpu,
+        "policy": if fifo { "fifo" } else { "other" },
+        "seconds": elapsed,
+        "loc": counts,
+        "tick_stopped": cpu_timers.and_then(|c| c.tick_stopped),
+        "next_event": tl.as_ref().and_then(|t| t.tick_device(cpu)).and_then(|d| d.next_event),
+        "next_event_is_ktime_max": tl.as_ref().and_then(|t| t.tick_quiet(cpu)),
+        "timers": cpu_timers.map(|c| c.timers.iter().map(|t| t.function.clone()).collect::<Vec<_>>()),
+    });
+    println!("{out}");
+}
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let fifo = args.iter().any(|a| a == "--fifo");
+    args.retain(|a| a != "--fifo");
+    let num = |i: usize| -> u64 {
+        args.get(i)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| usage())
+    };
+    match args.first().map(String::as_str) {
+        Some("ticks") => {
+            let also: Vec<u32> = args[3..].iter().filter_map(|a| a.parse().ok()).collect();
+            ticks(num(1) as u32, num(2), fifo, &also)
+        }
+        _ => usage(),
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...]");
+    std::process::exit(64)
+}

@@ -1,0 +1,571 @@
+//! The isol lab: a real `nohz_full` kernel (Debian's 6.12 cloud kernel) booted under
+//! QEMU/TCG with isol inside, so claims about ticks and interruptions are tested for real.
+//!
+//! ```no_run
+//! use isol_lab::{Lab, Boot, Scenario};
+//! let lab = Lab::open().expect("provisioned: run lab/provision.sh");
+//! let run = lab.run(&Boot::default(), &[Scenario::new("nohz", "cat /sys/devices/system/cpu/nohz_full")]).unwrap();
+//! assert_eq!(run.result("nohz").unwrap().stdout.trim(), "1");
+//! ```
+//!
+//! How a run works: the harness builds isol and the guest helper static-pie, packs them with
+//! busybox and an init script into an initramfs, and boots QEMU with two serial ports: the
+//! first is the kernel console (kept to detect panics), the second carries results. Each
+//! scenario's output is framed by sentinel lines with its exit status, so results come back
+//! machine-readable and a missing one is noticed.
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why the lab could not run or a run went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// Something the lab needs is missing on this machine.
+    #[error("lab not provisioned: {what}; run `lab/provision.sh` (as root, with network access to Debian's mirrors)")]
+    NotProvisioned { what: String },
+    /// Building the static binaries or the initramfs failed.
+    #[error("lab build failed: {0}")]
+    Build(String),
+    /// QEMU could not be started.
+    #[error("cannot start qemu-system-x86_64: {0}")]
+    Qemu(std::io::Error),
+    /// The guest kernel panicked.
+    #[error("guest kernel panicked; console tail:\n{console_tail}")]
+    Panic { console_tail: String },
+    /// The guest did not finish in time.
+    #[error("guest did not finish within {timeout:?} (hang); console tail:\n{console_tail}")]
+    Timeout {
+        timeout: Duration,
+        console_tail: String,
+    },
+    /// I/O on the lab's files.
+    #[error("lab I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LabError + '_ {
+    move |source| LabError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A command to run inside the guest (by busybox `sh`).
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub command: String,
+}
+
+impl Scenario {
+    pub fn new(name: impl Into<String>, command: impl Into<String>) -> Scenario {
+        Scenario {
+            name: name.into(),
+            command: command.into(),
+        }
+    }
+}
+
+/// What one scenario printed, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioResult {
+    pub name: String,
+    /// Exit status of the command.
+    pub status: i32,
+    /// Its standard output and error, interleaved.
+    pub stdout: String,
+}
+
+impl ScenarioResult {
+    /// Parse the output as one JSON document.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "scenario {} did not print JSON ({e}):\n{}",
+                self.name, self.stdout
+            )
+        })
+    }
+}
+
+/// How to boot the guest.
+#[derive(Debug, Clone)]
+pub struct Boot {
+    /// Number of vCPUs.
+    pub cpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// Isolation parameters appended to the base command line.
+    pub isolation: String,
+    /// How long the whole run may take.
+    pub timeout: Duration,
+}
+
+impl Boot {
+    /// CPU 0 housekeeping, CPUs `1..cpus` isolated with the full set of parameters.
+    /// `mce=ignore_ce` stops the machine-check poll, a 300 s timer on every CPU that
+    /// otherwise keeps the isolated CPU's tick device armed (`next_event` != KTIME_MAX).
+    pub fn isolated(cpus: u32) -> Boot {
+        let list = if cpus == 2 {
+            "1".to_string()
+        } else {
+            format!("1-{}", cpus - 1)
+        };
+        Boot {
+            cpus,
+            memory_mib: 512,
+            isolation: format!(
+                "nohz_full={list} isolcpus=nohz,domain,managed_irq,{list} rcu_nocbs={list} irqaffinity=0 mce=ignore_ce"
+            ),
+            timeout: Duration::from_secs(240),
+        }
+    }
+
+    /// The full kernel command line.
+    pub fn cmdline(&self) -> String {
+        format!(
+            "console=ttyS0 quiet panic=-1 tsc=reliable {}",
+            self.isolation
+        )
+    }
+}
+
+impl Default for Boot {
+    fn default() -> Self {
+        Boot::isolated(2)
+    }
+}
+
+/// The results of one boot.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The guest kernel release.
+    pub kernel: String,
+    /// The command line it booted with.
+    pub cmdline: String,
+    pub results: Vec<ScenarioResult>,
+    /// Wall time from QEMU start to exit.
+    pub elapsed: Duration,
+    /// The serial console (kernel messages, init output).
+    pub console: String,
+}
+
+impl Run {
+    /// The result of a scenario by name; a missing result is an error naming it.
+    pub fn result(&self, name: &str) -> Result<&ScenarioResult, String> {
+        self.results.iter().find(|r| r.name == name).ok_or_else(|| {
+            format!(
+                "no result for scenario {name:?} (got: {}); console tail:\n{}",
+                self.results
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                tail(&self.console, 40)
+            )
+        })
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Kill and reap QEMU by its own PID, whatever happens to the caller.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A provisioned lab.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    /// The workspace root.
+    pub workspace: PathBuf,
+    pub vmlinuz: PathBuf,
+    /// The kernel release, recorded with every result.
+    pub kernel: String,
+    busybox: PathBuf,
+}
+
+const BEGIN: &str = "@@ISOL-LAB-BEGIN ";
+const END: &str = "@@ISOL-LAB-END ";
+const DONE: &str = "@@ISOL-LAB-DONE";
+
+impl Lab {
+    /// Find the provisioned kernel and tools, or say what is missing.
+    pub fn open() -> Result<Lab, LabError> {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("lab/ is inside the workspace")
+            .to_path_buf();
+        let cache = workspace.join("target/lab/kernel");
+        let vmlinuz = cache.join("vmlinuz");
+        if !vmlinuz.exists() {
+            return Err(LabError::NotProvisioned {
+                what: format!("no kernel at {}", vmlinuz.display()),
+            });
+        }
+        let kernel = std::fs::read_to_string(cache.join("release"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        for tool in ["qemu-system-x86_64", "cpio", "gzip"] {
+            if which(tool).is_none() {
+                return Err(LabError::NotProvisioned {
+                    what: format!("{tool} is not installed"),
+                });
+            }
+        }
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .ok_or(LabError::NotProvisioned {
+                what: "busybox (busybox-static) is not installed".into(),
+            })?;
+        Ok(Lab {
+            workspace,
+            vmlinuz,
+            kernel,
+            busybox,
+        })
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.workspace.join("target/lab")
+    }
+
+    /// Build `isol` and the guest helper static-pie; returns their paths.
+    pub fn build_binaries(&self) -> Result<Vec<PathBuf>, LabError> {
+        let target_dir = self.dir().join("build");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&self.workspace)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--target",
+                "x86_64-unknown-linux-gnu",
+                "-p",
+                "isol-cli",
+                "-p",
+                "isol-lab",
+                "--bin",
+                "isol",
+                "--bin",
+                "isol-lab-guest",
+                "--target-dir",
+            ])
+            .arg(&target_dir)
+            .status()
+            .map_err(|e| LabError::Build(format!("cannot run cargo: {e}")))?;
+        if !status.success() {
+            return Err(LabError::Build(format!(
+                "cargo build of the static binaries failed ({status})"
+            )));
+        }
+        let out = target_dir.join("x86_64-unknown-linux-gnu/release");
+        Ok(vec![out.join("isol"), out.join("isol-lab-guest")])
+    }
+
+    /// Write an initramfs that runs `scenarios` (or an interactive shell when empty).
+    pub fn initramfs(&self, scenarios: &[Scenario], out: &Path) -> Result<(), LabError> {
+        let bins = self.build_binaries()?;
+        let stage = out.with_extension("d");
+        let _ = std::fs::remove_dir_all(&stage);
+        for d in ["bin", "boot", "proc", "sys", "dev", "tmp", "root"] {
+            std::fs::create_dir_all(stage.join(d)).map_err(io_err(&stage))?;
+        }
+        let copy = |from: &Path, name: &str| -> Result<(), LabError> {
+            let to = stage.join("bin").join(name);
+            std::fs::copy(from, &to).map_err(io_err(from))?;
+            Ok(())
+        };
+        copy(&self.busybox, "busybox")?;
+        for b in &bins {
+            copy(b, b.file_name().and_then(|n| n.to_str()).unwrap_or("x"))?;
+        }
+        // As on an installed Debian system, the kernel's config is in /boot (this kernel has
+        // no /proc/config.gz).
+        let config = self.vmlinuz.with_file_name("config");
+        let boot_config = stage.join("boot").join(format!("config-{}", self.kernel));
+        std::fs::copy(&config, &boot_config).map_err(io_err(&config))?;
+        let init = stage.join("init");
+        std::fs::write(&init, init_script(scenarios)).map_err(io_err(&init))?;
+        set_exec(&init)?;
+        let script = format!(
+            "cd {} && find . | cpio -o -H newc --quiet | gzip -1 > {}",
+            shell_quote(&stage.to_string_lossy()),
+            shell_quote(&out.to_string_lossy())
+        );
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .status()
+            .map_err(|e| LabError::Build(format!("cannot run cpio: {e}")))?;
+        if !st.success() {
+            return Err(LabError::Build(format!(
+                "packing the initramfs failed ({st})"
+            )));
+        }
+        let _ = std::fs::remove_dir_all(&stage);
+        Ok(())
+    }
+
+    fn qemu(&self, boot: &Boot, initrd: &Path, results: Option<&Path>) -> Command {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max", "-smp"])
+            .arg(boot.cpus.to_string())
+            .arg("-m")
+            .arg(boot.memory_mib.to_string())
+            .args(["-nographic", "-no-reboot", "-net", "none", "-kernel"])
+            .arg(&self.vmlinuz)
+            .arg("-initrd")
+            .arg(initrd)
+            .arg("-append")
+            .arg(boot.cmdline());
+        if let Some(r) = results {
+            // First serial port: console on stdio; second: results to a file.
+            cmd.args(["-serial", "stdio", "-serial"])
+                .arg(format!("file:{}", r.display()))
+                .args(["-monitor", "none"]);
+        }
+        cmd
+    }
+
+    /// Boot, run the scenarios in order, power off, and return their results.
+    pub fn run(&self, boot: &Boot, scenarios: &[Scenario]) -> Result<Run, LabError> {
+        let dir = self.dir().join(format!("run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let initrd = dir.join("initrd.gz");
+        self.initramfs(scenarios, &initrd)?;
+        let results_path = dir.join("results.txt");
+        let console_path = dir.join("console.txt");
+        let console_file = std::fs::File::create(&console_path).map_err(io_err(&console_path))?;
+        let start = Instant::now();
+        let child = self
+            .qemu(boot, &initrd, Some(&results_path))
+            .stdin(Stdio::null())
+            .stdout(console_file)
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(LabError::Qemu)?;
+        let mut guard = Guard(child);
+        let status = loop {
+            if let Some(st) = guard.0.try_wait().map_err(LabError::Qemu)? {
+                break st;
+            }
+            if start.elapsed() > boot.timeout {
+                drop(guard);
+                let console = std::fs::read_to_string(&console_path).unwrap_or_default();
+                return Err(LabError::Timeout {
+                    timeout: boot.timeout,
+                    console_tail: tail(&console, 40),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut qemu_err = String::new();
+        if let Some(mut e) = guard.0.stderr.take() {
+            let _ = e.read_to_string(&mut qemu_err);
+        }
+        let elapsed = start.elapsed();
+        let console = std::fs::read_to_string(&console_path).unwrap_or_default();
+        let raw = std::fs::read_to_string(&results_path).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        if console.contains("Kernel panic") {
+            return Err(LabError::Panic {
+                console_tail: tail(&console, 40),
+            });
+        }
+        if !status.success() {
+            return Err(LabError::Build(format!(
+                "qemu exited with {status}: {}",
+                qemu_err.trim()
+            )));
+        }
+        let (results, done) = parse_results(&raw);
+        if !done {
+            return Err(LabError::Timeout {
+                timeout: elapsed,
+                console_tail: format!(
+                    "the guest powered off before finishing its scenarios\n{}",
+                    tail(&console, 40)
+                ),
+            });
+        }
+        Ok(Run {
+            kernel: self.kernel.clone(),
+            cmdline: boot.cmdline(),
+            results,
+            elapsed,
+            console,
+        })
+    }
+
+    /// An interactive shell in the guest on this terminal.
+    pub fn shell(&self, boot: &Boot) -> Result<(), LabError> {
+        let dir = self.dir().join("shell");
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let initrd = dir.join("initrd.gz");
+        self.initramfs(&[], &initrd)?;
+        let mut child = self
+            .qemu(boot, &initrd, None)
+            .spawn()
+            .map_err(LabError::Qemu)?;
+        child.wait().map_err(LabError::Qemu)?;
+        Ok(())
+    }
+}
+
+/// Split the result port's text into scenario results; `true` if the guest finished.
+pub fn parse_results(raw: &str) -> (Vec<ScenarioResult>, bool) {
+    let mut results = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    let mut done = false;
+    for line in raw.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(name) = line.strip_prefix(BEGIN) {
+            current = Some((name.to_string(), String::new()));
+        } else if let Some(rest) = line.strip_prefix(END) {
+            let (name, status) = rest.rsplit_once(' ').unwrap_or((rest, "-1"));
+            if let Some((n, out)) = current.take() {
+                if n == name {
+                    results.push(ScenarioResult {
+                        name: n,
+                        status: status.parse().unwrap_or(-1),
+                        stdout: out,
+                    });
+                }
+            }
+        } else if line == DONE {
+            done = true;
+        } else if let Some((_, out)) = current.as_mut() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    (results, done)
+}
+
+fn init_script(scenarios: &[Scenario]) -> String {
+    let mut s = String::from(
+        "#!/bin/busybox sh\n\
+         /bin/busybox --install -s /bin\n\
+         export PATH=/bin\n\
+         mount -t proc proc /proc\n\
+         mount -t sysfs sysfs /sys\n\
+         mount -t devtmpfs devtmpfs /dev\n\
+         mount -t tmpfs tmpfs /tmp\n\
+         mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null\n\
+         mount -t debugfs nodev /sys/kernel/debug 2>/dev/null\n\
+         mkdir -p /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup\n\
+         hostname isol-lab\n",
+    );
+    if scenarios.is_empty() {
+        s.push_str(
+            "echo 'isol lab shell: isol and isol-lab-guest are in /bin; exit to power off'\n\
+             setsid cttyhack sh\n",
+        );
+    } else {
+        for sc in scenarios {
+            let _ = write!(
+                s,
+                "( {cmd} ) >/tmp/out 2>&1; rc=$?\n\
+                 {{ echo '{BEGIN}{name}'; cat /tmp/out; echo; echo \"{END}{name} $rc\"; }} >/dev/ttyS1\n",
+                cmd = sc.command,
+                name = sc.name,
+            );
+        }
+        let _ = writeln!(s, "echo '{DONE}' >/dev/ttyS1");
+    }
+    s.push_str("sync\npoweroff -f\n");
+    s
+}
+
+fn set_exec(path: &Path) -> Result<(), LabError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(io_err(path))
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.exists())
+    })
+}
+
+/// For tests: the lab, or a reason to skip. With `CI=true` a missing lab is a failure.
+pub fn lab_or_skip() -> Option<Lab> {
+    match Lab::open() {
+        Ok(l) => Some(l),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true and the lab is unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_framed_results() {
+        let raw = format!(
+            "noise\n{BEGIN}a\nhello\n{{\"x\":1}}\n\n{END}a 0\n{BEGIN}b\n\n{END}b 3\n{DONE}\n"
+        );
+        let (r, done) = parse_results(&raw);
+        assert!(done);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].stdout, "hello\n{\"x\":1}\n\n");
+        assert_eq!(r[0].status, 0);
+        assert_eq!(r[1].status, 3);
+    }
+
+    #[test]
+    fn missing_end_or_done_is_noticed() {
+        let raw = format!("{BEGIN}a\npartial\n");
+        let (r, done) = parse_results(&raw);
+        assert!(r.is_empty() && !done);
+    }
+
+    #[test]
+    fn init_frames_each_scenario() {
+        let s = init_script(&[Scenario::new("one", "echo hi")]);
+        assert!(s.contains("( echo hi )"));
+        assert!(s.contains(&format!("{END}one $rc")));
+        assert!(s.contains(DONE));
+        assert!(s.ends_with("poweroff -f\n"));
+    }
+
+    #[test]
+    fn default_boot_isolates_cpu1() {
+        let b = Boot::default();
+        assert!(b
+            .cmdline()
+            .contains("nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 irqaffinity=0"));
+        assert!(Boot::isolated(4).cmdline().contains("nohz_full=1-3"));
+    }
+}
