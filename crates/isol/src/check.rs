@@ -299,6 +299,7 @@ pub fn run(model: &KernelModel, target: &Target) -> Report {
         c.numa_balancing(),
         c.thp(),
         c.ksm(),
+        c.mce_poll(),
         c.armed_timers(),
         c.tick_state(),
     ];
@@ -1605,6 +1606,36 @@ impl Ctx<'_> {
                 e,
                 fix(FixKind::Runtime, "echo 0 > /sys/kernel/mm/ksm/run"),
             )
+        }
+    }
+
+    fn mce_poll(&self) -> Finding {
+        let id = "services.mce_poll";
+        let mce = &self.m.mce;
+        let text = |known: Option<String>, why: Option<String>| known.or(why).unwrap_or_default();
+        let dir = "/sys/devices/system/machinecheck/machinecheck0";
+        let e = vec![
+            ev(
+                format!("{dir}/check_interval"),
+                text(
+                    mce.check_interval.as_ref().map(u64::to_string),
+                    mce.check_interval.why_unknown(),
+                ),
+            ),
+            ev(
+                format!("{dir}/ignore_ce"),
+                text(
+                    mce.ignore_ce.as_ref().map(|v| (*v as u8).to_string()),
+                    mce.ignore_ce.why_unknown(),
+                ),
+            ),
+        ];
+        match mce.polling() {
+            Some(false) => finding(id, Area::Services, Severity::Ok, "no machine-check poll timer runs", e, None),
+            Some(true) => finding(id, Area::Services, Severity::Warn,
+                "the machine-check poll timer fires on every CPU (every check_interval seconds) and keeps the tick device armed", e,
+                fix(FixKind::Boot, "mce=ignore_ce (corrected memory errors are then not logged)")),
+            None => unknown(id, Area::Services, "machine-check polling", &mce.check_interval),
         }
     }
 

@@ -195,6 +195,26 @@ pub fn selected_choice(text: &str) -> Result<String, String> {
         .ok_or_else(|| format!("no [selected] word in {:?}", text.trim()))
 }
 
+/// x86 machine-check polling (`/sys/devices/system/machinecheck/machinecheck0`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Mce {
+    /// `check_interval`: seconds between polls of the MCE banks (0: no polling).
+    pub check_interval: Fact<u64>,
+    /// `ignore_ce`: corrected errors ignored, and the poll timer not started.
+    pub ignore_ce: Fact<bool>,
+}
+
+impl Mce {
+    /// Whether the poll timer runs: `Some(false)` also when the kernel has no MCE support.
+    pub fn polling(&self) -> Option<bool> {
+        match (&self.check_interval, &self.ignore_ce) {
+            (Fact::Known(i), Fact::Known(ignore)) => Some(*i > 0 && !ignore),
+            (c, _) if c.is_absent() => Some(false),
+            _ => None,
+        }
+    }
+}
+
 /// Unbound workqueue CPU masks.
 #[derive(Debug, Clone, Serialize)]
 pub struct Workqueue {
@@ -229,6 +249,7 @@ pub struct KernelModel {
     pub cpusets: Vec<cgroup::Cpuset>,
     pub sysctls: Sysctls,
     pub mm: Mm,
+    pub mce: Mce,
     /// Where tracefs is mounted, if it is.
     pub tracefs: Option<String>,
 }
@@ -307,6 +328,12 @@ impl KernelModel {
                 ),
                 ksm_run: Fact::read(root, &format!("{mm}/ksm/run"), |s| Ok(s.trim().to_string())),
             },
+            mce: Mce {
+                check_interval: Fact::read(root, &format!("{MCE}/check_interval"), |s| {
+                    s.trim().parse().map_err(|e| format!("{e}"))
+                }),
+                ignore_ce: Fact::read(root, &format!("{MCE}/ignore_ce"), |s| Ok(s.trim() != "0")),
+            },
             tracefs,
             cpus,
         }
@@ -353,6 +380,8 @@ impl KernelModel {
         }
     }
 }
+
+const MCE: &str = "/sys/devices/system/machinecheck/machinecheck0";
 
 fn load_config(root: &SysRoot, release: Option<&str>) -> Fact<KernelConfig> {
     match root.read_bytes("/proc/config.gz") {
@@ -458,6 +487,28 @@ fn load_threads(root: &SysRoot) -> Fact<Vec<ThreadInfo>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mce_polling() {
+        let known = |i: u64, ignore: bool| Mce {
+            check_interval: Fact::Known(i),
+            ignore_ce: Fact::Known(ignore),
+        };
+        assert_eq!(known(300, false).polling(), Some(true));
+        assert_eq!(known(300, true).polling(), Some(false), "mce=ignore_ce");
+        assert_eq!(known(0, false).polling(), Some(false));
+        let none = Mce {
+            check_interval: Fact::Unknown {
+                path: "x".into(),
+                unknown: "absent".into(),
+            },
+            ignore_ce: Fact::Unknown {
+                path: "y".into(),
+                unknown: "absent".into(),
+            },
+        };
+        assert_eq!(none.polling(), Some(false), "no MCE support");
+    }
 
     #[test]
     fn selected_choice_word() {
