@@ -41,6 +41,9 @@ pub enum LabError {
         timeout: Duration,
         console_tail: String,
     },
+    /// The guest powered off before reporting that every scenario had run.
+    #[error("the guest stopped before finishing its scenarios (got results for: {got}); console tail:\n{console_tail}")]
+    Incomplete { got: String, console_tail: String },
     /// I/O on the lab's files.
     #[error("lab I/O on {path}: {source}")]
     Io {
@@ -399,12 +402,13 @@ impl Lab {
         }
         let (results, done) = parse_results(&raw);
         if !done {
-            return Err(LabError::Timeout {
-                timeout: elapsed,
-                console_tail: format!(
-                    "the guest powered off before finishing its scenarios\n{}",
-                    tail(&console, 40)
-                ),
+            return Err(LabError::Incomplete {
+                got: results
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                console_tail: tail(&console, 40),
             });
         }
         Ok(Run {

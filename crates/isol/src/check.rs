@@ -395,6 +395,15 @@ fn cpus(s: &CpuSet) -> String {
     }
 }
 
+/// "CPU 1 is" or "CPUs 1-3 are", for messages.
+fn are(s: &CpuSet) -> String {
+    if s.len() == 1 {
+        format!("CPU {s} is")
+    } else {
+        format!("CPUs {s} are")
+    }
+}
+
 /// Limit a list of items in a message.
 fn some_of(items: &[String], max: usize) -> String {
     if items.len() <= max {
@@ -549,7 +558,7 @@ impl Ctx<'_> {
                 id,
                 Area::Boot,
                 Severity::Ok,
-                format!("CPUs {} are nohz_full", self.target()),
+                format!("{} nohz_full", are(self.target())),
                 e,
                 None,
             )
@@ -559,8 +568,8 @@ impl Ctx<'_> {
                 Area::Boot,
                 Severity::Fail,
                 format!(
-                    "CPUs {} are not nohz_full: the tick keeps interrupting them",
-                    missing
+                    "{} not nohz_full: the tick keeps interrupting it",
+                    are(&missing)
                 ),
                 e,
                 fix(FixKind::Boot, self.boot_line()),
@@ -593,12 +602,12 @@ impl Ctx<'_> {
                 id,
                 Area::Boot,
                 Severity::Ok,
-                format!("CPUs {} are out of scheduler load balancing", self.target()),
+                format!("{} out of scheduler load balancing", are(self.target())),
                 e,
                 None,
             )
         } else {
-            finding(id, Area::Boot, Severity::Fail, format!("CPUs {missing} are in scheduler load balancing: other tasks get moved onto them"), e,
+            finding(id, Area::Boot, Severity::Fail, format!("{} in scheduler load balancing: other tasks get moved onto them", are(&missing)), e,
                 fix(FixKind::Boot, format!("isolcpus=nohz,domain,managed_irq,{} (or at runtime, a cgroup v2 cpuset partition of type isolated)", self.target())))
         }
     }
@@ -776,7 +785,7 @@ impl Ctx<'_> {
                 id,
                 Area::Cpu,
                 Severity::Ok,
-                format!("CPUs {} are online", self.target()),
+                format!("{} online", are(self.target())),
                 e,
                 None,
             )
@@ -785,7 +794,7 @@ impl Ctx<'_> {
                 id,
                 Area::Cpu,
                 Severity::Fail,
-                format!("CPUs {off} are offline"),
+                format!("{} offline", are(&off)),
                 e,
                 fix(
                     FixKind::Runtime,

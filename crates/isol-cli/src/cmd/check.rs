@@ -74,7 +74,12 @@ fn mark(s: Severity) -> &'static str {
 /// The human report: a header, one table per area, and the verdict.
 pub fn render(r: &Report, verbose: bool) -> String {
     let mut out = format!(
-        "isol check: CPUs {} ({}); housekeeping {}; kernel {}\n",
+        "isol check: {} {} ({}); housekeeping {}; kernel {}\n",
+        if r.target.cpus.len() == 1 {
+            "CPU"
+        } else {
+            "CPUs"
+        },
         r.target.cpus,
         source_text(&r.target),
         if r.target.housekeeping.is_empty() {
