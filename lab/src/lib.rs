@@ -253,7 +253,8 @@ impl Lab {
     /// Build `isol` and the guest helper static-pie; returns their paths.
     pub fn build_binaries(&self) -> Result<Vec<PathBuf>, LabError> {
         let target_dir = self.dir().join("build");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo
             .current_dir(&self.workspace)
             .env("RUSTFLAGS", "-C target-feature=+crt-static")
             .args([
@@ -272,14 +273,8 @@ impl Lab {
                 "isol-lab-guest",
                 "--target-dir",
             ])
-            .arg(&target_dir)
-            .status()
-            .map_err(|e| LabError::Build(format!("cannot run cargo: {e}")))?;
-        if !status.success() {
-            return Err(LabError::Build(format!(
-                "cargo build of the static binaries failed ({status})"
-            )));
-        }
+            .arg(&target_dir);
+        run_step(&mut cargo, "cargo build of the static binaries")?;
         let out = target_dir.join("x86_64-unknown-linux-gnu/release");
         Ok(vec![out.join("isol"), out.join("isol-lab-guest")])
     }
@@ -314,16 +309,10 @@ impl Lab {
             shell_quote(&stage.to_string_lossy()),
             shell_quote(&out.to_string_lossy())
         );
-        let st = Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .status()
-            .map_err(|e| LabError::Build(format!("cannot run cpio: {e}")))?;
-        if !st.success() {
-            return Err(LabError::Build(format!(
-                "packing the initramfs failed ({st})"
-            )));
-        }
+        run_step(
+            Command::new("sh").arg("-c").arg(&script),
+            "packing the initramfs (find | cpio | gzip)",
+        )?;
         let _ = std::fs::remove_dir_all(&stage);
         Ok(())
     }
@@ -498,6 +487,18 @@ fn init_script(scenarios: &[Scenario]) -> String {
     }
     s.push_str("sync\npoweroff -f\n");
     s
+}
+
+/// Run one build step to completion; a failure names the step.
+fn run_step(cmd: &mut Command, what: &str) -> Result<(), LabError> {
+    let status = cmd
+        .status()
+        .map_err(|e| LabError::Build(format!("{what}: cannot start: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(LabError::Build(format!("{what} failed ({status})")))
+    }
 }
 
 fn set_exec(path: &Path) -> Result<(), LabError> {

@@ -395,6 +395,14 @@ fn cpus(s: &CpuSet) -> String {
     }
 }
 
+/// A fact whose file does not exist.
+fn absent(path: &str) -> Fact<()> {
+    Fact::Unknown {
+        path: path.to_string(),
+        unknown: "absent".into(),
+    }
+}
+
 /// "CPU 1 is" or "CPUs 1-3 are", for messages.
 fn are(s: &CpuSet) -> String {
     if s.len() == 1 {
@@ -874,10 +882,7 @@ impl Ctx<'_> {
                 id,
                 Area::Cpu,
                 "SMT siblings",
-                &Fact::<()>::Unknown {
-                    path: "/sys/devices/system/cpu/cpuN/topology/thread_siblings_list".into(),
-                    unknown: "absent".into(),
-                },
+                &absent("/sys/devices/system/cpu/cpuN/topology/thread_siblings_list"),
             );
         }
         if busy.is_empty() {
@@ -1298,10 +1303,7 @@ impl Ctx<'_> {
                 id,
                 Area::Tasks,
                 "RT throttling",
-                &Fact::<()>::Unknown {
-                    path: "/proc/sys/kernel/sched_rt_runtime_us".into(),
-                    unknown: "absent".into(),
-                },
+                &absent("/proc/sys/kernel/sched_rt_runtime_us"),
             );
         };
         let e = vec![ev("/proc/sys/kernel/sched_rt_runtime_us", v.clone())];
@@ -1392,15 +1394,7 @@ impl Ctx<'_> {
         [ok, bad, fix_cmd]: [&str; 3],
     ) -> Finding {
         let Some(v) = value else {
-            return unknown(
-                id,
-                Area::Services,
-                path,
-                &Fact::<()>::Unknown {
-                    path: path.into(),
-                    unknown: "absent".into(),
-                },
-            );
+            return unknown(id, Area::Services, path, &absent(path));
         };
         let e = vec![ev(path, v.clone())];
         if good(v) {
