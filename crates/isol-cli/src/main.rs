@@ -32,9 +32,12 @@ enum Command {
     Check(cmd::check::Args),
     /// Capture every kernel file isol reads into one archive, for bug reports and tests.
     Snapshot(cmd::snapshot::Args),
+    /// Every interruption of isolated CPUs, with its cause and culprit.
+    Watch(cmd::watch::Args),
 }
 
 /// An error for the user: one line, and the exit code that goes with it.
+#[derive(Debug)]
 pub struct Failure {
     pub code: u8,
     pub message: String,
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
     let result = root::open(cli.root.as_deref()).and_then(|root| match cli.command {
         Command::Check(args) => cmd::check::run(&root.sys, args),
         Command::Snapshot(args) => cmd::snapshot::run(&root.sys, args),
+        Command::Watch(args) => cmd::watch::run(&root.sys, args),
     });
     match result {
         Ok(code) => ExitCode::from(code),

@@ -38,9 +38,14 @@
 
 pub mod check;
 pub mod cpus;
+pub mod interrupt;
 pub mod kernel;
+pub mod monitor;
 pub mod snapshot;
+pub mod symbols;
+pub mod syscalls;
 pub mod sysroot;
+pub mod tracefs;
 
 pub use cpus::{CpuListError, CpuSet};
 pub use sysroot::{SysError, SysRoot};

@@ -210,7 +210,9 @@ impl SysRoot {
             return Err(e);
         }
         let result = std::fs::File::open(self.resolve(path)).and_then(|mut f| {
-            let mut buf = Vec::new();
+            // Some kernel files (tracefs `events/header_page`) answer only the first
+            // read(): ask for plenty at once.
+            let mut buf = Vec::with_capacity(64 * 1024);
             f.read_to_end(&mut buf).map(|_| buf)
         });
         match result {

@@ -5,6 +5,11 @@
 //! other listed CPUs too), wait for the tick to stop, then count local timer interrupts per
 //! CPU over SECS seconds from `/proc/interrupts`, and sample `/proc/timer_list` for the
 //! CPU's tick state. Prints one JSON object.
+//!
+//! `spin [--fifo] CPU SECS`: spin on CPU for SECS seconds (SCHED_FIFO with `--fifo`).
+//!
+//! `irqsum CPU`: the sum of every counter of CPU's column in `/proc/interrupts`, i.e. all
+//! interrupts (device, timer, IPIs, ...) it has taken since boot.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -103,6 +108,20 @@ fn ticks(cpu: u32, secs: u64, fifo: bool, also: &[u32]) {
     println!("{out}");
 }
 
+fn spin(cpu: u32, secs: u64, fifo: bool) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = spinner(cpu, fifo, stop.clone());
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let _ = s.join();
+}
+
+fn irqsum(cpu: u32) {
+    let t = loc();
+    let sum: u64 = t.rows.iter().filter_map(|r| r.counts.get(&cpu)).sum();
+    println!("{sum}");
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let fifo = args.iter().any(|a| a == "--fifo");
@@ -117,11 +136,15 @@ fn main() {
             let also: Vec<u32> = args[3..].iter().filter_map(|a| a.parse().ok()).collect();
             ticks(num(1) as u32, num(2), fifo, &also)
         }
+        Some("spin") => spin(num(1) as u32, num(2), fifo),
+        Some("irqsum") => irqsum(num(1) as u32),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...]");
+    eprintln!(
+        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU"
+    );
     std::process::exit(64)
 }

@@ -43,7 +43,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     Ok(report.exit_code as u8)
 }
 
-fn parse_cpus(text: &str, model: &KernelModel) -> Result<CpuSet, Failure> {
+pub fn parse_cpus(text: &str, model: &KernelModel) -> Result<CpuSet, Failure> {
     let parsed = match model.cpus.last_possible() {
         Some(last) => CpuSet::parse_list_with_last(text, last),
         None => CpuSet::parse_list(text),

@@ -1,0 +1,177 @@
+//! Prometheus metrics for `isol watch --metrics`: counters and net-duration histograms per
+//! CPU and kind, served over plain HTTP from a housekeeping CPU.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use isol::interrupt::Record;
+
+use crate::Failure;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    cpu: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CpuLabels {
+    cpu: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TickLabels {
+    cpu: String,
+    dependency: String,
+}
+
+/// The metrics and the thread serving them.
+pub struct Metrics {
+    interruptions: Family<KindLabels, Counter>,
+    seconds: Family<KindLabels, Histogram>,
+    lost: Family<CpuLabels, Counter>,
+    tick_kept: Family<TickLabels, Counter>,
+    addr: SocketAddr,
+}
+
+/// `9184` -> 127.0.0.1:9184; anything with a host part is taken as given.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, Failure> {
+    let full = if text.parse::<u16>().is_ok() {
+        format!("127.0.0.1:{text}")
+    } else {
+        text.to_string()
+    };
+    full.parse().map_err(|_| {
+        Failure::usage(format!(
+            "--metrics {text:?}: give a port (9184) or an address and port (127.0.0.1:9184)"
+        ))
+    })
+}
+
+impl Metrics {
+    /// Bind `addr` and serve `/metrics` from a background thread.
+    pub fn serve(addr: &str) -> Result<Metrics, Failure> {
+        let want = parse_addr(addr)?;
+        let listener = TcpListener::bind(want)
+            .map_err(|e| Failure::runtime(format!("--metrics: cannot listen on {want}: {e}")))?;
+        let addr = listener.local_addr().unwrap_or(want);
+        let mut registry = Registry::default();
+        let interruptions = Family::<KindLabels, Counter>::default();
+        let seconds = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            // 100 ns .. ~100 ms.
+            Histogram::new(exponential_buckets(1e-7, 4.0, 11))
+        });
+        let lost = Family::<CpuLabels, Counter>::default();
+        let tick_kept = Family::<TickLabels, Counter>::default();
+        registry.register(
+            "isol_interruptions",
+            "Interruptions of a watched CPU",
+            interruptions.clone(),
+        );
+        registry.register(
+            "isol_interruption_seconds",
+            "Net duration of interruptions (nested ones subtracted)",
+            seconds.clone(),
+        );
+        registry.register(
+            "isol_lost_events",
+            "Trace events the kernel dropped (buffer full)",
+            lost.clone(),
+        );
+        registry.register(
+            "isol_tick_kept",
+            "Failed nohz_full tick stops, by the dependency that kept the tick",
+            tick_kept.clone(),
+        );
+        let registry = Arc::new(Mutex::new(registry));
+        std::thread::Builder::new()
+            .name("isol-metrics".into())
+            .spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let mut stream = stream;
+                    let mut buf = [0u8; 1024];
+                    let _ = stream.read(&mut buf);
+                    let mut body = String::new();
+                    let ok = {
+                        let r = registry.lock().unwrap_or_else(|p| p.into_inner());
+                        encode(&mut body, &r).is_ok()
+                    };
+                    let status = if ok { "200 OK" } else { "500 Internal Server Error" };
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            })
+            .map_err(|e| Failure::runtime(format!("--metrics: cannot start the server: {e}")))?;
+        Ok(Metrics {
+            interruptions,
+            seconds,
+            lost,
+            tick_kept,
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Count one record.
+    pub fn observe(&self, r: &Record) {
+        match r {
+            Record::Interruption(i) => {
+                let l = KindLabels {
+                    cpu: i.cpu.to_string(),
+                    kind: i.kind.as_str().to_string(),
+                };
+                self.interruptions.get_or_create(&l).inc();
+                if let Some(n) = i.net_ns {
+                    self.seconds.get_or_create(&l).observe(n as f64 / 1e9);
+                }
+            }
+            Record::Lost { cpu, events, .. } => {
+                self.lost
+                    .get_or_create(&CpuLabels {
+                        cpu: cpu.to_string(),
+                    })
+                    .inc_by(events.unwrap_or(1));
+            }
+            Record::TickStop {
+                cpu,
+                success: false,
+                dependency,
+                ..
+            } => {
+                self.tick_kept
+                    .get_or_create(&TickLabels {
+                        cpu: cpu.to_string(),
+                        dependency: dependency.clone(),
+                    })
+                    .inc();
+            }
+            Record::TickStop { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_port_binds_to_loopback() {
+        assert_eq!(parse_addr("9184").unwrap().to_string(), "127.0.0.1:9184");
+        assert_eq!(parse_addr("0.0.0.0:80").unwrap().to_string(), "0.0.0.0:80");
+        assert!(parse_addr("nope").is_err());
+    }
+}

@@ -1,0 +1,478 @@
+//! `isol watch`: every interruption of the watched CPUs, live, with its cause and culprit;
+//! a summary per CPU and cause; JSON lines; Prometheus metrics; recordings and replay.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+
+use isol::check::Target;
+use isol::interrupt::{Interruption, Record};
+use isol::kernel::KernelModel;
+use isol::monitor::summary::Summary;
+use isol::monitor::{self, Watch, WatchOptions};
+use isol::tracefs::Tracefs;
+use isol::{CpuSet, SysRoot};
+
+use super::metrics::Metrics;
+use crate::Failure;
+
+/// JSON lines schema of `isol watch --json` (docs/watch-json.md).
+pub const SCHEMA: &str = "isol.watch/v1";
+const POLL: Duration = Duration::from_millis(100);
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// CPUs to watch (`1,3-5`). Default: the nohz_full CPUs, else the isolated CPUs, else
+    /// a suggestion as `isol check` makes it.
+    #[arg(long, value_name = "LIST")]
+    cpus: Option<String>,
+
+    /// Stop after this long (`10s`, `500ms`, `2m`; a bare number is seconds). Default:
+    /// until Ctrl-C.
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    duration: Option<Duration>,
+
+    /// Print JSON lines (schema `isol.watch/v1`, see docs/watch-json.md) instead of text.
+    #[arg(long)]
+    json: bool,
+
+    /// Print only the summary at the end, not a line per interruption.
+    #[arg(long)]
+    summary: bool,
+
+    /// Record the kernel stack of whoever sends an IPI, queues work or wakes a task onto
+    /// a watched CPU.
+    #[arg(long)]
+    stack: bool,
+
+    /// Serve Prometheus metrics on this address (`9184` means 127.0.0.1:9184).
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    metrics: Option<String>,
+
+    /// Keep the raw trace pages in this new directory, to replay or attach to a report.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
+
+    /// Decode a recording made with --record instead of tracing the live kernel.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["record", "metrics", "duration", "stack"])]
+    replay: Option<PathBuf>,
+
+    /// Remove tracing instances left behind by isol runs that were killed, then exit.
+    #[arg(long)]
+    cleanup: bool,
+
+    /// Task ids that belong on the watched CPUs: their running is not an interruption.
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<i32>,
+
+    /// Do not trace system calls on the watched CPUs.
+    #[arg(long)]
+    no_syscalls: bool,
+
+    /// Show nested interruptions (a softirq inside a task's slice ...) as their own lines.
+    #[arg(long)]
+    nested: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; write e.g. 10s, 500ms, 2m"))?;
+    let secs = match unit {
+        "ns" => v / 1e9,
+        "us" => v / 1e6,
+        "ms" => v / 1e3,
+        "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use ms, s, m or h")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("{s:?}: the duration must be more than zero"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn catch_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the
+        // sigaction struct is zero-initialised (a valid empty mask and no flags) and
+        // passed by reference for the duration of the call.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
+    if args.cleanup {
+        return cleanup(root);
+    }
+    if let Some(dir) = &args.replay {
+        return replay(dir, &args, root);
+    }
+    let model = KernelModel::load(root);
+    let given = match &args.cpus {
+        None => None,
+        Some(text) => Some(super::check::parse_cpus(text, &model)?),
+    };
+    let target =
+        Target::choose(&model, given.as_ref()).map_err(|e| Failure::usage(e.to_string()))?;
+    if !root.is_live() {
+        return Err(Failure::usage(
+            "watch traces the live kernel; --root only works with --replay",
+        ));
+    }
+    if target.housekeeping.is_empty() {
+        return Err(Failure::usage(format!(
+            "--cpus {} leaves no CPU for the watcher itself; leave at least one CPU out",
+            target.cpus.to_list()
+        )));
+    }
+    // Run (and spawn every helper thread) on housekeeping CPUs only.
+    monitor::pin_current_thread(&target.housekeeping).map_err(|e| {
+        Failure::runtime(format!(
+            "cannot move the watcher to housekeeping CPUs {}: {e}",
+            target.housekeeping.to_list()
+        ))
+    })?;
+    let mut opts = WatchOptions::new(target.cpus.clone());
+    opts.stack = args.stack;
+    opts.syscalls = !args.no_syscalls;
+    opts.residents = args.pids.clone();
+    opts.record = args.record.clone();
+    let metrics = match &args.metrics {
+        Some(addr) => Some(Metrics::serve(addr)?),
+        None => None,
+    };
+    catch_signals();
+    let mut watch = Watch::start(root, opts).map_err(|e| Failure::runtime(e.to_string()))?;
+    let out = Output::new(&args, target.cpus.clone(), watch.started_ns());
+    out.header(watch.notices(), metrics.as_ref().map(|m| m.addr()));
+    let began = Instant::now();
+    let mut all = Vec::new();
+    loop {
+        std::thread::sleep(POLL);
+        let stop =
+            STOP.load(Ordering::Relaxed) || args.duration.is_some_and(|d| began.elapsed() >= d);
+        let records = if stop {
+            break;
+        } else {
+            watch.poll()
+        };
+        let records = records.map_err(|e| Failure::runtime(e.to_string()))?;
+        out.records(&records, metrics.as_ref());
+        all.extend(records);
+    }
+    let stats = watch.stats();
+    let end = monitor::monotonic_ns();
+    let records = watch.stop().map_err(|e| Failure::runtime(e.to_string()))?;
+    out.records(&records, metrics.as_ref());
+    all.extend(records);
+    let summary = Summary::of(&all, &target.cpus, end.saturating_sub(out.start));
+    out.summary(&summary, stats);
+    if let Some(dir) = &args.record {
+        eprintln!("isol: recording written to {}", dir.display());
+    }
+    Ok(0)
+}
+
+fn cleanup(root: &SysRoot) -> Result<u8, Failure> {
+    let t = Tracefs::locate(root).map_err(|e| Failure::runtime(e.to_string()))?;
+    let removed = t
+        .remove_stale()
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    if removed.is_empty() {
+        println!("no stale isol tracing instances in {}/instances", t.mount());
+    } else {
+        println!("removed {}", removed.join(", "));
+    }
+    Ok(0)
+}
+
+fn replay(dir: &std::path::Path, args: &Args, _root: &SysRoot) -> Result<u8, Failure> {
+    let cpus = match &args.cpus {
+        Some(t) => Some(CpuSet::parse_list(t).map_err(|e| Failure::usage(format!("--cpus: {e}")))?),
+        None => None,
+    };
+    let r = monitor::replay(dir, cpus.as_ref()).map_err(|e| Failure::runtime(e.to_string()))?;
+    let cpus = cpus.unwrap_or_else(|| CpuSet::parse_list(&r.manifest.cpus).unwrap_or_default());
+    let out = Output::new(args, cpus.clone(), r.manifest.start_ns);
+    out.header(
+        &[format!(
+            "replaying {} (kernel {})",
+            dir.display(),
+            r.manifest.kernel
+        )],
+        None,
+    );
+    out.records(&r.records, None);
+    let summary = Summary::of(
+        &r.records,
+        &cpus,
+        r.manifest.end_ns.saturating_sub(r.manifest.start_ns),
+    );
+    out.summary(&summary, r.stats);
+    Ok(0)
+}
+
+/// Human durations: `850ns`, `12.3us`, `4.56ms`, `1.23s`.
+pub fn fmt_ns(ns: u64) -> String {
+    match ns {
+        0..=999 => format!("{ns}ns"),
+        1_000..=999_999 => format!("{:.1}us", ns as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.2}ms", ns as f64 / 1e6),
+        _ => format!("{:.2}s", ns as f64 / 1e9),
+    }
+}
+
+struct Output {
+    json: bool,
+    lines: bool,
+    nested: bool,
+    cpus: CpuSet,
+    start: u64,
+    stdout: std::io::Stdout,
+}
+
+impl Output {
+    fn new(args: &Args, cpus: CpuSet, start: u64) -> Output {
+        Output {
+            json: args.json,
+            lines: !args.summary,
+            nested: args.nested,
+            cpus,
+            start,
+            stdout: std::io::stdout(),
+        }
+    }
+
+    fn emit(&self, text: &str) {
+        let mut o = self.stdout.lock();
+        let _ = writeln!(o, "{text}");
+        let _ = o.flush();
+    }
+
+    fn header(&self, notices: &[String], metrics: Option<std::net::SocketAddr>) {
+        if self.json {
+            let v = serde_json::json!({
+                "type": "start",
+                "schema": SCHEMA,
+                "cpus": self.cpus.to_list(),
+                "clock": monitor::CLOCK,
+                "start_ns": self.start,
+                "notices": notices,
+                "metrics": metrics.map(|m| m.to_string()),
+            });
+            self.emit(&v.to_string());
+            return;
+        }
+        for n in notices {
+            eprintln!("isol: {n}");
+        }
+        if let Some(m) = metrics {
+            eprintln!("isol: Prometheus metrics on http://{m}/metrics");
+        }
+        eprintln!(
+            "isol: watching CPU {} (Ctrl-C to stop)",
+            self.cpus.to_list()
+        );
+        if self.lines {
+            self.emit(&format!(
+                "{:>12}  {:>3}  {:<11}  {:<40}  {:>8}  caused by",
+                "time(s)", "cpu", "kind", "what ran", "net"
+            ));
+        }
+    }
+
+    fn records(&self, records: &[Record], metrics: Option<&Metrics>) {
+        for r in records {
+            if let Some(m) = metrics {
+                m.observe(r);
+            }
+            if self.json {
+                self.emit(&serde_json::to_string(r).expect("records serialize"));
+                continue;
+            }
+            if !self.lines {
+                continue;
+            }
+            let t = |ns: u64| ns.saturating_sub(self.start) as f64 / 1e9;
+            match r {
+                Record::Interruption(i) => {
+                    if i.depth > 0 && !self.nested {
+                        continue;
+                    }
+                    self.emit(&self.line(i, t(i.start_ns)));
+                }
+                Record::Lost {
+                    cpu,
+                    at_ns,
+                    events,
+                    reason,
+                } => self.emit(&format!(
+                    "{:>12.6}  {:>3}  LOST {}: {reason}",
+                    t(*at_ns),
+                    cpu,
+                    events.map_or("some events".to_string(), |n| format!("{n} events"))
+                )),
+                Record::TickStop {
+                    cpu,
+                    at_ns,
+                    success: false,
+                    dependency,
+                } => self.emit(&format!(
+                    "{:>12.6}  {:>3}  {:<11}  tick kept running: {dependency}",
+                    t(*at_ns),
+                    cpu,
+                    "tick"
+                )),
+                Record::TickStop { .. } => {}
+            }
+        }
+    }
+
+    fn line(&self, i: &Interruption, t: f64) -> String {
+        let mut what = i.culprit();
+        match i.kind {
+            isol::interrupt::Kind::Task => {
+                what = what.replacen(
+                    &i.source,
+                    &format!("{}/{}", i.source, i.number.unwrap_or(0)),
+                    1,
+                )
+            }
+            isol::interrupt::Kind::PageFault => {
+                what.push_str(&format!(" at {:#x}", i.address.unwrap_or(0)))
+            }
+            _ => {}
+        }
+        let net = match i.net_ns {
+            Some(n) if i.complete => fmt_ns(n),
+            Some(n) => format!(">{}", fmt_ns(n)),
+            None => "-".into(),
+        };
+        let by: Vec<String> = i.senders.iter().map(|s| s.to_string()).collect();
+        let indent = " ".repeat(2 * i.depth as usize);
+        let mut line = format!(
+            "{t:>12.6}  {:>3}  {indent}{:<11}  {:<40}  {net:>8}  {}",
+            i.cpu,
+            i.kind.as_str(),
+            what,
+            by.join("; ")
+        );
+        for s in &i.senders {
+            for f in &s.stack {
+                line.push_str(&format!("\n{:>24}=> {f}", ""));
+            }
+        }
+        line.trim_end().to_string()
+    }
+
+    fn summary(&self, s: &Summary, stats: monitor::Stats) {
+        if self.json {
+            let v = serde_json::json!({"type": "summary", "summary": s, "engine": stats});
+            self.emit(&v.to_string());
+            return;
+        }
+        let secs = s.duration_ns as f64 / 1e9;
+        let mut out = format!("\nSummary over {secs:.1} s\n");
+        for c in &s.cpus {
+            out.push_str(&format!(
+                "CPU {}: {} interruptions ({:.1}/s), {} in total, longest {}",
+                c.cpu,
+                c.interruptions,
+                s.rate(c.interruptions),
+                fmt_ns(c.total_ns),
+                fmt_ns(c.max_ns)
+            ));
+            if c.lost > 0 || c.lost_unknown {
+                out.push_str(&format!(
+                    "; LOST {} events: counts are lower bounds (try a larger buffer)",
+                    if c.lost_unknown {
+                        "some".to_string()
+                    } else {
+                        c.lost.to_string()
+                    }
+                ));
+            }
+            out.push('\n');
+            for (dep, n) in &c.tick_kept {
+                out.push_str(&format!("  tick kept running {n} times: {dep}\n"));
+            }
+            if c.causes.is_empty() {
+                continue;
+            }
+            let mut t = Table::new();
+            t.load_preset(presets::NOTHING)
+                .set_content_arrangement(ContentArrangement::Disabled)
+                .set_header(["kind", "what ran", "count", "per s", "total", "max"]);
+            for cause in &c.causes {
+                t.add_row(vec![
+                    Cell::new(cause.kind.as_str()),
+                    Cell::new(&cause.culprit),
+                    Cell::new(cause.count).set_alignment(CellAlignment::Right),
+                    Cell::new(format!("{:.2}", s.rate(cause.count)))
+                        .set_alignment(CellAlignment::Right),
+                    Cell::new(fmt_ns(cause.total_ns)).set_alignment(CellAlignment::Right),
+                    Cell::new(fmt_ns(cause.max_ns)).set_alignment(CellAlignment::Right),
+                ]);
+            }
+            for line in t.to_string().lines() {
+                out.push_str("  ");
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
+        }
+        out.push_str(&format!(
+            "engine: {} pages, {} events decoded{}\n",
+            stats.pages,
+            stats.events,
+            if stats.lost_pages > 0 {
+                format!(", {} undecodable", stats.lost_pages)
+            } else {
+                String::new()
+            }
+        ));
+        print!("{out}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("0s").unwrap_err().contains("more than zero"));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn nanoseconds_are_readable() {
+        assert_eq!(fmt_ns(850), "850ns");
+        assert_eq!(fmt_ns(12_345), "12.3us");
+        assert_eq!(fmt_ns(4_560_000), "4.56ms");
+        assert_eq!(fmt_ns(1_230_000_000), "1.23s");
+    }
+}

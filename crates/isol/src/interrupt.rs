@@ -1,0 +1,208 @@
+//! What `watch` reports: one [`Interruption`] per kernel excursion on a watched CPU, with
+//! its kind, what ran, who caused it and how long it took.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The broad class of an interruption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The local APIC timer: the tick, or an hrtimer that expired on this CPU.
+    LocalTimer,
+    /// An inter-processor interrupt (reschedule, call function, irq_work, ...).
+    Ipi,
+    /// Another APIC system vector (thermal, MCE threshold, error, spurious, ...).
+    Apic,
+    /// A device interrupt.
+    Irq,
+    /// A softirq run on interrupt exit (in ksoftirqd it is part of that task).
+    Softirq,
+    /// Another task or kernel thread ran on the CPU (kworker, ksoftirqd, migration ...).
+    Task,
+    /// A non-maskable interrupt handler.
+    Nmi,
+    /// A system call of the CPU's own task.
+    Syscall,
+    /// A page fault (the kernel has no end event for faults: no duration).
+    PageFault,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::LocalTimer,
+        Kind::Ipi,
+        Kind::Apic,
+        Kind::Irq,
+        Kind::Softirq,
+        Kind::Task,
+        Kind::Nmi,
+        Kind::Syscall,
+        Kind::PageFault,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::LocalTimer => "local_timer",
+            Kind::Ipi => "ipi",
+            Kind::Apic => "apic",
+            Kind::Irq => "irq",
+            Kind::Softirq => "softirq",
+            Kind::Task => "task",
+            Kind::Nmi => "nmi",
+            Kind::Syscall => "syscall",
+            Kind::PageFault => "page_fault",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who, on which CPU, caused an interruption from elsewhere: the sender of an IPI, the task
+/// that queued a work item, the waker of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    pub cpu: u32,
+    pub pid: i32,
+    /// The task running on the sender's CPU; with `context` other than `task`, the one an
+    /// interrupt handler interrupted, not the culprit itself.
+    pub comm: String,
+    /// Where the sender ran: `task`, `irq`, `softirq` or `nmi`.
+    pub context: String,
+    /// What it did: `ipi_send_cpu`, `ipi_send_cpumask`, `queue_work`, `wakeup`.
+    pub action: String,
+    /// The kernel function that sent it (`ipi_send_*` callsite), if known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub callsite: Option<String>,
+    /// The function the target CPU was asked to run, if any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub callback: Option<String>,
+    /// The sender's kernel stack, innermost first (with `--stack`).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub stack: Vec<String>,
+}
+
+impl fmt::Display for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = match self.action.as_str() {
+            "queue_work" => "queued by",
+            "wakeup" => "woken by",
+            _ => "sent by",
+        };
+        write!(f, "{verb} cpu{} ", self.cpu)?;
+        match self.context.as_str() {
+            "task" => write!(f, "{}/{}", self.comm, self.pid)?,
+            ctx => write!(f, "{ctx} (over {}/{})", self.comm, self.pid)?,
+        }
+        if let Some(c) = &self.callsite {
+            write!(f, " in {c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One interruption of a watched CPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interruption {
+    pub cpu: u32,
+    /// Start, in ns of the trace clock (CLOCK_MONOTONIC).
+    pub start_ns: u64,
+    /// From entry to exit. None for page faults (no exit event).
+    pub duration_ns: Option<u64>,
+    /// Duration minus the interruptions nested in it, as the kernel's osnoise counts.
+    pub net_ns: Option<u64>,
+    /// 0 for a top-level interruption, 1 for one nested in another, ...
+    pub depth: u32,
+    /// False when the start or end was not seen (watch started or stopped inside it, or
+    /// events were lost): the duration is then a lower bound.
+    pub complete: bool,
+    pub kind: Kind,
+    /// What it is: the vector (`reschedule`), IRQ name, softirq (`TIMER`), task comm,
+    /// syscall name, NMI handler.
+    pub source: String,
+    /// IRQ number, softirq vector, pid, or syscall number.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub number: Option<i64>,
+    /// Kernel functions that ran: expired (hr)timers, IPI callbacks, work items.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub functions: Vec<String>,
+    /// Who caused it from another context.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub senders: Vec<Sender>,
+    /// Faulting address (page faults).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub address: Option<u64>,
+}
+
+impl Interruption {
+    /// What ran, as one readable name: `tick_nohz_handler`, `TIMER: process_timeout`,
+    /// `call_function_single: do_sync_core`, `kworker/1:1: vmstat_update`, `24 eth0`.
+    /// Interruptions with the same culprit are one row of a summary.
+    pub fn culprit(&self) -> String {
+        let mut functions: Vec<&str> = Vec::new();
+        for f in &self.functions {
+            if !functions.contains(&f.as_str()) {
+                functions.push(f);
+            }
+        }
+        // The generic handler adds nothing when the real callback is known.
+        if functions.len() > 1 {
+            functions.retain(|f| *f != "generic_smp_call_function_single_interrupt");
+        }
+        let base = match self.kind {
+            Kind::Irq => format!("{} {}", self.number.unwrap_or(-1), self.source),
+            Kind::PageFault => format!("{} fault", self.source),
+            Kind::LocalTimer if !functions.is_empty() => String::new(),
+            _ => self.source.clone(),
+        };
+        match (base.is_empty(), functions.is_empty()) {
+            (_, true) => base,
+            (true, false) => functions.join(","),
+            (false, false) => format!("{base}: {}", functions.join(",")),
+        }
+    }
+}
+
+/// Everything a watch reports, in time order per CPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    Interruption(Interruption),
+    /// The kernel dropped events (buffer full) or a page could not be decoded: what
+    /// happened on `cpu` around `at_ns` is incomplete.
+    Lost {
+        cpu: u32,
+        at_ns: u64,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        events: Option<u64>,
+        reason: String,
+    },
+    /// The nohz_full tick tried to stop (`timer:tick_stop`); on failure, the dependency
+    /// that keeps it running (`SCHED`, `POSIX_TIMER`, `PERF_EVENTS`, `RCU`, ...).
+    TickStop {
+        cpu: u32,
+        at_ns: u64,
+        success: bool,
+        dependency: String,
+    },
+}
+
+impl Record {
+    pub fn cpu(&self) -> u32 {
+        match self {
+            Record::Interruption(i) => i.cpu,
+            Record::Lost { cpu, .. } | Record::TickStop { cpu, .. } => *cpu,
+        }
+    }
+
+    pub fn at_ns(&self) -> u64 {
+        match self {
+            Record::Interruption(i) => i.start_ns,
+            Record::Lost { at_ns, .. } | Record::TickStop { at_ns, .. } => *at_ns,
+        }
+    }
+}

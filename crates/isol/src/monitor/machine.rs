@@ -1,0 +1,603 @@
+//! The state machine that turns a time-ordered stream of decoded events into
+//! [`Interruption`]s.
+//!
+//! Per watched CPU it keeps a stack of open frames (an IRQ inside a syscall inside another
+//! task's time slice ...). A frame closes at its exit event; its net duration is its
+//! duration minus the frames nested in it. Events from other CPUs name the culprit: an
+//! `ipi_send_*` is matched to the IPI it causes, a `workqueue_queue_work` to the work item,
+//! a `sched_wakeup` to the task that then runs.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::decode::{
+    comm_str, tick_dependency, Consumes, Event, What, FLAG_HARDIRQ, FLAG_NMI, FLAG_SOFTIRQ,
+    SOFTIRQS,
+};
+use crate::interrupt::{Interruption, Kind, Record, Sender};
+use crate::symbols::Symbols;
+use crate::CpuSet;
+
+/// A sent IPI, work item or wakeup is forgotten if nothing consumes it within this time.
+const PENDING_TTL_NS: u64 = 1_000_000_000;
+const PENDING_MAX: usize = 256;
+/// The callback `ipi_send_cpu` reports when the real function is not known.
+const GENERIC_CALL: &str = "generic_smp_call_function_single_interrupt";
+
+/// Kernel stacks start inside the tracing code; those frames name no culprit.
+fn strip_tracing_frames(mut names: Vec<String>) -> Vec<String> {
+    let n = names
+        .iter()
+        .take_while(|f| f.starts_with("trace_event_raw_event") || f.starts_with("perf_trace"))
+        .count();
+    names.drain(..n);
+    names
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Vector(u16),
+    Irq(u32),
+    Softirq(u32),
+    Task(i32),
+    Syscall,
+}
+
+#[derive(Debug)]
+struct Frame {
+    tag: Tag,
+    kind: Kind,
+    source: String,
+    number: Option<i64>,
+    start: u64,
+    child_ns: u64,
+    complete: bool,
+    functions: Vec<u64>,
+    senders: Vec<Sender>,
+}
+
+#[derive(Debug)]
+struct PendingIpi {
+    ts: u64,
+    seq: u64,
+    reschedule: bool,
+    sender: Sender,
+}
+
+#[derive(Debug, Default)]
+struct CpuState {
+    frames: Vec<Frame>,
+    ipis: VecDeque<PendingIpi>,
+}
+
+/// Where the last sender event of a CPU went, so the kernel stack that follows it can be
+/// attached.
+#[derive(Debug, Clone)]
+enum LastSender {
+    Ipi(u64),
+    Work(u64),
+    Wakeup(i32),
+}
+
+/// Turns events into records. Feed it events in time order.
+pub struct Machine {
+    targets: CpuSet,
+    symbols: Symbols,
+    vectors: Vec<super::decode::VectorInfo>,
+    cpus: HashMap<u32, CpuState>,
+    work: HashMap<u64, (u64, Sender)>,
+    wakeups: HashMap<i32, (u64, Sender)>,
+    last_sender: HashMap<u32, LastSender>,
+    residents: HashSet<i32>,
+    comms: HashMap<i32, String>,
+    comm_lookup: Box<dyn Fn(i32) -> Option<String> + Send>,
+    seq: u64,
+    last_ts: u64,
+    out: Vec<Record>,
+}
+
+impl Machine {
+    pub(crate) fn new(
+        targets: CpuSet,
+        symbols: Symbols,
+        vectors: Vec<super::decode::VectorInfo>,
+        residents: &[i32],
+        comm_lookup: Box<dyn Fn(i32) -> Option<String> + Send>,
+    ) -> Machine {
+        Machine {
+            targets,
+            symbols,
+            vectors,
+            cpus: HashMap::new(),
+            work: HashMap::new(),
+            wakeups: HashMap::new(),
+            last_sender: HashMap::new(),
+            residents: residents.iter().copied().collect(),
+            comms: HashMap::new(),
+            comm_lookup,
+            seq: 0,
+            last_ts: 0,
+            out: Vec::new(),
+        }
+    }
+
+    /// Records produced so far (drained).
+    pub fn take(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Known comms (`pid -> comm`), for a recording to replay.
+    pub fn comms(&self) -> &HashMap<i32, String> {
+        &self.comms
+    }
+
+    fn comm(&mut self, pid: i32, cpu: u32) -> String {
+        if pid == 0 {
+            return format!("swapper/{cpu}");
+        }
+        if let Some(c) = self.comms.get(&pid) {
+            return c.clone();
+        }
+        let c = (self.comm_lookup)(pid).unwrap_or_else(|| "?".to_string());
+        self.comms.insert(pid, c.clone());
+        c
+    }
+
+    fn sender(&mut self, e: &Event, action: &str, callsite: u64, callback: u64) -> Sender {
+        let context = if e.flags & FLAG_NMI != 0 {
+            "nmi"
+        } else if e.flags & FLAG_HARDIRQ != 0 {
+            "irq"
+        } else if e.flags & FLAG_SOFTIRQ != 0 {
+            "softirq"
+        } else {
+            "task"
+        };
+        Sender {
+            cpu: e.cpu,
+            pid: e.pid,
+            comm: self.comm(e.pid, e.cpu),
+            context: context.to_string(),
+            action: action.to_string(),
+            callsite: self.symbols.name(callsite),
+            callback: self.symbols.name(callback),
+            stack: Vec::new(),
+        }
+    }
+
+    /// Process one event.
+    pub(crate) fn feed(&mut self, e: Event) {
+        self.last_ts = self.last_ts.max(e.ts);
+        if let What::Lost { events, reason } = e.what {
+            self.lost(e.cpu, e.ts, events, reason);
+            return;
+        }
+        if self.sender_event(&e) {
+            return;
+        }
+        if !self.targets.contains(e.cpu) {
+            return;
+        }
+        let cpu = e.cpu;
+        match e.what {
+            What::VecEntry(v) => {
+                let Some(info) = self.vectors.get(v as usize).cloned() else {
+                    return;
+                };
+                let mut f = self.frame(Tag::Vector(v), info.kind, info.name, None, e.ts);
+                if info.consumes != Consumes::Nothing {
+                    let st = self.cpus.entry(cpu).or_default();
+                    let want_resched = info.consumes == Consumes::Reschedule;
+                    let mut keep = VecDeque::new();
+                    while let Some(p) = st.ipis.pop_front() {
+                        if p.ts <= e.ts && p.reschedule == want_resched {
+                            f.senders.push(p.sender);
+                        } else {
+                            keep.push_back(p);
+                        }
+                    }
+                    st.ipis = keep;
+                }
+                self.push(cpu, f);
+            }
+            What::VecExit(v) => self.close_to(cpu, Tag::Vector(v), e.ts),
+            What::IrqEntry { irq, name } => {
+                let f = self.frame(Tag::Irq(irq), Kind::Irq, name, Some(irq as i64), e.ts);
+                self.push(cpu, f);
+            }
+            What::IrqExit { irq } => self.close_to(cpu, Tag::Irq(irq), e.ts),
+            What::SoftirqEntry(v) => {
+                let name = SOFTIRQS
+                    .get(v as usize)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| format!("softirq{v}"));
+                let f = self.frame(Tag::Softirq(v), Kind::Softirq, name, Some(v as i64), e.ts);
+                self.push(cpu, f);
+            }
+            What::SoftirqExit(v) => self.close_to(cpu, Tag::Softirq(v), e.ts),
+            What::Hrtimer(func) | What::Timer(func) => {
+                if let Some(f) = self.cpus.entry(cpu).or_default().frames.last_mut() {
+                    f.functions.push(func);
+                }
+            }
+            What::TickStop {
+                success,
+                dependency,
+            } => self.out.push(Record::TickStop {
+                cpu,
+                at_ns: e.ts,
+                success,
+                dependency: tick_dependency(dependency),
+            }),
+            What::WorkStart { work, function } => {
+                let queued = self.work.remove(&work).map(|(_, s)| s);
+                if let Some(f) = self.cpus.entry(cpu).or_default().frames.last_mut() {
+                    f.functions.push(function);
+                    f.senders.extend(queued);
+                }
+            }
+            What::Switch {
+                prev_pid,
+                prev_state,
+                prev_comm,
+                next_pid,
+                next_comm,
+            } => self.switch(
+                cpu, e.ts, prev_pid, prev_state, prev_comm, next_pid, next_comm,
+            ),
+            What::Nmi { handler, delta_ns } => {
+                let d = delta_ns.max(0) as u64;
+                let name = self.symbols.name(handler).unwrap_or_else(|| "nmi".into());
+                let depth = self.cpus.get(&cpu).map_or(0, |s| s.frames.len()) as u32;
+                if let Some(f) = self.cpus.entry(cpu).or_default().frames.last_mut() {
+                    f.child_ns += d;
+                }
+                self.out.push(Record::Interruption(Interruption {
+                    cpu,
+                    start_ns: e.ts.saturating_sub(d),
+                    duration_ns: Some(d),
+                    net_ns: Some(d),
+                    depth,
+                    complete: true,
+                    kind: Kind::Nmi,
+                    source: name,
+                    number: None,
+                    functions: Vec::new(),
+                    senders: Vec::new(),
+                    address: None,
+                }));
+            }
+            What::SysEnter(nr) => {
+                if self.in_task_frame(cpu) {
+                    return;
+                }
+                let name = crate::syscalls::name(nr)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("syscall_{nr}"));
+                let f = self.frame(Tag::Syscall, Kind::Syscall, name, Some(nr), e.ts);
+                self.push(cpu, f);
+            }
+            What::SysExit(_) => {
+                let st = self.cpus.entry(cpu).or_default();
+                let top_task = st
+                    .frames
+                    .iter()
+                    .rposition(|f| matches!(f.tag, Tag::Task(_)));
+                let sys = st.frames.iter().rposition(|f| f.tag == Tag::Syscall);
+                if let Some(s) = sys {
+                    if top_task.is_none_or(|t| t < s) {
+                        self.close_to(cpu, Tag::Syscall, e.ts);
+                    }
+                }
+            }
+            What::Fault { user, address } => {
+                if self.in_task_frame(cpu) {
+                    return;
+                }
+                let depth = self.cpus.get(&cpu).map_or(0, |s| s.frames.len()) as u32;
+                self.out.push(Record::Interruption(Interruption {
+                    cpu,
+                    start_ns: e.ts,
+                    duration_ns: None,
+                    net_ns: None,
+                    depth,
+                    complete: true,
+                    kind: Kind::PageFault,
+                    source: if user { "user" } else { "kernel" }.to_string(),
+                    number: Some(e.pid as i64),
+                    functions: Vec::new(),
+                    senders: Vec::new(),
+                    address: Some(address),
+                }));
+            }
+            // Lost and sender events were handled above.
+            What::Lost { .. } => {}
+            // Sender events were handled above.
+            What::IpiCpu { .. }
+            | What::IpiMask { .. }
+            | What::Queue { .. }
+            | What::Wakeup { .. }
+            | What::Stack(_) => {}
+        }
+    }
+
+    /// Handle events that name a culprit for another CPU. Returns true if consumed.
+    fn sender_event(&mut self, e: &Event) -> bool {
+        match &e.what {
+            What::IpiCpu {
+                target,
+                callsite,
+                callback,
+            } => {
+                if self.targets.contains(*target) {
+                    let t = CpuSet::from_iter([*target]);
+                    self.pending_ipi(e, &t, "ipi_send_cpu", *callsite, *callback);
+                }
+                true
+            }
+            What::IpiMask {
+                targets,
+                callsite,
+                callback,
+            } => {
+                let t = targets.intersection(&self.targets);
+                if !t.is_empty() {
+                    self.pending_ipi(e, &t, "ipi_send_cpumask", *callsite, *callback);
+                }
+                true
+            }
+            What::Queue {
+                work,
+                function,
+                cpu,
+            } => {
+                if *cpu >= 0 && self.targets.contains(*cpu as u32) {
+                    let mut s = self.sender(e, "queue_work", 0, *function);
+                    s.callsite = None;
+                    if self.work.len() >= PENDING_MAX {
+                        let ts = e.ts;
+                        self.work
+                            .retain(|_, (t, _)| ts.saturating_sub(*t) < PENDING_TTL_NS);
+                    }
+                    self.work.insert(*work, (e.ts, s));
+                    self.last_sender.insert(e.cpu, LastSender::Work(*work));
+                }
+                true
+            }
+            What::Wakeup {
+                pid,
+                comm,
+                target_cpu,
+            } => {
+                self.comms.insert(*pid, comm_str(comm));
+                if *target_cpu >= 0 && self.targets.contains(*target_cpu as u32) && e.pid != *pid {
+                    let s = self.sender(e, "wakeup", 0, 0);
+                    if self.wakeups.len() >= PENDING_MAX {
+                        let ts = e.ts;
+                        self.wakeups
+                            .retain(|_, (t, _)| ts.saturating_sub(*t) < PENDING_TTL_NS);
+                    }
+                    self.wakeups.insert(*pid, (e.ts, s));
+                    self.last_sender.insert(e.cpu, LastSender::Wakeup(*pid));
+                }
+                true
+            }
+            What::Stack(addrs) => {
+                let names = strip_tracing_frames(
+                    addrs.iter().filter_map(|&a| self.symbols.name(a)).collect(),
+                );
+                match self.last_sender.remove(&e.cpu) {
+                    Some(LastSender::Ipi(seq)) => {
+                        for st in self.cpus.values_mut() {
+                            for p in st.ipis.iter_mut().filter(|p| p.seq == seq) {
+                                p.sender.stack = names.clone();
+                            }
+                        }
+                    }
+                    Some(LastSender::Work(w)) => {
+                        if let Some((_, s)) = self.work.get_mut(&w) {
+                            s.stack = names;
+                        }
+                    }
+                    Some(LastSender::Wakeup(pid)) => {
+                        if let Some((_, s)) = self.wakeups.get_mut(&pid) {
+                            s.stack = names;
+                        }
+                    }
+                    None => {}
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn pending_ipi(&mut self, e: &Event, targets: &CpuSet, action: &str, site: u64, cb: u64) {
+        self.seq += 1;
+        let seq = self.seq;
+        let sender = self.sender(e, action, site, cb);
+        for t in targets.iter() {
+            let st = self.cpus.entry(t).or_default();
+            while st.ipis.len() >= PENDING_MAX
+                || st
+                    .ipis
+                    .front()
+                    .is_some_and(|p| e.ts.saturating_sub(p.ts) > PENDING_TTL_NS)
+            {
+                st.ipis.pop_front();
+            }
+            st.ipis.push_back(PendingIpi {
+                ts: e.ts,
+                seq,
+                reschedule: cb == 0,
+                sender: sender.clone(),
+            });
+        }
+        self.last_sender.insert(e.cpu, LastSender::Ipi(seq));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn switch(
+        &mut self,
+        cpu: u32,
+        ts: u64,
+        prev_pid: i32,
+        prev_state: i64,
+        prev_comm: [u8; 16],
+        next_pid: i32,
+        next_comm: [u8; 16],
+    ) {
+        if prev_pid != 0 {
+            self.comms.insert(prev_pid, comm_str(&prev_comm));
+        }
+        if next_pid != 0 {
+            self.comms.insert(next_pid, comm_str(&next_comm));
+        }
+        let st = self.cpus.entry(cpu).or_default();
+        let own = st.frames.iter().rposition(|f| f.tag == Tag::Task(prev_pid));
+        if own.is_some() {
+            self.close_to(cpu, Tag::Task(prev_pid), ts);
+        } else if prev_pid != 0 && prev_state & 0xff == 0 {
+            // The CPU's own task was preempted while runnable: it is the one being
+            // interrupted, so its later returns are not interruptions.
+            self.residents.insert(prev_pid);
+        }
+        if next_pid != 0 && !self.residents.contains(&next_pid) {
+            let mut f = self.frame(
+                Tag::Task(next_pid),
+                Kind::Task,
+                comm_str(&next_comm),
+                Some(next_pid as i64),
+                ts,
+            );
+            if let Some((_, s)) = self.wakeups.remove(&next_pid) {
+                f.senders.push(s);
+            }
+            self.push(cpu, f);
+        }
+    }
+
+    fn in_task_frame(&self, cpu: u32) -> bool {
+        self.cpus
+            .get(&cpu)
+            .is_some_and(|s| s.frames.iter().any(|f| matches!(f.tag, Tag::Task(_))))
+    }
+
+    fn frame(&self, tag: Tag, kind: Kind, source: String, number: Option<i64>, ts: u64) -> Frame {
+        Frame {
+            tag,
+            kind,
+            source,
+            number,
+            start: ts,
+            child_ns: 0,
+            complete: true,
+            functions: Vec::new(),
+            senders: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, cpu: u32, f: Frame) {
+        self.cpus.entry(cpu).or_default().frames.push(f);
+    }
+
+    /// Close frames down to and including the innermost one tagged `tag`; frames above it
+    /// lost their exit event and are reported incomplete. An exit with no open frame (the
+    /// entry was before the watch started) is ignored.
+    fn close_to(&mut self, cpu: u32, tag: Tag, ts: u64) {
+        let Some(st) = self.cpus.get_mut(&cpu) else {
+            return;
+        };
+        let Some(i) = st.frames.iter().rposition(|f| f.tag == tag) else {
+            return;
+        };
+        let above = st.frames.len() - i - 1;
+        for _ in 0..above {
+            let mut f = self.pop(cpu);
+            f.complete = false;
+            self.emit_top(cpu, f, ts);
+        }
+        let f = self.pop(cpu);
+        self.emit_top(cpu, f, ts);
+    }
+
+    fn pop(&mut self, cpu: u32) -> Frame {
+        self.cpus
+            .get_mut(&cpu)
+            .and_then(|s| s.frames.pop())
+            .expect("a frame counted as open")
+    }
+
+    fn emit_top(&mut self, cpu: u32, f: Frame, end: u64) {
+        let st = self.cpus.entry(cpu).or_default();
+        let duration = end.saturating_sub(f.start);
+        if let Some(parent) = st.frames.last_mut() {
+            parent.child_ns += duration;
+        }
+        let depth = st.frames.len() as u32;
+        let mut functions: Vec<String> = f
+            .functions
+            .iter()
+            .filter_map(|&a| self.symbols.name(a))
+            .collect();
+        for s in &f.senders {
+            match (&s.callback, &s.callsite) {
+                // The generic handler says nothing; where it was sent from does.
+                (Some(cb), Some(site)) if cb == GENERIC_CALL => functions.push(site.clone()),
+                (Some(cb), _) => functions.push(cb.clone()),
+                _ => {}
+            }
+        }
+        let mut senders: Vec<Sender> = Vec::new();
+        for s in f.senders {
+            if !senders.contains(&s) {
+                senders.push(s);
+            }
+        }
+        let mut seen = HashSet::new();
+        functions.retain(|n| seen.insert(n.clone()));
+        self.out.push(Record::Interruption(Interruption {
+            cpu,
+            start_ns: f.start,
+            duration_ns: Some(duration),
+            net_ns: Some(duration.saturating_sub(f.child_ns)),
+            depth,
+            complete: f.complete,
+            kind: f.kind,
+            source: f.source,
+            number: f.number,
+            functions,
+            senders,
+            address: None,
+        }));
+    }
+
+    /// Events were lost on `cpu`: what is open there can no longer be trusted.
+    pub(crate) fn lost(&mut self, cpu: u32, at: u64, events: Option<u64>, reason: String) {
+        if self.targets.contains(cpu) {
+            self.close_all(cpu, at);
+        }
+        self.out.push(Record::Lost {
+            cpu,
+            at_ns: at,
+            events,
+            reason,
+        });
+    }
+
+    fn close_all(&mut self, cpu: u32, at: u64) {
+        while let Some(mut f) = self.cpus.get_mut(&cpu).and_then(|s| s.frames.pop()) {
+            f.complete = false;
+            let end = at.max(f.start);
+            self.emit_top(cpu, f, end);
+        }
+    }
+
+    /// The watch ends at `at`: frames still open are reported as incomplete.
+    pub(crate) fn finish(&mut self, at: u64) {
+        let at = at.max(self.last_ts);
+        let cpus: Vec<u32> = self.cpus.keys().copied().collect();
+        for cpu in cpus {
+            self.close_all(cpu, at);
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! The watch engine: traces interruptions of a set of CPUs and reports them as
+//! [`Record`]s.
+//!
+//! Data flow: a private tracefs [`Instance`] records the events of [`decode::EVENTS`] (and
+//! `irq_vectors`), filtered to the watched CPUs; [`Watch::poll`], called on a timer from a
+//! housekeeping CPU, reads every CPU's buffer without blocking, decodes the pages
+//! ([`crate::tracefs::ring`]) into typed events, orders them by time across CPUs, and runs
+//! the [`machine`] that turns them into interruptions. Events newer than a short hold-back
+//! wait for the next poll, so an IPI sent from CPU 0 is seen before the interrupt it causes
+//! on CPU 1 even when CPU 0's buffer is read later.
+
+pub mod decode;
+pub mod machine;
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+
+use crate::interrupt::Record;
+use crate::symbols::Symbols;
+use crate::tracefs::record::{Recorded, Recorder, TraceManifest, TRACE_FORMAT};
+use crate::tracefs::ring::{Missed, Page};
+use crate::tracefs::{CpuReader, Instance, PageLayout, TraceError, Tracefs};
+use crate::{CpuSet, SysRoot};
+use decode::{Event, Schema, What};
+use machine::Machine;
+
+/// The trace clock isol uses: `CLOCK_MONOTONIC`, the same on every CPU and readable from
+/// userspace, so event times compare with the caller's own clock.
+pub const CLOCK: &str = "mono";
+/// How long events wait for slower CPUs' buffers before being processed.
+const HOLDBACK_NS: u64 = 20_000_000;
+
+/// What to watch and how.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    pub cpus: CpuSet,
+    /// Record the sender's kernel stack for IPIs, queued work and wakeups.
+    pub stack: bool,
+    /// Trace system calls made on the watched CPUs.
+    pub syscalls: bool,
+    /// Trace page faults on the watched CPUs.
+    pub faults: bool,
+    /// Tasks that belong on the watched CPUs: their running is not an interruption.
+    pub residents: Vec<i32>,
+    /// Per-CPU buffer size; the kernel's default when None.
+    pub buffer_kb: Option<u32>,
+    /// Keep the raw pages in this directory (see [`crate::tracefs::record`]).
+    pub record: Option<PathBuf>,
+    pub note: String,
+}
+
+impl WatchOptions {
+    pub fn new(cpus: CpuSet) -> WatchOptions {
+        WatchOptions {
+            cpus,
+            stack: false,
+            syscalls: true,
+            faults: true,
+            residents: Vec::new(),
+            buffer_kb: None,
+            record: None,
+            note: String::new(),
+        }
+    }
+}
+
+/// Counters of the engine's own work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub pages: u64,
+    pub bytes: u64,
+    pub events: u64,
+    pub lost_pages: u64,
+}
+
+/// Page decoding shared by live watching and replay.
+struct Decoder {
+    schema: Schema,
+    layout: PageLayout,
+    held: Vec<Event>,
+    last_ts: std::collections::HashMap<u32, u64>,
+    stats: Stats,
+}
+
+impl Decoder {
+    fn ingest(&mut self, cpu: u32, page: &[u8]) {
+        self.stats.pages += 1;
+        let last = self.last_ts.get(&cpu).copied().unwrap_or(0);
+        let lost = |ts: u64, events, reason: String| Event {
+            ts,
+            cpu,
+            pid: -1,
+            flags: 0,
+            what: What::Lost { events, reason },
+        };
+        let p = match Page::parse(&self.layout, page) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.lost_pages += 1;
+                self.held.push(lost(last, None, e.to_string()));
+                return;
+            }
+        };
+        self.stats.bytes += p.len() as u64;
+        match p.missed {
+            Missed::None => {}
+            Missed::Unknown => self.held.push(lost(
+                p.timestamp,
+                None,
+                "ring buffer overflowed: events were dropped".into(),
+            )),
+            Missed::Count(n) => self.held.push(lost(
+                p.timestamp,
+                Some(n),
+                "ring buffer overflowed: events were dropped".into(),
+            )),
+        }
+        let mut ts = last;
+        for raw in p.events() {
+            match raw {
+                Ok(raw) => {
+                    ts = raw.ts;
+                    self.stats.events += 1;
+                    if let Some(e) = self.schema.decode(cpu, &raw) {
+                        self.held.push(e);
+                    }
+                }
+                Err(e) => {
+                    self.stats.lost_pages += 1;
+                    self.held.push(lost(ts, None, e.to_string()));
+                }
+            }
+        }
+        self.last_ts.insert(cpu, ts);
+    }
+
+    /// Feed the machine every held event up to `horizon`, in time order.
+    fn drain(&mut self, machine: &mut Machine, horizon: u64) {
+        self.held.sort_by_key(|e| e.ts);
+        let n = self.held.partition_point(|e| e.ts <= horizon);
+        for e in self.held.drain(..n) {
+            machine.feed(e);
+        }
+    }
+}
+
+fn comm_lookup_live(root: SysRoot) -> Box<dyn Fn(i32) -> Option<String> + Send> {
+    Box::new(move |pid| {
+        root.read_line(&format!("/proc/{pid}/comm"))
+            .ok()
+            .filter(|c| !c.is_empty())
+    })
+}
+
+/// CLOCK_MONOTONIC now, in ns: the time base of the `mono` trace clock.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`;
+    // CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Restrict the calling thread to `cpus` (the housekeeping CPUs), so that the watcher
+/// never runs on a CPU it watches.
+pub fn pin_current_thread(cpus: &CpuSet) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is a plain bitmap for which all-zero is valid; CPU_SET only touches
+    // bits inside it (CPUs beyond its capacity are skipped), and sched_setaffinity reads
+    // exactly size_of::<cpu_set_t>() bytes from it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for c in cpus.iter() {
+            if (c as usize) < libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(c as usize, &mut set);
+            }
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A live watch. Dropping it removes the tracing instance.
+pub struct Watch {
+    tracefs: Tracefs,
+    instance: Option<Instance>,
+    readers: Vec<CpuReader>,
+    traced: Vec<u32>,
+    decoder: Decoder,
+    machine: Machine,
+    page: Vec<u8>,
+    recorder: Option<Recorder>,
+    opts: WatchOptions,
+    notices: Vec<String>,
+    started_ns: u64,
+}
+
+impl Watch {
+    /// Create the instance, enable and filter the events, and start recording.
+    pub fn start(root: &SysRoot, opts: WatchOptions) -> Result<Watch, TraceError> {
+        let tracefs = Tracefs::locate(root)?;
+        let layout = tracefs.page_layout()?;
+        let schema = Schema::bind(&tracefs, opts.syscalls, opts.faults)?;
+        let clocks = tracefs.clocks();
+        if !clocks.iter().any(|c| c == CLOCK) {
+            return Err(TraceError::Clock {
+                wanted: CLOCK.into(),
+                available: clocks.join(" "),
+            });
+        }
+        let mut notices = Vec::new();
+        for m in &schema.missing {
+            notices.push(format!(
+                "this kernel has no {m} event: interruptions it would explain are reported without that detail"
+            ));
+        }
+        let stale = tracefs.stale_instances();
+        if !stale.is_empty() {
+            notices.push(format!(
+                "tracing instances left by crashed isol runs: {} (remove them with `isol watch --cleanup`)",
+                stale.join(", ")
+            ));
+        }
+        let symbols = Symbols::load(root);
+        if symbols.is_empty() {
+            notices.push(
+                "/proc/kallsyms shows no addresses (needs root, kernel.kptr_restrict < 2): \
+                 functions are shown as addresses"
+                    .into(),
+            );
+        }
+        let inst = Instance::create(&tracefs)?;
+        inst.write("trace_clock", CLOCK)?;
+        if let Some(kb) = opts.buffer_kb {
+            inst.write("buffer_size_kb", &kb.to_string())?;
+        }
+        for (sys, name, side) in &schema.enabled {
+            let filter = decode::filter_for(*side, &opts.cpus);
+            if let Some(n) = inst.enable(sys, name, filter.as_deref())? {
+                notices.push(format!("{n}; filtering in isol instead"));
+            }
+            if opts.stack && matches!(side, decode::Side::Sender(_)) {
+                let filter = decode::filter_for(*side, &opts.cpus);
+                if !inst.stack_trigger(sys, name, filter.as_deref())
+                    && !inst.stack_trigger(sys, name, None)
+                {
+                    notices.push(format!(
+                        "{sys}:{name}: the kernel refused a stacktrace trigger"
+                    ));
+                }
+            }
+        }
+        let online = CpuSet::parse_list(
+            root.read_line("/sys/devices/system/cpu/online")
+                .unwrap_or_default()
+                .as_str(),
+        )
+        .unwrap_or_else(|_| opts.cpus.clone());
+        let readers = online
+            .iter()
+            .map(|c| inst.reader(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let recorder = match &opts.record {
+            Some(dir) => Some(Recorder::create(dir)?),
+            None => None,
+        };
+        // Recording starts only now, after the code patching of enabling events.
+        inst.write("tracing_on", "1")?;
+        let started_ns = monotonic_ns();
+        let machine = Machine::new(
+            opts.cpus.clone(),
+            symbols,
+            schema.vectors.clone(),
+            &opts.residents,
+            comm_lookup_live(root.clone()),
+        );
+        Ok(Watch {
+            tracefs,
+            instance: Some(inst),
+            traced: readers.iter().map(|r| r.cpu).collect(),
+            readers,
+            decoder: Decoder {
+                schema,
+                layout,
+                held: Vec::new(),
+                last_ts: Default::default(),
+                stats: Stats::default(),
+            },
+            machine,
+            page: vec![0; layout.page_size],
+            recorder,
+            opts,
+            notices,
+            started_ns,
+        })
+    }
+
+    /// Things the user should know about this watch (missing events, dropped filters).
+    pub fn notices(&self) -> &[String] {
+        &self.notices
+    }
+
+    /// When recording started (CLOCK_MONOTONIC ns).
+    pub fn started_ns(&self) -> u64 {
+        self.started_ns
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.decoder.stats
+    }
+
+    /// The tracing instance's directory.
+    pub fn instance_dir(&self) -> Option<&Path> {
+        self.instance.as_ref().map(|i| i.dir())
+    }
+
+    fn read_all(&mut self) -> Result<(), TraceError> {
+        for r in &mut self.readers {
+            while r.read_page(&mut self.page)? {
+                if let Some(rec) = &mut self.recorder {
+                    rec.page(r.cpu, &self.page)?;
+                }
+                self.decoder.ingest(r.cpu, &self.page);
+            }
+        }
+        Ok(())
+    }
+
+    /// Read what the kernel has recorded so far and return the records that are complete.
+    /// Never blocks; call it every 100 ms or so from a housekeeping CPU.
+    pub fn poll(&mut self) -> Result<Vec<Record>, TraceError> {
+        let horizon = monotonic_ns().saturating_sub(HOLDBACK_NS);
+        self.read_all()?;
+        self.decoder.drain(&mut self.machine, horizon);
+        Ok(self.machine.take())
+    }
+
+    /// Stop recording, report everything left, remove the instance and finish the
+    /// recording if one was asked for.
+    pub fn stop(mut self) -> Result<Vec<Record>, TraceError> {
+        let end = monotonic_ns();
+        if let Some(i) = &self.instance {
+            i.write("tracing_on", "0")?;
+        }
+        self.read_all()?;
+        self.decoder.drain(&mut self.machine, u64::MAX);
+        self.machine.finish(end);
+        let records = self.machine.take();
+        // Open readers keep the instance busy.
+        self.readers.clear();
+        if let Some(i) = self.instance.take() {
+            i.remove()?;
+        }
+        if let Some(rec) = self.recorder.take() {
+            self.finish_recording(rec, end)?;
+        }
+        Ok(records)
+    }
+
+    fn finish_recording(&self, rec: Recorder, end: u64) -> Result<(), TraceError> {
+        let root = self.tracefs.sysroot();
+        let mount = self.tracefs.mount().to_string();
+        let header = root
+            .read(&format!("{mount}/events/header_page"))
+            .map_err(|e| TraceError::Recording(e.to_string()))?;
+        let dir = self.opts.record.clone().expect("recording has a directory");
+        // Name every address the pages refer to.
+        let mut addrs = Vec::new();
+        let recorded_layout = self.decoder.layout;
+        let mut traced = Vec::new();
+        for &cpu in &self.traced {
+            traced.push(cpu);
+            let p = dir.join(format!(
+                "{}/per_cpu/cpu{}/trace_pipe_raw",
+                crate::tracefs::DEFAULT_MOUNT.trim_start_matches('/'),
+                cpu
+            ));
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            for page in bytes.chunks(recorded_layout.page_size) {
+                if let Ok(pg) = Page::parse(&recorded_layout, page) {
+                    for raw in pg.events().flatten() {
+                        if let Some(e) = self.decoder.schema.decode(cpu, &raw) {
+                            addrs.extend(e.what.addresses());
+                        }
+                    }
+                }
+            }
+        }
+        let kallsyms = Symbols::load(root).subset(addrs);
+        let manifest = TraceManifest {
+            format: TRACE_FORMAT.into(),
+            isol_version: env!("CARGO_PKG_VERSION").into(),
+            kernel: root
+                .read_line("/proc/sys/kernel/osrelease")
+                .unwrap_or_default(),
+            cpus: self.opts.cpus.to_list(),
+            traced_cpus: traced,
+            clock: CLOCK.into(),
+            page_size: recorded_layout.page_size,
+            pages: Default::default(),
+            start_ns: self.started_ns,
+            end_ns: end,
+            comms: self
+                .machine
+                .comms()
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect(),
+            note: self.opts.note.clone(),
+        };
+        rec.finish(
+            &header,
+            &self.decoder.schema.formats,
+            |f| {
+                root.read(&format!("{mount}/events/{}/{}/format", f.system, f.name))
+                    .ok()
+            },
+            &kallsyms,
+            manifest,
+        )?;
+        Ok(())
+    }
+}
+
+/// The result of decoding a recording.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub manifest: TraceManifest,
+    pub records: Vec<Record>,
+    pub stats: Stats,
+}
+
+/// Decode a recording made with [`WatchOptions::record`]. `cpus` overrides the watched
+/// CPUs stored in it.
+pub fn replay(dir: &Path, cpus: Option<&CpuSet>) -> Result<Replay, TraceError> {
+    let rec = Recorded::open(dir)?;
+    let tracefs = Tracefs::locate(&rec.root)?;
+    let layout = tracefs.page_layout()?;
+    let schema = Schema::bind(&tracefs, true, true)?;
+    let targets = match cpus {
+        Some(c) => c.clone(),
+        None => CpuSet::parse_list(&rec.manifest.cpus)
+            .map_err(|e| TraceError::Recording(format!("manifest cpus: {e}")))?,
+    };
+    let comms = rec.manifest.comms.clone();
+    let mut machine = Machine::new(
+        targets,
+        Symbols::load(&rec.root),
+        schema.vectors.clone(),
+        &[],
+        Box::new(move |pid| comms.get(&pid).cloned()),
+    );
+    let mut d = Decoder {
+        schema,
+        layout,
+        held: Vec::new(),
+        last_ts: Default::default(),
+        stats: Stats::default(),
+    };
+    for &cpu in &rec.manifest.traced_cpus {
+        let bytes = rec.pages(cpu)?;
+        for page in bytes.chunks(layout.page_size) {
+            d.ingest(cpu, page);
+        }
+    }
+    d.drain(&mut machine, u64::MAX);
+    machine.finish(rec.manifest.end_ns);
+    Ok(Replay {
+        manifest: rec.manifest,
+        records: machine.take(),
+        stats: d.stats,
+    })
+}
+
+/// Decode `pages` (concatenated pages of one CPU) `rounds` times without interpreting
+/// them: the decoder's raw speed, for benchmarks. Returns events decoded.
+pub fn decode_only(dir: &Path, rounds: usize) -> Result<u64, TraceError> {
+    let rec = Recorded::open(dir)?;
+    let tracefs = Tracefs::locate(&rec.root)?;
+    let layout = tracefs.page_layout()?;
+    let schema = Schema::bind(&tracefs, true, true)?;
+    let pages: Vec<(u32, Vec<u8>)> = rec
+        .manifest
+        .traced_cpus
+        .iter()
+        .map(|&c| rec.pages(c).map(|p| (c, p)))
+        .collect::<Result<_, _>>()?;
+    let mut n = 0u64;
+    for _ in 0..rounds {
+        for (cpu, bytes) in &pages {
+            for page in bytes.chunks(layout.page_size) {
+                if let Ok(p) = Page::parse(&layout, page) {
+                    for raw in p.events().flatten() {
+                        if schema.decode(*cpu, &raw).is_some() {
+                            n += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(n)
+}

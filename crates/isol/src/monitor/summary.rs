@@ -1,0 +1,122 @@
+//! Totals of a watch: per CPU and per cause, count, rate, total and maximum net time.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::interrupt::{Kind, Record};
+use crate::CpuSet;
+
+/// One cause on one CPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cause {
+    pub kind: Kind,
+    pub culprit: String,
+    pub count: u64,
+    /// Sum of net durations (page faults have none and add nothing).
+    pub total_ns: u64,
+    pub max_ns: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpuSummary {
+    pub cpu: u32,
+    pub interruptions: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+    /// Events the kernel reported dropped (None in a count means "some, unknown").
+    pub lost: u64,
+    pub lost_unknown: bool,
+    /// Failed tick stops by dependency.
+    pub tick_kept: BTreeMap<String, u64>,
+    pub causes: Vec<Cause>,
+}
+
+/// The whole watch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub duration_ns: u64,
+    pub cpus: Vec<CpuSummary>,
+}
+
+impl Summary {
+    /// Sum `records` over a watch of `duration_ns` on `cpus` (every watched CPU appears,
+    /// with zeros if nothing happened).
+    pub fn of(records: &[Record], cpus: &CpuSet, duration_ns: u64) -> Summary {
+        let mut per: BTreeMap<u32, CpuSummary> = cpus
+            .iter()
+            .map(|c| {
+                (
+                    c,
+                    CpuSummary {
+                        cpu: c,
+                        interruptions: 0,
+                        total_ns: 0,
+                        max_ns: 0,
+                        lost: 0,
+                        lost_unknown: false,
+                        tick_kept: BTreeMap::new(),
+                        causes: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        let mut causes: BTreeMap<(u32, Kind, String), Cause> = BTreeMap::new();
+        for r in records {
+            let Some(s) = per.get_mut(&r.cpu()) else {
+                continue;
+            };
+            match r {
+                Record::Interruption(i) => {
+                    let net = i.net_ns.unwrap_or(0);
+                    s.interruptions += 1;
+                    s.total_ns += net;
+                    s.max_ns = s.max_ns.max(net);
+                    let culprit = i.culprit();
+                    let c = causes
+                        .entry((i.cpu, i.kind, culprit.clone()))
+                        .or_insert(Cause {
+                            kind: i.kind,
+                            culprit,
+                            count: 0,
+                            total_ns: 0,
+                            max_ns: 0,
+                        });
+                    c.count += 1;
+                    c.total_ns += net;
+                    c.max_ns = c.max_ns.max(net);
+                }
+                Record::Lost { events, .. } => match events {
+                    Some(n) => s.lost += n,
+                    None => s.lost_unknown = true,
+                },
+                Record::TickStop {
+                    success: false,
+                    dependency,
+                    ..
+                } => *s.tick_kept.entry(dependency.clone()).or_default() += 1,
+                Record::TickStop { .. } => {}
+            }
+        }
+        for ((cpu, _, _), c) in causes {
+            per.get_mut(&cpu).expect("cpu present").causes.push(c);
+        }
+        for s in per.values_mut() {
+            s.causes
+                .sort_by(|a, b| b.count.cmp(&a.count).then(b.total_ns.cmp(&a.total_ns)));
+        }
+        Summary {
+            duration_ns,
+            cpus: per.into_values().collect(),
+        }
+    }
+
+    /// Rate per second of `count` over the watch.
+    pub fn rate(&self, count: u64) -> f64 {
+        if self.duration_ns == 0 {
+            0.0
+        } else {
+            count as f64 * 1e9 / self.duration_ns as f64
+        }
+    }
+}
