@@ -3,7 +3,9 @@
 //! * `shell [--cpus N] [-- CMDLINE...]`: an interactive shell in the guest;
 //! * `run SCRIPT [--cpus N]`: run a shell script in the guest, print its output and status;
 //! * `snapshot DIR`: capture `isol snapshot` in the guest and extract it into DIR (how the
-//!   committed lab fixture is made).
+//!   committed lab fixture is made);
+//! * `record DIR`: record `isol watch` of CPU 1 in the guest while `isol-lab-guest provoke`
+//!   interrupts it, and extract the recording into DIR (the committed trace fixture).
 
 use std::process::ExitCode;
 
@@ -36,7 +38,7 @@ fn boot_from(args: &[String]) -> Boot {
 
 fn run(args: &[String]) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let usage =
-        "usage: isol-lab shell [--cpus N] [-- CMDLINE] | run SCRIPT [--cpus N] | snapshot DIR";
+        "usage: isol-lab shell [--cpus N] [-- CMDLINE] | run SCRIPT [--cpus N] | snapshot DIR | record DIR";
     match args.first().map(String::as_str) {
         Some("shell") => {
             let lab = Lab::open()?;
@@ -84,6 +86,53 @@ fn run(args: &[String]) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 m.kernel,
                 dir.display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("record") => {
+            let dir = std::path::PathBuf::from(args.get(1).ok_or(usage)?);
+            let lab = Lab::open()?;
+            let boot = Boot::default();
+            let note = format!(
+                "lab: QEMU/TCG, {}; SCHED_OTHER resident on CPU 1 and isol-lab-guest provoke",
+                boot.cmdline()
+            );
+            let cmd = format!(
+                "isol-lab-guest provoke 1 2500 > /tmp/prov.json &
+                 sleep 1
+                 isol watch --cpus 1 -d 6 --stack --summary --record /tmp/rec >/tmp/watch.log 2>&1 || cat /tmp/watch.log
+                 wait
+                 cp /tmp/prov.json /tmp/rec/provoke.json
+                 sed -i 's|\"note\": \"\"|\"note\": \"{note}\"|' /tmp/rec/isol-trace.json
+                 tar czf /tmp/rec.tgz -C /tmp/rec . && echo BASE64 && base64 /tmp/rec.tgz"
+            );
+            let run = lab.run(&boot, &[Scenario::new("record", cmd)])?;
+            let r = run.result("record")?;
+            if r.status != 0 {
+                return Err(format!("recording failed in the guest:\n{}", r.stdout).into());
+            }
+            let b64: String = r
+                .stdout
+                .split_once("BASE64")
+                .ok_or("no recording in the guest's output")?
+                .1
+                .split_whitespace()
+                .collect();
+            let archive = dir.with_extension("tgz");
+            std::fs::write(&archive, decode_base64(&b64)?)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            let ok = std::process::Command::new("tar")
+                .arg("xzf")
+                .arg(&archive)
+                .arg("-C")
+                .arg(&dir)
+                .status()?
+                .success();
+            std::fs::remove_file(&archive)?;
+            if !ok {
+                return Err("tar could not extract the recording".into());
+            }
+            println!("extracted the lab recording into {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }
         _ => Err(usage.into()),

@@ -20,6 +20,8 @@ fn lab_run() -> Option<&'static Run> {
                 "echo -1 > /proc/sys/kernel/sched_rt_runtime_us",
             ),
             Scenario::new("ticks", "isol-lab-guest ticks --fifo 1 5 0"),
+            Scenario::new("watch_quiet", WATCH_QUIET),
+            Scenario::new("watch_provoked", WATCH_PROVOKED),
         ];
         let run = lab
             .run(&Boot::default(), &scenarios)
@@ -33,6 +35,43 @@ fn lab_run() -> Option<&'static Run> {
         Some(run)
     })
     .as_ref()
+}
+
+/// A SCHED_FIFO spinner on CPU 1; its interrupts counted from /proc/interrupts over 10 s
+/// without `isol watch`, then over 10 s while `isol watch` runs (after its start-up, whose
+/// tracepoint patching IPIs every CPU once).
+const WATCH_QUIET: &str = r#"
+isol-lab-guest spin --fifo 1 34 & S=$!
+sleep 2
+b0=$(isol-lab-guest irqsum 1); sleep 10; b1=$(isol-lab-guest irqsum 1)
+isol watch --cpus 1 -d 16 --json > /tmp/quiet.jsonl 2>/tmp/quiet.err & W=$!
+sleep 4
+w0=$(isol-lab-guest irqsum 1); sleep 10; w1=$(isol-lab-guest irqsum 1)
+wait $W; rc=$?
+kill $S; wait $S 2>/dev/null
+printf '{"type":"irqs","without":%d,"with":%d,"watch_status":%d}\n' $((b1-b0)) $((w1-w0)) $rc
+cat /tmp/quiet.jsonl /tmp/quiet.err
+"#;
+
+/// `isol-lab-guest provoke` under `isol watch`: every provocation must be named.
+const WATCH_PROVOKED: &str = r#"
+isol-lab-guest provoke 1 3000 > /tmp/prov.json & P=$!
+sleep 1
+isol watch --cpus 1 -d 6 --json
+wait $P
+echo "PROVOKE $(cat /tmp/prov.json)"
+"#;
+
+fn records(stdout: &str) -> Vec<isol::interrupt::Record> {
+    stdout
+        .lines()
+        .filter(|l| {
+            l.contains(r#""type":"interruption""#)
+                || l.contains(r#""type":"lost""#)
+                || l.contains(r#""type":"tick_stop""#)
+        })
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 fn lab_hz(lab: &Lab) -> u64 {
@@ -113,4 +152,40 @@ fn busy_isolated_cpu_gets_no_ticks_while_cpu0_gets_hz() {
         rate > 0.7 * hz && rate < 1.3 * hz,
         "CPU 0 ticked {rate:.0}/s, HZ={hz}"
     );
+}
+
+#[test]
+fn watch_sees_no_interruption_of_a_quiet_isolated_cpu_and_adds_none() {
+    let Some(run) = lab_run() else { return };
+    let r = run.result("watch_quiet").unwrap();
+    assert_eq!(r.status, 0, "{}", r.stdout);
+    let irqs: serde_json::Value = r
+        .stdout
+        .lines()
+        .find(|l| l.contains(r#""type":"irqs""#))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_else(|| panic!("no irq counts:\n{}", r.stdout));
+    assert_eq!(irqs["watch_status"], 0, "{}", r.stdout);
+    assert!(r.stdout.contains(r#""type":"start""#), "{}", r.stdout);
+    assert!(r.stdout.contains(r#""type":"summary""#), "{}", r.stdout);
+    // /proc/interrupts: the same count for CPU 1 with and without watch (both zero).
+    assert_eq!(irqs["without"], 0, "{irqs}");
+    assert_eq!(irqs["with"], irqs["without"], "{irqs}");
+    // watch itself: zero interruptions of CPU 1 and nothing lost.
+    let recs = records(&r.stdout);
+    assert!(recs.is_empty(), "watch reported on a quiet CPU: {recs:?}");
+}
+
+#[test]
+fn watch_names_every_provoked_interruption_in_the_lab() {
+    let Some(run) = lab_run() else { return };
+    let r = run.result("watch_provoked").unwrap();
+    assert_eq!(r.status, 0, "{}", r.stdout);
+    let prov: serde_json::Value = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("PROVOKE "))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_else(|| panic!("no provoke output:\n{}", r.stdout));
+    isol_lab::expect::assert_provocations_named(&records(&r.stdout), &prov);
 }

@@ -8,6 +8,11 @@
 //!
 //! `spin [--fifo] CPU SECS`: spin on CPU for SECS seconds (SCHED_FIFO with `--fifo`).
 //!
+//! `provoke CPU [DELAY_MS]`: start a resident thread spinning on CPU, wait DELAY_MS (default
+//! 300), then interrupt CPU on purpose, once each, about 300 ms apart: an IPI (membarrier from CPU 0), a POSIX timer armed on CPU, a
+//! workqueue item (`vm/stat_refresh` from CPU 0), and a task migrated onto CPU. Prints one
+//! JSON object naming the threads involved, for a watcher to be checked against.
+//!
 //! `irqsum CPU`: the sum of every counter of CPU's column in `/proc/interrupts`, i.e. all
 //! interrupts (device, timer, IPIs, ...) it has taken since boot.
 
@@ -122,6 +127,118 @@ fn irqsum(cpu: u32) {
     println!("{sum}");
 }
 
+extern "C" fn on_sigusr1(_: libc::c_int) {}
+
+fn gettid() -> i32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+fn set_name(name: &str) {
+    let c = std::ffi::CString::new(name).expect("no NUL in thread names");
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from a valid
+    // pointer; longer names are truncated by the kernel.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
+/// Arm a one-shot POSIX timer that signals the calling thread after `ms`.
+fn arm_posix_timer(ms: i64) {
+    // SAFETY: the handler does nothing (async-signal-safe); sigaction and sigevent are
+    // zero-initialised plain data with the needed fields set; timer_create writes the id
+    // into a valid local, and timer_settime reads a fully initialised itimerspec.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigusr1 as extern "C" fn(libc::c_int) as usize;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+        let mut sev: libc::sigevent = std::mem::zeroed();
+        sev.sigev_notify = libc::SIGEV_THREAD_ID;
+        sev.sigev_signo = libc::SIGUSR1;
+        sev.sigev_notify_thread_id = gettid();
+        let mut id: libc::timer_t = std::ptr::null_mut();
+        if libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut id) != 0 {
+            panic!("timer_create: {}", std::io::Error::last_os_error());
+        }
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: ms * 1_000_000,
+            },
+        };
+        if libc::timer_settime(id, 0, &spec, std::ptr::null_mut()) != 0 {
+            panic!("timer_settime: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+fn provoke(cpu: u32, delay_ms: u64) {
+    pin(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let arm = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let resident = {
+        let (stop, arm) = (stop.clone(), arm.clone());
+        std::thread::spawn(move || {
+            pin(cpu);
+            set_name("isol-resident");
+            tx.send(gettid()).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                if arm.swap(false, Ordering::Relaxed) {
+                    arm_posix_timer(20);
+                }
+                std::hint::spin_loop();
+            }
+        })
+    };
+    let resident_tid = rx.recv().unwrap();
+    let pause = || std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    // 1. IPIs to every CPU running this process: the resident's.
+    // SAFETY: membarrier takes integer arguments only.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_membarrier, 1 << 4, 0, 0); // REGISTER_PRIVATE_EXPEDITED
+        libc::syscall(libc::SYS_membarrier, 1 << 3, 0, 0) // PRIVATE_EXPEDITED
+    };
+    let membarrier_tid = gettid();
+    pause();
+    // 2. A POSIX timer armed by the resident itself, on its CPU.
+    arm.store(true, Ordering::Relaxed);
+    pause();
+    // 3. Work queued on every CPU, from CPU 0.
+    let refresh = std::fs::write("/proc/sys/vm/stat_refresh", "1").is_ok();
+    pause();
+    // 4. A task started on CPU 0 and moved onto the CPU.
+    let (ttx, trx) = std::sync::mpsc::channel();
+    let migrant = std::thread::spawn(move || {
+        set_name("isol-migrant");
+        ttx.send(gettid()).unwrap();
+        let t0 = Instant::now();
+        pin(cpu);
+        while t0.elapsed() < Duration::from_millis(50) {
+            std::hint::spin_loop();
+        }
+    });
+    let migrant_tid = trx.recv().unwrap();
+    let _ = migrant.join();
+    pause();
+    stop.store(true, Ordering::Relaxed);
+    let _ = resident.join();
+    println!(
+        "{}",
+        serde_json::json!({
+            "cpu": cpu,
+            "pid": std::process::id(),
+            "resident": resident_tid,
+            "membarrier": {"tid": membarrier_tid, "ok": rc == 0},
+            "stat_refresh": refresh,
+            "migrant": migrant_tid,
+        })
+    );
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let fifo = args.iter().any(|a| a == "--fifo");
@@ -138,13 +255,17 @@ fn main() {
         }
         Some("spin") => spin(num(1) as u32, num(2), fifo),
         Some("irqsum") => irqsum(num(1) as u32),
+        Some("provoke") => provoke(
+            num(1) as u32,
+            args.get(2).and_then(|a| a.parse().ok()).unwrap_or(300),
+        ),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU"
+        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS]"
     );
     std::process::exit(64)
 }

@@ -164,7 +164,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     catch_signals();
     let mut watch = Watch::start(root, opts).map_err(|e| Failure::runtime(e.to_string()))?;
     let out = Output::new(&args, target.cpus.clone(), watch.started_ns());
-    out.header(watch.notices(), metrics.as_ref().map(|m| m.addr()));
+    out.header(watch.notices(), metrics.as_ref().map(|m| m.addr()), true);
     let began = Instant::now();
     let mut all = Vec::new();
     loop {
@@ -221,6 +221,7 @@ fn replay(dir: &std::path::Path, args: &Args, _root: &SysRoot) -> Result<u8, Fai
             r.manifest.kernel
         )],
         None,
+        false,
     );
     out.records(&r.records, None);
     let summary = Summary::of(
@@ -269,7 +270,7 @@ impl Output {
         let _ = o.flush();
     }
 
-    fn header(&self, notices: &[String], metrics: Option<std::net::SocketAddr>) {
+    fn header(&self, notices: &[String], metrics: Option<std::net::SocketAddr>, live: bool) {
         if self.json {
             let v = serde_json::json!({
                 "type": "start",
@@ -289,10 +290,12 @@ impl Output {
         if let Some(m) = metrics {
             eprintln!("isol: Prometheus metrics on http://{m}/metrics");
         }
-        eprintln!(
-            "isol: watching CPU {} (Ctrl-C to stop)",
-            self.cpus.to_list()
-        );
+        if live {
+            eprintln!(
+                "isol: watching CPU {} (Ctrl-C to stop)",
+                self.cpus.to_list()
+            );
+        }
         if self.lines {
             self.emit(&format!(
                 "{:>12}  {:>3}  {:<11}  {:<40}  {:>8}  caused by",

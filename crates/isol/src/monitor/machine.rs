@@ -120,9 +120,13 @@ impl Machine {
         }
     }
 
-    /// Records produced so far (drained).
+    /// Records produced so far (drained), by start time. An interruption is produced when
+    /// it ends, so nested ones come out before the one they are nested in; sorting puts
+    /// them back in the order they began.
     pub fn take(&mut self) -> Vec<Record> {
-        std::mem::take(&mut self.out)
+        let mut out = std::mem::take(&mut self.out);
+        out.sort_by_key(|r| r.at_ns());
+        out
     }
 
     /// Known comms (`pid -> comm`), for a recording to replay.

@@ -40,7 +40,9 @@ pub struct WatchOptions {
     pub syscalls: bool,
     /// Trace page faults on the watched CPUs.
     pub faults: bool,
-    /// Tasks that belong on the watched CPUs: their running is not an interruption.
+    /// Tasks that belong on the watched CPUs: their running is not an interruption. User
+    /// tasks running there when the watch starts are added, and so is any task that is
+    /// preempted there while it was not itself an interruption.
     pub residents: Vec<i32>,
     /// Per-CPU buffer size; the kernel's default when None.
     pub buffer_kb: Option<u32>,
@@ -164,6 +166,29 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// User tasks running on `cpus` right now (state R, not kernel threads): the CPUs'
+/// residents, whose running is what interruptions interrupt.
+pub fn residents_now(root: &SysRoot, cpus: &CpuSet) -> Vec<i32> {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let mut out = Vec::new();
+    for pid in root.list("/proc").unwrap_or_default() {
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        for tid in root.list(&format!("/proc/{pid}/task")).unwrap_or_default() {
+            let Ok(text) = root.read(&format!("/proc/{pid}/task/{tid}/stat")) else {
+                continue;
+            };
+            if let Some(st) = crate::kernel::threads::parse_stat(&text) {
+                if st.state == 'R' && st.flags & PF_KTHREAD == 0 && cpus.contains(st.processor) {
+                    out.push(st.tid as i32);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Restrict the calling thread to `cpus` (the housekeeping CPUs), so that the watcher
 /// never runs on a CPU it watches.
 pub fn pin_current_thread(cpus: &CpuSet) -> std::io::Result<()> {
@@ -195,6 +220,7 @@ pub struct Watch {
     page: Vec<u8>,
     recorder: Option<Recorder>,
     opts: WatchOptions,
+    residents: Vec<i32>,
     notices: Vec<String>,
     started_ns: u64,
 }
@@ -271,13 +297,17 @@ impl Watch {
         // Recording starts only now, after the code patching of enabling events.
         inst.write("tracing_on", "1")?;
         let started_ns = monotonic_ns();
+        let mut residents = opts.residents.clone();
+        residents.extend(residents_now(root, &opts.cpus));
         let machine = Machine::new(
             opts.cpus.clone(),
             symbols,
             schema.vectors.clone(),
-            &opts.residents,
+            &residents,
             comm_lookup_live(root.clone()),
         );
+        residents.sort_unstable();
+        residents.dedup();
         Ok(Watch {
             tracefs,
             instance: Some(inst),
@@ -294,6 +324,7 @@ impl Watch {
             page: vec![0; layout.page_size],
             recorder,
             opts,
+            residents,
             notices,
             started_ns,
         })
@@ -410,6 +441,7 @@ impl Watch {
                 .iter()
                 .map(|(k, v)| (*k, v.clone()))
                 .collect(),
+            residents: self.residents.clone(),
             note: self.opts.note.clone(),
         };
         rec.finish(
@@ -451,7 +483,7 @@ pub fn replay(dir: &Path, cpus: Option<&CpuSet>) -> Result<Replay, TraceError> {
         targets,
         Symbols::load(&rec.root),
         schema.vectors.clone(),
-        &[],
+        &rec.manifest.residents,
         Box::new(move |pid| comms.get(&pid).cloned()),
     );
     let mut d = Decoder {

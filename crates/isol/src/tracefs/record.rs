@@ -41,6 +41,9 @@ pub struct TraceManifest {
     pub end_ns: u64,
     /// `pid -> comm` of tasks named in the pages, as seen while recording.
     pub comms: BTreeMap<i32, String>,
+    /// Tasks that belonged on the watched CPUs (see `WatchOptions::residents`).
+    #[serde(default)]
+    pub residents: Vec<i32>,
     pub note: String,
 }
 

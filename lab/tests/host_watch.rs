@@ -1,0 +1,154 @@
+//! Host tier for `isol watch`: on this machine's real kernel, interruptions provoked on
+//! CPU 1 on purpose (an IPI from CPU 0, a POSIX timer on CPU 1, a workqueue item, a task
+//! moved onto CPU 1) are each reported with the right kind and culprit, and the recording
+//! of the watch replays to exactly the same records.
+//!
+//! Needs root and CPU 1; tracefs is mounted for the test if it is not, and unmounted after.
+//! Without root the test prints "skipped: <reason>" (with CI=true it fails instead).
+//! `ISOL_UPDATE_FIXTURES=1` copies the recording to tests/fixtures/trace-host-<release>.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use isol::monitor::{self, Watch, WatchOptions};
+use isol::{CpuSet, SysRoot};
+use isol_lab::expect::assert_provocations_named;
+
+struct Tracing {
+    mounted_here: bool,
+}
+
+impl Drop for Tracing {
+    fn drop(&mut self) {
+        if self.mounted_here {
+            let _ = Command::new("umount").arg(monitor_mount()).status();
+        }
+    }
+}
+
+fn monitor_mount() -> &'static str {
+    isol::tracefs::DEFAULT_MOUNT
+}
+
+fn skip(reason: &str) -> Option<Tracing> {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true and this host test cannot run: {reason}");
+    }
+    eprintln!("skipped: {reason}");
+    None
+}
+
+fn host_tracing() -> Option<Tracing> {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return skip("tracing needs root");
+    }
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    if !CpuSet::parse_list(online.trim()).is_ok_and(|s| s.contains(0) && s.contains(1)) {
+        return skip("CPUs 0 and 1 must be online");
+    }
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("tracefs"))
+    {
+        return Some(Tracing {
+            mounted_here: false,
+        });
+    }
+    let ok = Command::new("mount")
+        .args(["-t", "tracefs", "nodev", monitor_mount()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return skip("tracefs is not mounted and mounting it failed");
+    }
+    Some(Tracing { mounted_here: true })
+}
+
+#[test]
+fn provoked_interruptions_are_named_and_replay_identically() {
+    let Some(_tracing) = host_tracing() else {
+        return;
+    };
+    let guest = env!("CARGO_BIN_EXE_isol-lab-guest");
+    // The resident starts spinning first, so the watch knows it; provoking starts later.
+    let mut child = Command::new(guest)
+        .args(["provoke", "1", "1500"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start isol-lab-guest provoke");
+    std::thread::sleep(Duration::from_millis(500));
+    monitor::pin_current_thread(&CpuSet::from_iter([0])).expect("pin to CPU 0");
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    let mut opts = WatchOptions::new(CpuSet::from_iter([1]));
+    opts.record = Some(rec.clone());
+    opts.note = "host test: isol-lab-guest provoke 1 on a resident spinner".into();
+    let mut watch = Watch::start(&SysRoot::live(), opts).expect("start watching CPU 1");
+    let mut live = Vec::new();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        live.extend(watch.poll().expect("poll"));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    live.extend(watch.stop().expect("stop"));
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let prov: serde_json::Value = serde_json::from_str(out.trim()).expect("provoke JSON");
+    assert_eq!(prov["membarrier"]["ok"], true, "{prov}");
+    assert_eq!(prov["stat_refresh"], true, "{prov}");
+
+    assert_provocations_named(&live, &prov);
+
+    let replayed = monitor::replay(&rec, None).expect("replay the recording");
+    assert_eq!(replayed.records.len(), live.len());
+    assert_eq!(
+        replayed.records, live,
+        "replay differs from the live decode"
+    );
+
+    if std::env::var_os("ISOL_UPDATE_FIXTURES").is_some() {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let major: String = release.split('.').take(2).collect::<Vec<_>>().join(".");
+        let to = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures")
+            .join(format!("trace-host-{major}"));
+        copy_dir(&rec, &to);
+        std::fs::write(to.join("provoke.json"), format!("{prov}\n")).unwrap();
+        eprintln!("updated {}", to.display());
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    for entry in walk(from) {
+        let rel = entry.strip_prefix(from).unwrap();
+        let dst = to.join(rel);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &dst).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
