@@ -13,7 +13,7 @@ use isol::interrupt::{Interruption, Record};
 use isol::kernel::KernelModel;
 use isol::monitor::summary::Summary;
 use isol::monitor::{self, Watch, WatchOptions};
-use isol::tracefs::Tracefs;
+use isol::tracefs::{TraceError, Tracefs};
 use isol::{CpuSet, SysRoot};
 
 use super::metrics::Metrics;
@@ -84,9 +84,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map(|i| s.split_at(i))
         .unwrap_or((s, "s"));
     let v: f64 = num
+        .trim()
         .parse()
         .map_err(|_| format!("{s:?} is not a duration; write e.g. 10s, 500ms, 2m"))?;
-    let secs = match unit {
+    let secs = match unit.trim() {
         "ns" => v / 1e9,
         "us" => v / 1e6,
         "ms" => v / 1e3,
@@ -161,6 +162,11 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         Some(addr) => Some(Metrics::serve(addr)?),
         None => None,
     };
+    if let Err(TraceError::NotMounted) = Tracefs::locate(root) {
+        Tracefs::mount_default()
+            .map_err(|e| Failure::runtime(format!("{}; {e}", TraceError::NotMounted)))?;
+        eprintln!("isol: mounted tracefs at {}", isol::tracefs::DEFAULT_MOUNT);
+    }
     catch_signals();
     let mut watch = Watch::start(root, opts).map_err(|e| Failure::runtime(e.to_string()))?;
     let out = Output::new(&args, target.cpus.clone(), watch.started_ns());

@@ -101,6 +101,33 @@ impl Tracefs {
         })
     }
 
+    /// Mount tracefs at its usual place, as `trace-cmd` does when it is missing. Needs
+    /// root; leaves it mounted (it costs nothing until events are enabled).
+    pub fn mount_default() -> Result<(), TraceError> {
+        let target = std::ffi::CString::new(DEFAULT_MOUNT).expect("no NUL");
+        let fstype = c"tracefs";
+        let source = c"nodev";
+        // SAFETY: all three pointers are valid NUL-terminated strings that outlive the
+        // call; no mount data is passed.
+        let rc = unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(TraceError::io(
+                "mount tracefs on",
+                Path::new(DEFAULT_MOUNT),
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn mount(&self) -> &str {
         &self.mount
     }
