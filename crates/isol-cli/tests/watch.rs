@@ -101,7 +101,10 @@ fn usage_errors_say_what_to_do() {
     let cases: [(&[&str], &str); 3] = [
         (&["watch", "-d", "0s"], "more than zero"),
         (&["watch", "-d", "5 parsecs"], "unknown unit"),
-        (&["watch", "--cpus", "0-1"], "leaves no online housekeeping CPU"),
+        (
+            &["watch", "--cpus", "0-1"],
+            "leaves no online housekeeping CPU",
+        ),
     ];
     for (args, want) in cases {
         let out = isol().args(args).output().unwrap();

@@ -128,6 +128,11 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     if let Some(dir) = &args.replay {
         return replay(dir, &args, root);
     }
+    if !root.is_live() {
+        return Err(Failure::usage(
+            "watch traces the live kernel; --root only works with --replay",
+        ));
+    }
     let model = KernelModel::load(root);
     let given = match &args.cpus {
         None => None,
@@ -135,11 +140,6 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     };
     let target =
         Target::choose(&model, given.as_ref()).map_err(|e| Failure::usage(e.to_string()))?;
-    if !root.is_live() {
-        return Err(Failure::usage(
-            "watch traces the live kernel; --root only works with --replay",
-        ));
-    }
     if target.housekeeping.is_empty() {
         return Err(Failure::usage(format!(
             "--cpus {} leaves no CPU for the watcher itself; leave at least one CPU out",
