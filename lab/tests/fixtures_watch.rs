@@ -130,3 +130,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_kernel_without_ipi_events_still_decodes_and_says_what_is_missing() {
+    // Debian's 6.1 kernels (and anything before 6.4) have no ipi_send_cpu/cpumask.
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(&fixture("trace-host-6.18"), tmp.path());
+    std::fs::remove_dir_all(tmp.path().join("sys/kernel/tracing/events/ipi")).unwrap();
+    let root = isol::SysRoot::at(tmp.path());
+    let schema =
+        isol::monitor::decode::Schema::bind(&Tracefs::locate(&root).unwrap(), true, true).unwrap();
+    assert!(schema.missing.contains(&"ipi:ipi_send_cpu".to_string()));
+    assert!(schema.missing.contains(&"ipi:ipi_send_cpumask".to_string()));
+    let r = monitor::replay(tmp.path(), None).unwrap();
+    let ipis: Vec<_> = interruptions(&r.records)
+        .into_iter()
+        .filter(|i| i.kind == Kind::Ipi)
+        .collect();
+    assert!(!ipis.is_empty(), "IPIs are still seen on the target");
+    assert!(
+        ipis.iter().all(|i| i.senders.is_empty()),
+        "no sender without the send events"
+    );
+}

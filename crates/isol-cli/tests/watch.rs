@@ -193,3 +193,31 @@ fn live_watch_of_cpu1_sees_the_tick_of_this_kernel() {
     let t = isol::tracefs::Tracefs::locate(&isol::SysRoot::live()).unwrap();
     assert_eq!(t.stale_instances(), Vec::<String>::new());
 }
+
+#[test]
+fn ctrl_c_ends_with_the_summary() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("isol"))
+        .args(["watch", "--cpus", "1", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: kill sends SIGINT to the child we just spawned (its pid is valid until
+    // it is waited for below).
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = lines(&out.stdout);
+    assert_eq!(v[0]["type"], "start");
+    assert_eq!(v.last().unwrap()["type"], "summary");
+}

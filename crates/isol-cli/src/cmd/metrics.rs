@@ -174,4 +174,45 @@ mod tests {
         assert_eq!(parse_addr("0.0.0.0:80").unwrap().to_string(), "0.0.0.0:80");
         assert!(parse_addr("nope").is_err());
     }
+
+    #[test]
+    fn records_are_served_as_openmetrics() {
+        let m = Metrics::serve("0").unwrap();
+        assert!(m.addr().ip().is_loopback());
+        let i: Record = serde_json::from_str(
+            r#"{"type":"interruption","cpu":1,"start_ns":5,"duration_ns":2500,"net_ns":2000,
+                "depth":0,"complete":true,"kind":"ipi","source":"reschedule"}"#,
+        )
+        .unwrap();
+        m.observe(&i);
+        m.observe(&i);
+        m.observe(&Record::Lost {
+            cpu: 1,
+            at_ns: 9,
+            events: Some(7),
+            reason: "full".into(),
+        });
+        m.observe(&Record::TickStop {
+            cpu: 1,
+            at_ns: 9,
+            success: false,
+            dependency: "SCHED".into(),
+        });
+        let mut s = std::net::TcpStream::connect(m.addr()).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+        assert!(
+            body.contains(r#"isol_interruptions_total{cpu="1",kind="ipi"} 2"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#"isol_lost_events_total{cpu="1"} 7"#),
+            "{body}"
+        );
+        assert!(body.contains(r#"isol_tick_kept_total{cpu="1",dependency="SCHED"} 1"#));
+        assert!(body.contains(r#"isol_interruption_seconds_count{cpu="1",kind="ipi"} 2"#));
+        assert!(body.trim_end().ends_with("# EOF"));
+    }
 }

@@ -20,6 +20,9 @@ use crate::CpuSet;
 /// A sent IPI, work item or wakeup is forgotten if nothing consumes it within this time.
 const PENDING_TTL_NS: u64 = 1_000_000_000;
 const PENDING_MAX: usize = 256;
+/// x86-64 `exit` and `exit_group`, which never return to `sys_exit`.
+const SYS_EXIT: i64 = 60;
+const SYS_EXIT_GROUP: i64 = 231;
 /// The callback `ipi_send_cpu` reports when the real function is not known.
 const GENERIC_CALL: &str = "generic_smp_call_function_single_interrupt";
 
@@ -277,6 +280,25 @@ impl Machine {
                 let name = crate::syscalls::name(nr)
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("syscall_{nr}"));
+                if nr == SYS_EXIT || nr == SYS_EXIT_GROUP {
+                    // These never return: an instant, not a frame.
+                    let depth = self.cpus.get(&cpu).map_or(0, |s| s.frames.len()) as u32;
+                    self.out.push(Record::Interruption(Interruption {
+                        cpu,
+                        start_ns: e.ts,
+                        duration_ns: None,
+                        net_ns: None,
+                        depth,
+                        complete: true,
+                        kind: Kind::Syscall,
+                        source: name,
+                        number: Some(nr),
+                        functions: Vec::new(),
+                        senders: Vec::new(),
+                        address: None,
+                    }));
+                    return;
+                }
                 let f = self.frame(Tag::Syscall, Kind::Syscall, name, Some(nr), e.ts);
                 self.push(cpu, f);
             }
