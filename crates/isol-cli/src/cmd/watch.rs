@@ -68,6 +68,11 @@ pub struct Args {
     #[arg(long = "pid", value_name = "PID")]
     pids: Vec<i32>,
 
+    /// Per-CPU trace buffer size in KiB (the kernel's default when not given). Raise it if
+    /// the summary reports lost events.
+    #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(4..))]
+    buffer_kb: Option<u32>,
+
     /// Do not trace system calls on the watched CPUs.
     #[arg(long)]
     no_syscalls: bool,
@@ -158,6 +163,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     opts.syscalls = !args.no_syscalls;
     opts.residents = args.pids.clone();
     opts.record = args.record.clone();
+    opts.buffer_kb = args.buffer_kb;
     let metrics = match &args.metrics {
         Some(addr) => Some(Metrics::serve(addr)?),
         None => None,
@@ -413,7 +419,7 @@ impl Output {
             ));
             if c.lost > 0 || c.lost_unknown {
                 out.push_str(&format!(
-                    "; LOST {} events: counts are lower bounds (try a larger buffer)",
+                    "; LOST {} events: counts are lower bounds (raise --buffer-kb)",
                     if c.lost_unknown {
                         "some".to_string()
                     } else {
