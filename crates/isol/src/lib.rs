@@ -45,6 +45,7 @@ pub mod snapshot;
 pub mod symbols;
 pub mod syscalls;
 pub mod sysroot;
+pub mod task;
 pub mod tracefs;
 
 pub use cpus::{CpuListError, CpuSet};

@@ -13,6 +13,15 @@
 //! workqueue item (`vm/stat_refresh` from CPU 0), and a task migrated onto CPU. Prints one
 //! JSON object naming the threads involved, for a watcher to be checked against.
 //!
+//! `isolate CPU SECS [--wait spin|sleep] [--no-pin] [--fifo] [--allow-ticking] [--timer]
+//! [--share] [--repeat N]`: a worker thread enters task isolation on CPU through the
+//! library API, spins SECS seconds reading its interruption counter, exits, and prints the
+//! report; meanwhile the main thread (CPU 0) counts CPU's interrupts in `/proc/interrupts`.
+//! `--timer` arms a CPU-time POSIX timer first and `--share` runs a second spinner on the
+//! CPU (both must make enter fail, naming why); `--repeat N` enters and exits N times and
+//! prints every time to quiet (for the benchmark); `--warm` starts the process's watcher
+//! before the first enter.
+//!
 //! `irqsum CPU`: the sum of every counter of CPU's column in `/proc/interrupts`, i.e. all
 //! interrupts (device, timer, IPIs, ...) it has taken since boot.
 
@@ -239,6 +248,145 @@ fn provoke(cpu: u32, delay_ms: u64) {
     );
 }
 
+fn irq_total(cpu: u32) -> u64 {
+    let t = loc();
+    t.rows.iter().filter_map(|r| r.counts.get(&cpu)).sum()
+}
+
+fn arm_cpu_time_timer() {
+    // SAFETY: the handler does nothing (async-signal-safe); sigaction and sigevent are
+    // zero-initialised plain data with the needed fields set; the timer id is written into
+    // a valid local; itimerspec is fully initialised.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigusr1 as extern "C" fn(libc::c_int) as usize;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+        let mut sev: libc::sigevent = std::mem::zeroed();
+        sev.sigev_notify = libc::SIGEV_SIGNAL;
+        sev.sigev_signo = libc::SIGUSR1;
+        let mut id: libc::timer_t = std::ptr::null_mut();
+        if libc::timer_create(libc::CLOCK_THREAD_CPUTIME_ID, &mut sev, &mut id) != 0 {
+            panic!("timer_create: {}", std::io::Error::last_os_error());
+        }
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            },
+            it_value: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            },
+        };
+        libc::timer_settime(id, 0, &spec, std::ptr::null_mut());
+    }
+}
+
+fn isolate(args: &[String], fifo: bool) {
+    use isol::task::{Isolation, Wait};
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let opt = |f: &str| {
+        args.iter()
+            .position(|a| a == f)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let cpu: u32 = args[1].parse().unwrap_or_else(|_| usage());
+    let secs: f64 = args[2].parse().unwrap_or_else(|_| usage());
+    let wait = match opt("--wait").as_deref() {
+        Some("sleep") => Wait::Sleep,
+        _ => Wait::Spin,
+    };
+    let repeat: usize = opt("--repeat").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let (pin_it, ticking) = (!flag("--no-pin"), flag("--allow-ticking"));
+    pin(0);
+    if flag("--warm") {
+        isol::task::start_watcher(None).expect("start the watcher");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let isolated = Arc::new(AtomicBool::new(false));
+    if flag("--share") {
+        // Another runnable task on the CPU: the tick must keep running (SCHED).
+        let _ = spinner(cpu, false, stop.clone());
+    }
+    let worker = {
+        let (stop, isolated) = (stop.clone(), isolated.clone());
+        let timer = flag("--timer");
+        std::thread::spawn(move || {
+            pin(cpu);
+            if fifo {
+                // Become real-time well before entering: the fair class's deadline server
+                // (6.12) fires once more after the last fair task left the CPU.
+                set_fifo(10);
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            if timer {
+                arm_cpu_time_timer();
+            }
+            let mut entries = Vec::new();
+            for i in 0..repeat {
+                let mut b = Isolation::builder()
+                    .cpu(cpu)
+                    .wait(wait)
+                    .allow_ticking(ticking);
+                if !pin_it {
+                    // Undo the pin: the thread may run anywhere, and enter must refuse.
+                    let all: isol::CpuSet = (0..2).collect();
+                    isol::monitor::pin_current_thread(&all).unwrap();
+                } else {
+                    b = b.pin(true);
+                }
+                if fifo {
+                    b = b.fifo(10);
+                }
+                match b.enter() {
+                    Err(e) => {
+                        entries.push(serde_json::json!({
+                            "ok": false, "errno": e.errno(), "error": e.to_string(),
+                        }));
+                        break;
+                    }
+                    Ok(g) => {
+                        if i + 1 == repeat {
+                            isolated.store(true, Ordering::SeqCst);
+                            let mut n = 0u64;
+                            while !stop.load(Ordering::Relaxed) {
+                                n = n.wrapping_add(g.interruptions());
+                                std::hint::spin_loop();
+                            }
+                            std::hint::black_box(n);
+                        }
+                        let r = g.exit();
+                        entries.push(serde_json::json!({"ok": true, "report": r}));
+                    }
+                }
+            }
+            isolated.store(true, Ordering::SeqCst);
+            entries
+        })
+    };
+    while !isolated.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before = irq_total(cpu);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let after = irq_total(cpu);
+    let window = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::SeqCst);
+    let entries = worker.join().unwrap();
+    println!(
+        "{}",
+        serde_json::json!({
+            "cpu": cpu,
+            "wait": wait.to_string(),
+            "irqs": after - before,
+            "window_s": window,
+            "entries": entries,
+        })
+    );
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let fifo = args.iter().any(|a| a == "--fifo");
@@ -255,6 +403,7 @@ fn main() {
         }
         Some("spin") => spin(num(1) as u32, num(2), fifo),
         Some("irqsum") => irqsum(num(1) as u32),
+        Some("isolate") => isolate(&args, fifo),
         Some("provoke") => provoke(
             num(1) as u32,
             args.get(2).and_then(|a| a.parse().ok()).unwrap_or(300),
@@ -265,7 +414,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS]"
+        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS] | isolate CPU SECS [OPTIONS]"
     );
     std::process::exit(64)
 }

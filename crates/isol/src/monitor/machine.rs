@@ -132,6 +132,10 @@ impl Machine {
         out
     }
 
+    pub(crate) fn add_resident(&mut self, tid: i32) {
+        self.residents.insert(tid);
+    }
+
     /// Known comms (`pid -> comm`), for a recording to replay.
     pub fn comms(&self) -> &HashMap<i32, String> {
         &self.comms

@@ -49,6 +49,10 @@ pub struct WatchOptions {
     /// Keep the raw pages in this directory (see [`crate::tracefs::record`]).
     pub record: Option<PathBuf>,
     pub note: String,
+    /// How long events wait for slower CPUs' buffers before being processed: the latency
+    /// of [`Watch::poll`]. Shorter suits a watcher that must decide fast (task isolation);
+    /// IPI senders read after the hold-back are then not matched.
+    pub holdback_ns: u64,
 }
 
 impl WatchOptions {
@@ -62,6 +66,7 @@ impl WatchOptions {
             buffer_kb: None,
             record: None,
             note: String::new(),
+            holdback_ns: HOLDBACK_NS,
         }
     }
 }
@@ -335,6 +340,15 @@ impl Watch {
         &self.notices
     }
 
+    /// Declare `tid` a resident of the watched CPUs from now on: its running there is not
+    /// an interruption.
+    pub fn add_resident(&mut self, tid: i32) {
+        self.machine.add_resident(tid);
+        if !self.residents.contains(&tid) {
+            self.residents.push(tid);
+        }
+    }
+
     /// When recording started (CLOCK_MONOTONIC ns).
     pub fn started_ns(&self) -> u64 {
         self.started_ns
@@ -364,7 +378,7 @@ impl Watch {
     /// Read what the kernel has recorded so far and return the records that are complete.
     /// Never blocks; call it every 100 ms or so from a housekeeping CPU.
     pub fn poll(&mut self) -> Result<Vec<Record>, TraceError> {
-        let horizon = monotonic_ns().saturating_sub(HOLDBACK_NS);
+        let horizon = monotonic_ns().saturating_sub(self.opts.holdback_ns);
         self.read_all()?;
         self.decoder.drain(&mut self.machine, horizon);
         Ok(self.machine.take())

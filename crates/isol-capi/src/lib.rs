@@ -1,0 +1,240 @@
+//! `libisol`: the C ABI of isol's task isolation.
+//!
+//! ```c
+//! struct isol_config cfg;
+//! isol_config_init(&cfg);
+//! cfg.cpu = 3; cfg.pin = 1;
+//! int rc = isol_enter(&cfg);          /* 0, or -EINVAL, -EAGAIN, -EPERM, -EBUSY, ... */
+//! if (rc) fprintf(stderr, "%s\n", isol_last_error());
+//! while (work) { ...; n = isol_interruptions(); }   /* no system call */
+//! struct isol_report r;
+//! isol_exit(&r);
+//! ```
+//!
+//! Isolation belongs to the calling thread: `isol_enter` and `isol_exit` act on it, and
+//! `isol_interruptions` reads its counter. Errors are negative errno values, with a
+//! message for the thread in `isol_last_error`. No Rust panic crosses this boundary: one
+//! is caught and returned as `-EIO`.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use isol_core::task::{IsolatedGuard, Isolation, Wait};
+
+/// `isol_config.wait`: spin in userspace until the CPU is quiet.
+pub const ISOL_WAIT_SPIN: i32 = 0;
+/// `isol_config.wait`: sleep, be woken when the CPU is quiet, re-verify spinning.
+pub const ISOL_WAIT_SLEEP: i32 = 1;
+
+/// How to enter isolation. Initialise with `isol_config_init`, then set fields.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct isol_config {
+    /// The CPU; -1 means the one CPU the thread may run on.
+    pub cpu: i32,
+    /// Non-zero: pin the thread to `cpu` first.
+    pub pin: i32,
+    /// `ISOL_WAIT_SPIN` or `ISOL_WAIT_SLEEP`.
+    pub wait: i32,
+    /// How long to wait for quiet, in ms (0: 1000).
+    pub timeout_ms: u32,
+    /// Non-zero: allow a CPU that is not nohz_full (development; the tick keeps running).
+    pub allow_ticking: i32,
+    /// Non-zero: run SCHED_FIFO at this priority (RT throttling must be off).
+    pub fifo_priority: i32,
+    /// Non-zero: mlockall(MCL_CURRENT | MCL_FUTURE) first (the default).
+    pub mlock: i32,
+}
+
+/// What `isol_exit` reports.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct isol_report {
+    pub cpu: u32,
+    /// `ISOL_WAIT_SPIN` or `ISOL_WAIT_SLEEP`.
+    pub wait: i32,
+    /// 1 when the CPU was not nohz_full: the tick kept running and no quiet wait was made.
+    pub ticking: i32,
+    /// From the start of `isol_enter` to quiet (0 when ticking).
+    pub time_to_quiet_ns: u64,
+    /// CPU time spent waiting.
+    pub wait_cpu_ns: u64,
+    /// From quiet to exit.
+    pub isolated_ns: u64,
+    /// Interruptions of the CPU while isolated.
+    pub interruptions: u64,
+}
+
+thread_local! {
+    static GUARD: RefCell<Option<IsolatedGuard>> = const { RefCell::new(None) };
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_error(msg: &str) {
+    let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+fn guarded(f: impl FnOnce() -> i32) -> i32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(rc) => rc,
+        Err(_) => {
+            set_error("internal error (a panic in libisol); please report it");
+            -libc::EIO
+        }
+    }
+}
+
+/// Fill `cfg` with the defaults: the thread's one CPU, no pin, spin, 1 s, mlock on.
+///
+/// # Safety
+/// `cfg` must point to writable memory for one `struct isol_config`.
+#[no_mangle]
+pub unsafe extern "C" fn isol_config_init(cfg: *mut isol_config) {
+    if cfg.is_null() {
+        return;
+    }
+    // SAFETY: non-null, and the caller promised it points to a writable isol_config.
+    unsafe {
+        cfg.write(isol_config {
+            cpu: -1,
+            pin: 0,
+            wait: ISOL_WAIT_SPIN,
+            timeout_ms: 0,
+            allow_ticking: 0,
+            fifo_priority: 0,
+            mlock: 1,
+        })
+    };
+}
+
+/// Enter isolation on the calling thread. Returns 0, or a negative errno: `-EINVAL` (the
+/// thread may not be isolated: not pinned to one nohz_full, isolated CPU), `-EAGAIN` (the
+/// CPU did not become quiet in time), `-EPERM` (tracing or mlock needs privileges),
+/// `-EBUSY` (already isolated, or the CPU is taken), `-ENODEV` (no tracefs), `-EIO`.
+///
+/// # Safety
+/// `cfg` must be null (defaults) or point to an initialised `struct isol_config`.
+#[no_mangle]
+pub unsafe extern "C" fn isol_enter(cfg: *const isol_config) -> i32 {
+    let cfg = if cfg.is_null() {
+        let mut c = std::mem::MaybeUninit::uninit();
+        // SAFETY: MaybeUninit provides writable storage for one isol_config, which
+        // isol_config_init fully initialises before assume_init.
+        unsafe {
+            isol_config_init(c.as_mut_ptr());
+            c.assume_init()
+        }
+    } else {
+        // SAFETY: the caller promised an initialised isol_config; it is Copy.
+        unsafe { *cfg }
+    };
+    guarded(|| {
+        if GUARD.with(|g| g.borrow().is_some()) {
+            set_error("this thread is already isolated; call isol_exit first");
+            return -libc::EBUSY;
+        }
+        let mut b = Isolation::builder()
+            .wait(if cfg.wait == ISOL_WAIT_SLEEP {
+                Wait::Sleep
+            } else {
+                Wait::Spin
+            })
+            .pin(cfg.pin != 0)
+            .allow_ticking(cfg.allow_ticking != 0)
+            .mlock(cfg.mlock != 0);
+        if cfg.cpu >= 0 {
+            b = b.cpu(cfg.cpu as u32);
+        }
+        if cfg.timeout_ms > 0 {
+            b = b.timeout(Duration::from_millis(cfg.timeout_ms.into()));
+        }
+        if cfg.fifo_priority > 0 {
+            b = b.fifo(cfg.fifo_priority);
+        }
+        match b.enter() {
+            Ok(guard) => {
+                GUARD.with(|g| *g.borrow_mut() = Some(guard));
+                set_error("");
+                0
+            }
+            Err(e) => {
+                set_error(&e.to_string());
+                e.errno()
+            }
+        }
+    })
+}
+
+/// Leave isolation; fill `report` if it is not null. Returns 0, or `-EINVAL` when the
+/// thread is not isolated.
+///
+/// # Safety
+/// `report` must be null or point to writable memory for one `struct isol_report`.
+#[no_mangle]
+pub unsafe extern "C" fn isol_exit(report: *mut isol_report) -> i32 {
+    guarded(|| {
+        let Some(guard) = GUARD.with(|g| g.borrow_mut().take()) else {
+            set_error("this thread is not isolated");
+            return -libc::EINVAL;
+        };
+        let r = guard.exit();
+        if !report.is_null() {
+            let out = isol_report {
+                cpu: r.cpu,
+                wait: if r.wait == Wait::Sleep {
+                    ISOL_WAIT_SLEEP
+                } else {
+                    ISOL_WAIT_SPIN
+                },
+                ticking: r.ticking as i32,
+                time_to_quiet_ns: r.time_to_quiet_ns.unwrap_or(0),
+                wait_cpu_ns: r.wait_cpu_ns.unwrap_or(0),
+                isolated_ns: r.isolated_ns,
+                interruptions: r.interruptions,
+            };
+            // SAFETY: non-null, and the caller promised writable memory for one report.
+            unsafe { report.write(out) };
+        }
+        0
+    })
+}
+
+/// Interruptions of the calling thread's CPU since it became isolated (0 when it is not
+/// isolated). An atomic load: no system call.
+#[no_mangle]
+pub extern "C" fn isol_interruptions() -> u64 {
+    GUARD
+        .try_with(|g| g.borrow().as_ref().map_or(0, |g| g.interruptions()))
+        .unwrap_or(0)
+}
+
+/// Start the process's watcher now, so that the first `isol_enter` does not pay for it.
+/// Returns 0 or a negative errno.
+#[no_mangle]
+pub extern "C" fn isol_start_watcher() -> i32 {
+    guarded(|| match isol_core::task::start_watcher(None) {
+        Ok(()) => 0,
+        Err(e) => {
+            set_error(&e.to_string());
+            e.errno()
+        }
+    })
+}
+
+/// Make a waiting `isol_enter` return `-EINTR`. Async-signal-safe.
+#[no_mangle]
+pub extern "C" fn isol_abort_wait() {
+    isol_core::task::abort_wait();
+}
+
+/// The calling thread's last error message ("" after a success). Valid until the thread's
+/// next libisol call.
+#[no_mangle]
+pub extern "C" fn isol_last_error() -> *const c_char {
+    LAST_ERROR
+        .try_with(|e| e.borrow().as_ptr())
+        .unwrap_or(c"libisol: thread is exiting".as_ptr())
+}

@@ -1,0 +1,98 @@
+//! The C ABI: the checked-in header matches the code, and the C example builds against
+//! the static library and runs on this machine (development mode: this kernel has no
+//! nohz_full, so enter works with allow_ticking and refuses without it, with -EINVAL).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn header_is_generated_from_the_code() {
+    let mut out = Vec::new();
+    cbindgen::Builder::new()
+        .with_crate(crate_dir())
+        .with_config(cbindgen::Config::from_file(crate_dir().join("cbindgen.toml")).unwrap())
+        .generate()
+        .expect("cbindgen")
+        .write(&mut out);
+    let path = crate_dir().join("include/isol.h");
+    if std::env::var_os("ISOL_UPDATE_HEADER").is_some() {
+        std::fs::write(&path, &out).unwrap();
+    }
+    let current = std::fs::read(&path).unwrap_or_default();
+    assert!(
+        current == out,
+        "include/isol.h is stale: run ISOL_UPDATE_HEADER=1 cargo test -p isol-capi header"
+    );
+}
+
+fn static_lib() -> Option<PathBuf> {
+    // The test binary lives in target/<profile>/deps; the library beside it or one up.
+    let exe = std::env::current_exe().ok()?;
+    let deps = exe.parent()?;
+    [deps.parent()?.join("libisol.a"), deps.join("libisol.a")]
+        .into_iter()
+        .find(|p| p.exists())
+}
+
+fn build_example(dir: &Path) -> Option<PathBuf> {
+    let lib = static_lib()?;
+    let out = dir.join("hotloop");
+    let ok = Command::new("cc")
+        .arg(crate_dir().join("examples/hotloop.c"))
+        .arg("-I")
+        .arg(crate_dir().join("include"))
+        .arg(&lib)
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(&out)
+        .status()
+        .expect("run cc")
+        .success();
+    assert!(ok, "the C example does not build against {}", lib.display());
+    Some(out)
+}
+
+#[test]
+fn c_example_builds_and_runs() {
+    let tmp = std::env::temp_dir().join(format!("isol-capi-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let Some(exe) = build_example(&tmp) else {
+        panic!("libisol.a was not built next to the test binary");
+    };
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped running: tracing needs root");
+        return;
+    }
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    let nohz = std::fs::read_to_string("/sys/devices/system/cpu/nohz_full").unwrap_or_default();
+    if online.trim() == "0" || !nohz.trim().is_empty() && nohz.trim() != "(null)" {
+        eprintln!("skipped running: needs CPU 1 and a kernel without nohz_full CPUs");
+        return;
+    }
+    // Without nohz_full, a plain enter is refused with -EINVAL and a reason.
+    let out = Command::new(&exe).args(["1", "0.2"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["rc"], -libc::EINVAL, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("nohz_full"), "{v}");
+    // Development mode: enter works, the tick keeps running and is counted.
+    let out = Command::new(&exe)
+        .args(["1", "0.5", "--allow-ticking"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["cpu"], 1);
+    assert_eq!(v["ticking"], 1);
+    assert!(v["polls"].as_u64().unwrap() > 1000, "{v}");
+    // HZ=250 for 0.5 s: the tick alone gives about 125.
+    let n = v["interruptions"].as_u64().unwrap();
+    assert!(n >= 50, "{v}");
+    assert!(v["seen"].as_u64().unwrap() <= n);
+    let _ = std::fs::remove_dir_all(&tmp);
+}

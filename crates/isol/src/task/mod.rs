@@ -1,0 +1,801 @@
+//! Task isolation: the behaviour of the never-merged `prctl(PR_TASK_ISOLATION)`, from
+//! userspace, on unmodified kernels.
+//!
+//! A thread asks to run isolated on one CPU. [`Isolation::enter`] checks it may (one
+//! allowed CPU, `nohz_full` and domain-isolated: the patch's EINVAL), prepares it (locked
+//! memory, prefaulted stack and regions, optional SCHED_FIFO), then waits until the CPU is
+//! quiet: its tick device has no event armed at all (`next_event == KTIME_MAX`, not just
+//! `tick_stopped`) and no interruption arrived during a confirmation window. A watcher
+//! thread on a housekeeping CPU decides that from the kernel's trace events and
+//! `/proc/timer_list`; the isolated thread makes no system call in the final phase. If the
+//! CPU does not get quiet in time, enter fails with [`IsolError::NotQuiet`] (the patch's
+//! EAGAIN) naming what keeps the tick alive.
+//!
+//! Two ways to wait, the two sides of the 2015 design debate:
+//! * [`Wait::Spin`]: the thread spins in userspace on an atomic the watcher sets (the
+//!   patch's busy wait, without a loop in the kernel);
+//! * [`Wait::Sleep`]: the thread blocks, the watcher wakes it when the CPU is quiet, and
+//!   the thread re-verifies by spinning through one more confirmation window (the
+//!   wake-wait scheme proposed in review: waking a thread disturbs the CPU it wakes on).
+//!
+//! While isolated, [`IsolatedGuard::interruptions`] reads a counter the watcher updates,
+//! without a system call. [`IsolatedGuard::exit`] returns a [`Report`].
+//!
+//! ## Quiescing: what userspace can and cannot do
+//! * **vmstat**: the per-CPU counters are folded by `vmstat_update` work, which the kernel
+//!   no longer schedules on nohz_full CPUs once their tick is stopped; userspace has no
+//!   local fold (`vm/stat_refresh` schedules work on *every* CPU, so isol never writes it).
+//!   A fold that is still pending shows up as a kworker interruption in the confirmation
+//!   window and delays quiet.
+//! * **LRU and mlock batches**: the per-CPU folio batches filled by the thread's own setup
+//!   are drained by the kernel (locally on return paths, or by a kworker). isol does all
+//!   memory setup (mlockall, prefaulting) *before* the wait, so a drain happens inside the
+//!   window, is seen, and is waited out; it never uses `lru_add_drain_all`-style global
+//!   actions.
+//! * **Timers**: the thread's own POSIX timers, CPU-time timers and perf events keep the
+//!   tick (dependencies POSIX_TIMER, PERF_EVENTS); isol does not cancel them, it reports
+//!   them in the NotQuiet error with the timers still armed on the CPU.
+//! * **Deferred work of others** (RCU callbacks, kworkers, timers migrated in) is only
+//!   observed: the window waits until it has run.
+//!
+//! The first enter of a process starts its watcher, which enables tracepoints: the kernel
+//! patches code and sends one IPI to every CPU. Later enters and exits send none; the
+//! watcher lives until the process ends.
+
+mod watcher;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::interrupt::Kind;
+use crate::kernel::KernelModel;
+use crate::tracefs::TraceError;
+use crate::{CpuSet, SysRoot};
+
+/// How the entering thread waits for its CPU to become quiet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wait {
+    Spin,
+    Sleep,
+}
+
+impl fmt::Display for Wait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Wait::Spin => "spin",
+            Wait::Sleep => "sleep",
+        })
+    }
+}
+
+/// Why a thread may not be isolated (the patch's EINVAL).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Ineligible {
+    #[error(
+        "the thread may run on CPUs {allowed}, not on exactly one; pin it first \
+         (sched_setaffinity, `taskset -c N`, or Isolation::pin)"
+    )]
+    NotPinned { allowed: CpuSet },
+    #[error(
+        "CPU {cpu} is not a nohz_full CPU (nohz_full: {nohz_full}); its tick never stops: \
+         boot with nohz_full={cpu}, or allow a ticking CPU for development"
+    )]
+    NotNohzFull { cpu: u32, nohz_full: String },
+    #[error(
+        "CPU {cpu} is not domain-isolated: the scheduler balances other tasks onto it; boot \
+         with isolcpus=domain,{cpu} or make it an isolated cgroup v2 cpuset partition"
+    )]
+    NotDomainIsolated { cpu: u32 },
+    #[error("CPU {cpu} is not online (online: {online})")]
+    Offline { cpu: u32, online: String },
+    #[error(
+        "SCHED_FIFO was asked for but RT throttling is on (kernel.sched_rt_runtime_us = \
+         {runtime_us}): the throttle would take the CPU away; set it to -1 \
+         (`sysctl kernel.sched_rt_runtime_us=-1`)"
+    )]
+    RtThrottled { runtime_us: i64 },
+    #[error("no housekeeping CPU is left for the watcher: every online CPU is isolated")]
+    NoHousekeeping,
+}
+
+/// What kept the CPU from becoming quiet (the patch's EAGAIN).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotQuiet {
+    pub cpu: u32,
+    pub waited: Duration,
+    /// The last failed `tick_stop`'s dependency: POSIX_TIMER, PERF_EVENTS, SCHED, RCU ...
+    pub dependency: Option<String>,
+    /// Timers still armed on the CPU (`/proc/timer_list`), by function.
+    pub timers: Vec<String>,
+    /// What interrupted the CPU while waiting, by cause, most frequent first.
+    pub interruptions: Vec<(String, u64)>,
+    /// Whether the tick device still had an event armed at the end.
+    pub tick_armed: Option<bool>,
+    /// Other tasks running or runnable on the CPU at the end (`comm/tid`).
+    pub runnable: Vec<String>,
+    /// Where `dependency` comes from: `tick_stop` (the kernel's event during the wait) or
+    /// `inferred` (from runnable tasks and `/proc/self/timers`, when the tick was already
+    /// kept before the wait began and the kernel said nothing new).
+    pub dependency_source: Option<String>,
+}
+
+impl fmt::Display for NotQuiet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CPU {} did not become quiet within {:.0?}",
+            self.cpu, self.waited
+        )?;
+        if let Some(d) = &self.dependency {
+            write!(f, "; the tick is kept by the {d} dependency")?;
+            if self.dependency_source.as_deref() == Some("inferred") {
+                write!(f, " (inferred)")?;
+            }
+        }
+        if !self.runnable.is_empty() {
+            write!(f, "; also runnable there: {}", self.runnable.join(", "))?;
+        }
+        if !self.timers.is_empty() {
+            write!(f, "; timers armed there: {}", self.timers.join(", "))?;
+        }
+        if !self.interruptions.is_empty() {
+            let list: Vec<String> = self
+                .interruptions
+                .iter()
+                .take(5)
+                .map(|(c, n)| format!("{c} x{n}"))
+                .collect();
+            write!(f, "; interrupted by {}", list.join(", "))?;
+        }
+        let fix = match self.dependency.as_deref() {
+            Some("POSIX_TIMER") => "; cancel the thread's POSIX or CPU-time timers",
+            Some("PERF_EVENTS") => "; close perf events counting on this CPU",
+            Some("SCHED") => "; another task is runnable on the CPU: move it away",
+            Some("RCU") | Some("RCU_EXP") => "; boot with rcu_nocbs for this CPU",
+            _ => "; retry, or see `isol watch` for what disturbs the CPU",
+        };
+        f.write_str(fix)
+    }
+}
+
+/// Why entering isolation failed. [`IsolError::errno`] gives the C ABI's code.
+#[derive(Debug, thiserror::Error)]
+pub enum IsolError {
+    #[error("cannot isolate this thread: {0}")]
+    Ineligible(Ineligible),
+    #[error("{0}")]
+    NotQuiet(Box<NotQuiet>),
+    #[error("{what} failed: {source}; {fix}")]
+    Prepare {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+        fix: &'static str,
+    },
+    #[error("the watcher cannot trace the kernel: {0}")]
+    Watcher(#[from] TraceError),
+    #[error("{0}")]
+    Busy(String),
+    #[error("the wait was aborted (abort_wait was called, e.g. from a signal handler)")]
+    Aborted,
+    #[error("the isolation watcher stopped: {0}")]
+    WatcherStopped(String),
+}
+
+impl IsolError {
+    /// The negative errno the C ABI returns for this error.
+    pub fn errno(&self) -> i32 {
+        -match self {
+            IsolError::Ineligible(_) => libc::EINVAL,
+            IsolError::NotQuiet(_) => libc::EAGAIN,
+            IsolError::Prepare { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            IsolError::Watcher(TraceError::NeedsRoot { .. }) => libc::EPERM,
+            IsolError::Watcher(TraceError::NotMounted) => libc::ENODEV,
+            IsolError::Watcher(_) => libc::EIO,
+            IsolError::Busy(_) => libc::EBUSY,
+            IsolError::Aborted => libc::EINTR,
+            IsolError::WatcherStopped(_) => libc::EIO,
+        }
+    }
+}
+
+/// What happened while a thread was isolated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub cpu: u32,
+    pub wait: Wait,
+    /// True when the CPU is not nohz_full (development mode): the tick kept running at HZ
+    /// and no quiet wait was made.
+    pub ticking: bool,
+    /// From the start of `enter` to quiet confirmed (None when ticking).
+    pub time_to_quiet_ns: Option<u64>,
+    /// CPU time the thread spent waiting: all of a spinning wait; for Sleep, the time before
+    /// parking plus the re-verification after the wake-up (clock read through the vDSO).
+    pub wait_cpu_ns: Option<u64>,
+    /// From quiet (or enter, when ticking) to exit.
+    pub isolated_ns: u64,
+    pub interruptions: u64,
+    /// Interruptions while isolated, by kind and culprit, most frequent first.
+    pub by_cause: Vec<(Kind, String, u64)>,
+    /// The kernel's HZ, to read times in ticks.
+    pub hz: Option<u32>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CPU {} isolated for {:.3} s",
+            self.cpu,
+            self.isolated_ns as f64 / 1e9
+        )?;
+        if self.ticking {
+            write!(
+                f,
+                " (development mode: not nohz_full, the tick kept running at HZ)"
+            )?;
+        } else if let Some(q) = self.time_to_quiet_ns {
+            write!(
+                f,
+                "; quiet after {:.2} ms ({} wait",
+                q as f64 / 1e6,
+                self.wait
+            )?;
+            if let Some(c) = self.wait_cpu_ns {
+                write!(f, ", {:.2} ms CPU", c as f64 / 1e6)?;
+            }
+            write!(f, ")")?;
+        }
+        write!(f, "; {} interruptions", self.interruptions)?;
+        for (k, c, n) in self.by_cause.iter().take(5) {
+            write!(f, "\n  {n:>6}  {k} {c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How to isolate the calling thread. Build with [`Isolation::builder`].
+#[derive(Debug, Clone)]
+pub struct Isolation {
+    cpu: Option<u32>,
+    pin: bool,
+    wait: Wait,
+    timeout: Duration,
+    confirm: Duration,
+    allow_ticking: bool,
+    mlock: bool,
+    prefault_stack: usize,
+    regions: Vec<(usize, usize)>,
+    fifo: Option<i32>,
+}
+
+/// States of a waiting slot, shared between the isolated thread and the watcher.
+pub(crate) const WAITING: u8 = 0;
+pub(crate) const QUIET: u8 = 1;
+pub(crate) const FAILED: u8 = 2;
+/// Sleep strategy, woken: spinning through a second confirmation window.
+pub(crate) const REVERIFY: u8 = 3;
+pub(crate) const ISOLATED: u8 = 4;
+pub(crate) const DONE: u8 = 5;
+
+/// What one isolated thread shares with the watcher.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub cpu: u32,
+    pub tid: i32,
+    pub state: AtomicU8,
+    pub interruptions: AtomicU64,
+    pub last_kind: AtomicU8,
+    pub thread: std::thread::Thread,
+    pub started_ns: u64,
+    pub deadline_ns: u64,
+    pub confirm_ns: u64,
+    pub quiet_at_ns: AtomicU64,
+    /// When the thread called exit: interruptions after it are not counted.
+    pub exit_at_ns: AtomicU64,
+    pub wait_cpu_ns: AtomicU64,
+    pub detail: std::sync::Mutex<watcher::Detail>,
+}
+
+static ABORT: AtomicU8 = AtomicU8::new(0);
+
+/// Abort every wait in progress in this process. Async-signal-safe (one atomic store):
+/// call it from a signal handler to make a spinning `enter` return [`IsolError::Aborted`].
+pub fn abort_wait() {
+    ABORT.store(1, Ordering::SeqCst);
+}
+
+/// The parts of the kernel model `enter` needs. Boot-time facts, read once per process
+/// (the full model reads every thread; an enter should not).
+#[derive(Debug, Clone)]
+struct Topology {
+    online: CpuSet,
+    nohz_full: CpuSet,
+    domain_isolated: CpuSet,
+    hz: Option<u32>,
+}
+
+fn topology() -> Topology {
+    static TOPO: std::sync::OnceLock<Topology> = std::sync::OnceLock::new();
+    TOPO.get_or_init(|| {
+        let model = KernelModel::load(&SysRoot::live());
+        Topology {
+            online: model.cpus.online.as_ref().cloned().unwrap_or_default(),
+            nohz_full: model.nohz_full(),
+            domain_isolated: model.domain_isolated(),
+            hz: model.config.as_ref().and_then(|c| c.hz()),
+        }
+    })
+    .clone()
+}
+
+/// Start this process's watcher now, for the isolated CPUs of this kernel (`cpus` for a
+/// development CPU that is not nohz_full). The first [`Isolation::enter`] does this
+/// otherwise, and pays its start-up (enabling tracepoints, loading symbols) in its time to
+/// quiet; programs that enter often or must enter fast start it at initialisation.
+pub fn start_watcher(cpus: Option<&CpuSet>) -> Result<(), IsolError> {
+    let root = SysRoot::live();
+    let topo = topology();
+    let mut watched = topo.nohz_full.union(&topo.domain_isolated);
+    if let Some(c) = cpus {
+        watched = watched.union(c);
+    }
+    let housekeeping = topo.online.difference(&watched);
+    if housekeeping.is_empty() {
+        return Err(IsolError::Ineligible(Ineligible::NoHousekeeping));
+    }
+    watcher::ensure(&root, &watched, &housekeeping)
+}
+
+impl Isolation {
+    pub fn builder() -> Isolation {
+        Isolation {
+            cpu: None,
+            pin: false,
+            wait: Wait::Spin,
+            timeout: Duration::from_secs(1),
+            confirm: Duration::from_millis(20),
+            allow_ticking: false,
+            mlock: true,
+            prefault_stack: 256 * 1024,
+            regions: Vec::new(),
+            fifo: None,
+        }
+    }
+
+    /// The CPU to isolate on. Default: the one CPU the thread is allowed to run on.
+    pub fn cpu(mut self, cpu: u32) -> Self {
+        self.cpu = Some(cpu);
+        self
+    }
+
+    /// Pin the thread to the CPU first (otherwise an unpinned thread is ineligible).
+    pub fn pin(mut self, yes: bool) -> Self {
+        self.pin = yes;
+        self
+    }
+
+    pub fn wait(mut self, w: Wait) -> Self {
+        self.wait = w;
+        self
+    }
+
+    /// How long to wait for quiet before failing with NotQuiet. Default 1 s (the v16
+    /// selftest's retry budget).
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// How long the CPU must see no interruption, with its tick device disarmed, to count
+    /// as quiet. Default 20 ms (5 ticks at HZ=250).
+    pub fn confirm(mut self, t: Duration) -> Self {
+        self.confirm = t;
+        self
+    }
+
+    /// Development mode: allow a CPU that is not nohz_full (or not isolated). Enter then
+    /// succeeds without a quiet wait and the report says the tick keeps running.
+    pub fn allow_ticking(mut self, yes: bool) -> Self {
+        self.allow_ticking = yes;
+        self
+    }
+
+    /// `mlockall(MCL_CURRENT | MCL_FUTURE)` before waiting (default on).
+    pub fn mlock(mut self, yes: bool) -> Self {
+        self.mlock = yes;
+        self
+    }
+
+    /// Bytes of stack to touch before waiting (default 256 KiB).
+    pub fn prefault_stack(mut self, bytes: usize) -> Self {
+        self.prefault_stack = bytes;
+        self
+    }
+
+    /// A memory region to touch (read and write back) before waiting.
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must be valid, writable memory not accessed concurrently by another
+    /// thread during `enter`.
+    pub unsafe fn prefault(mut self, ptr: *mut u8, len: usize) -> Self {
+        self.regions.push((ptr as usize, len));
+        self
+    }
+
+    /// Run the thread SCHED_FIFO at this priority (checks that RT throttling is off).
+    pub fn fifo(mut self, priority: i32) -> Self {
+        self.fifo = Some(priority);
+        self
+    }
+
+    /// Check, prepare, wait until quiet. On success the calling thread is isolated until
+    /// the guard's [`IsolatedGuard::exit`].
+    pub fn enter(self) -> Result<IsolatedGuard, IsolError> {
+        let t0 = crate::monitor::monotonic_ns();
+        let root = SysRoot::live();
+        let topo = topology();
+        let cpu = self.eligible_cpu(&topo.online)?;
+        let nohz = topo.nohz_full.contains(cpu);
+        let isolated = topo.domain_isolated.contains(cpu);
+        let ticking = !(nohz && isolated);
+        if ticking && !self.allow_ticking {
+            return Err(IsolError::Ineligible(if !nohz {
+                Ineligible::NotNohzFull {
+                    cpu,
+                    nohz_full: match &topo.nohz_full {
+                        s if s.is_empty() => "none".to_string(),
+                        s => s.to_list(),
+                    },
+                }
+            } else {
+                Ineligible::NotDomainIsolated { cpu }
+            }));
+        }
+        if let Some(p) = self.fifo {
+            let runtime = root
+                .read_line("/proc/sys/kernel/sched_rt_runtime_us")
+                .ok()
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(-1);
+            if runtime != -1 {
+                return Err(IsolError::Ineligible(Ineligible::RtThrottled {
+                    runtime_us: runtime,
+                }));
+            }
+            set_fifo(p)?;
+        }
+        let mut isolated_cpus = topo.nohz_full.union(&topo.domain_isolated);
+        isolated_cpus.insert(cpu);
+        let housekeeping = topo.online.difference(&isolated_cpus);
+        if housekeeping.is_empty() {
+            return Err(IsolError::Ineligible(Ineligible::NoHousekeeping));
+        }
+        self.prepare()?;
+        let hz = topo.hz;
+        // SAFETY: gettid has no arguments and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        let timeout = self.timeout.as_nanos() as u64;
+        let slot = Arc::new(Slot {
+            cpu,
+            tid,
+            state: AtomicU8::new(if ticking { ISOLATED } else { WAITING }),
+            interruptions: AtomicU64::new(0),
+            last_kind: AtomicU8::new(u8::MAX),
+            thread: std::thread::current(),
+            started_ns: t0,
+            deadline_ns: t0 + timeout,
+            confirm_ns: self.confirm.as_nanos() as u64,
+            quiet_at_ns: AtomicU64::new(if ticking { t0 } else { 0 }),
+            exit_at_ns: AtomicU64::new(u64::MAX),
+            wait_cpu_ns: AtomicU64::new(0),
+            detail: Default::default(),
+        });
+        let watched = isolated_cpus.clone();
+        watcher::register(&root, &watched, &housekeeping, slot.clone())?;
+        ABORT.store(0, Ordering::SeqCst);
+        if ticking {
+            slot.quiet_at_ns
+                .store(crate::monitor::monotonic_ns(), Ordering::Release);
+        } else {
+            if let Err(e) = wait_quiet(&slot, self.wait) {
+                watcher::unregister(&slot);
+                return Err(e);
+            }
+        }
+        Ok(IsolatedGuard {
+            slot,
+            wait: self.wait,
+            ticking,
+            hz,
+            _not_send: std::marker::PhantomData,
+        })
+    }
+
+    fn eligible_cpu(&self, online: &CpuSet) -> Result<u32, IsolError> {
+        if self.pin {
+            let cpu = self.cpu.ok_or_else(|| {
+                IsolError::Busy("Isolation::pin needs Isolation::cpu to say which CPU".into())
+            })?;
+            set_affinity(cpu)?;
+        }
+        let allowed = get_affinity()?;
+        if allowed.len() != 1 {
+            return Err(IsolError::Ineligible(Ineligible::NotPinned { allowed }));
+        }
+        let cpu = allowed.first().expect("one CPU");
+        if let Some(want) = self.cpu {
+            if want != cpu {
+                return Err(IsolError::Ineligible(Ineligible::NotPinned { allowed }));
+            }
+        }
+        if !online.contains(cpu) {
+            return Err(IsolError::Ineligible(Ineligible::Offline {
+                cpu,
+                online: online.to_list(),
+            }));
+        }
+        Ok(cpu)
+    }
+
+    fn prepare(&self) -> Result<(), IsolError> {
+        if self.mlock {
+            // SAFETY: mlockall takes flags only.
+            if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
+                return Err(IsolError::Prepare {
+                    what: "mlockall(MCL_CURRENT | MCL_FUTURE)",
+                    source: std::io::Error::last_os_error(),
+                    fix: "run as root or raise the locked-memory limit (ulimit -l), or disable with Isolation::mlock(false)",
+                });
+            }
+        }
+        prefault_stack(self.prefault_stack);
+        for &(ptr, len) in &self.regions {
+            let page = 4096;
+            let mut off = 0;
+            while off < len {
+                // SAFETY: the caller of `prefault` promised ptr..ptr+len is valid, writable
+                // and not used concurrently; reading and writing back a byte changes
+                // nothing but makes the page present.
+                unsafe {
+                    let p = (ptr + off) as *mut u8;
+                    std::ptr::write_volatile(p, std::ptr::read_volatile(p));
+                }
+                off += page;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Touch `bytes` of stack below the current frame, 16 KiB per call.
+#[inline(never)]
+fn prefault_stack(bytes: usize) {
+    let mut block = [0u8; 16 * 1024];
+    std::hint::black_box(&mut block);
+    if bytes > block.len() {
+        prefault_stack(bytes - block.len());
+    }
+}
+
+fn set_fifo(priority: i32) -> Result<(), IsolError> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: sched_param is fully initialised; the call only reads it.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        return Err(IsolError::Prepare {
+            what: "sched_setscheduler(SCHED_FIFO)",
+            source: std::io::Error::last_os_error(),
+            fix: "run as root (CAP_SYS_NICE) or drop Isolation::fifo",
+        });
+    }
+    Ok(())
+}
+
+fn set_affinity(cpu: u32) -> Result<(), IsolError> {
+    crate::monitor::pin_current_thread(&CpuSet::from_iter([cpu])).map_err(|e| IsolError::Prepare {
+        what: "sched_setaffinity",
+        source: e,
+        fix: "check that the CPU is online and in the thread's cpuset",
+    })
+}
+
+fn get_affinity() -> Result<CpuSet, IsolError> {
+    // SAFETY: cpu_set_t is plain data (all-zero is valid); sched_getaffinity writes at most
+    // size_of::<cpu_set_t>() bytes into it; CPU_ISSET reads within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(IsolError::Prepare {
+                what: "sched_getaffinity",
+                source: std::io::Error::last_os_error(),
+                fix: "this should not fail; report it",
+            });
+        }
+        Ok((0..libc::CPU_SETSIZE as u32)
+            .filter(|&c| libc::CPU_ISSET(c as usize, &set))
+            .collect())
+    }
+}
+
+/// The isolated thread's side of the wait. No system call in the final (spinning) phase:
+/// the clock is read through the vDSO.
+fn wait_quiet(slot: &Slot, wait: Wait) -> Result<(), IsolError> {
+    let begin = crate::monitor::monotonic_ns();
+    // CPU time of the wait, from the vDSO clock: the spinning phases run flat out, the
+    // sleeping phase costs nothing.
+    let mut spinning_since = begin;
+    let mut spent = 0u64;
+    // The watcher enforces the deadline; this one only guards against a dead watcher.
+    let give_up = Instant::now()
+        + Duration::from_nanos(slot.deadline_ns.saturating_sub(slot.started_ns))
+        + Duration::from_secs(2);
+    if wait == Wait::Sleep {
+        // An untimed wait: a timeout would arm a timer on this very CPU and keep its tick
+        // device busy. The watcher always wakes us: on quiet, failure, timeout or abort.
+        while slot.state.load(Ordering::Acquire) == WAITING {
+            if ABORT.load(Ordering::Relaxed) != 0 {
+                return Err(IsolError::Aborted);
+            }
+            spent = crate::monitor::monotonic_ns().saturating_sub(spinning_since);
+            std::thread::park();
+            spinning_since = crate::monitor::monotonic_ns();
+        }
+        // Woken because the CPU was quiet while we slept: verify it stays quiet now that
+        // we run on it, spinning.
+        let _ = slot
+            .state
+            .compare_exchange(QUIET, REVERIFY, Ordering::AcqRel, Ordering::Acquire);
+    }
+    loop {
+        match slot.state.load(Ordering::Acquire) {
+            QUIET => break,
+            FAILED => return Err(watcher::failure(slot)),
+            _ => {}
+        }
+        if ABORT.load(Ordering::Relaxed) != 0 {
+            return Err(IsolError::Aborted);
+        }
+        if Instant::now() > give_up {
+            return Err(watcher::dead());
+        }
+        std::hint::spin_loop();
+    }
+    spent += crate::monitor::monotonic_ns().saturating_sub(spinning_since);
+    slot.wait_cpu_ns.store(spent, Ordering::Release);
+    slot.state.store(ISOLATED, Ordering::Release);
+    Ok(())
+}
+
+/// Held while the thread is isolated. Not `Send`: isolation belongs to the thread that
+/// entered it.
+#[derive(Debug)]
+pub struct IsolatedGuard {
+    slot: Arc<Slot>,
+    wait: Wait,
+    ticking: bool,
+    hz: Option<u32>,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl IsolatedGuard {
+    /// The CPU the thread is isolated on.
+    pub fn cpu(&self) -> u32 {
+        self.slot.cpu
+    }
+
+    /// Interruptions of the CPU since it became quiet. A plain atomic load: no system call.
+    pub fn interruptions(&self) -> u64 {
+        self.slot.interruptions.load(Ordering::Relaxed)
+    }
+
+    /// The kind of the last interruption, if any. No system call.
+    pub fn last_cause(&self) -> Option<Kind> {
+        Kind::ALL
+            .get(self.slot.last_kind.load(Ordering::Relaxed) as usize)
+            .copied()
+    }
+
+    /// Leave isolation and report.
+    pub fn exit(self) -> Report {
+        let end = crate::monitor::monotonic_ns();
+        self.slot.exit_at_ns.store(end, Ordering::Release);
+        // Let the watcher account for what happened up to now (waiting here may itself
+        // disturb the CPU; that is after `end` and not counted).
+        watcher::settle(&self.slot, end);
+        let s = &self.slot;
+        s.state.store(DONE, Ordering::Release);
+        watcher::unregister(s);
+        let quiet_at = s.quiet_at_ns.load(Ordering::Acquire);
+        let detail = s.detail.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_cause: Vec<(Kind, String, u64)> = detail
+            .causes
+            .iter()
+            .map(|((k, c), n)| (*k, c.clone(), *n))
+            .collect();
+        by_cause.sort_by_key(|e| std::cmp::Reverse(e.2));
+        let wait_cpu = s.wait_cpu_ns.load(Ordering::Acquire);
+        Report {
+            cpu: s.cpu,
+            wait: self.wait,
+            ticking: self.ticking,
+            time_to_quiet_ns: (!self.ticking).then(|| quiet_at.saturating_sub(s.started_ns)),
+            wait_cpu_ns: (!self.ticking).then_some(wait_cpu),
+            isolated_ns: end.saturating_sub(quiet_at),
+            interruptions: s.interruptions.load(Ordering::Relaxed),
+            by_cause,
+            hz: self.hz,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_quiet(dep: Option<&str>, source: &str) -> NotQuiet {
+        NotQuiet {
+            cpu: 3,
+            waited: Duration::from_secs(1),
+            dependency: dep.map(str::to_string),
+            timers: vec!["posix_timer_fn".into()],
+            interruptions: vec![("local_timer tick_nohz_handler".into(), 250)],
+            tick_armed: Some(true),
+            runnable: vec!["spin/42".into()],
+            dependency_source: dep.map(|_| source.to_string()),
+        }
+    }
+
+    #[test]
+    fn not_quiet_names_the_dependency_timers_culprits_and_a_fix() {
+        let m = not_quiet(Some("POSIX_TIMER"), "tick_stop").to_string();
+        assert!(m.starts_with("CPU 3 did not become quiet within 1s"), "{m}");
+        assert!(m.contains("kept by the POSIX_TIMER dependency;"), "{m}");
+        assert!(m.contains("timers armed there: posix_timer_fn"), "{m}");
+        assert!(m.contains("also runnable there: spin/42"), "{m}");
+        assert!(m.contains("tick_nohz_handler x250"), "{m}");
+        assert!(
+            m.ends_with("cancel the thread's POSIX or CPU-time timers"),
+            "{m}"
+        );
+        let m = not_quiet(Some("SCHED"), "inferred").to_string();
+        assert!(m.contains("SCHED dependency (inferred)"), "{m}");
+        assert!(m.ends_with("move it away"), "{m}");
+    }
+
+    #[test]
+    fn errors_map_to_the_patch_errno_values() {
+        let e = IsolError::Ineligible(Ineligible::NoHousekeeping);
+        assert_eq!(e.errno(), -libc::EINVAL);
+        let e = IsolError::NotQuiet(Box::new(not_quiet(None, "")));
+        assert_eq!(e.errno(), -libc::EAGAIN);
+        let e = IsolError::Watcher(TraceError::NeedsRoot {
+            op: "read",
+            path: "x".into(),
+        });
+        assert_eq!(e.errno(), -libc::EPERM);
+        assert_eq!(IsolError::Busy("x".into()).errno(), -libc::EBUSY);
+        assert_eq!(IsolError::Aborted.errno(), -libc::EINTR);
+        let e = IsolError::Prepare {
+            what: "mlockall",
+            source: std::io::Error::from_raw_os_error(libc::ENOMEM),
+            fix: "raise the limit",
+        };
+        assert_eq!(e.errno(), -libc::ENOMEM);
+        assert!(e.to_string().contains("raise the limit"));
+    }
+
+    #[test]
+    fn ineligibility_says_how_to_fix_it() {
+        let m = Ineligible::NotDomainIsolated { cpu: 5 }.to_string();
+        assert!(m.contains("isolcpus=domain,5"), "{m}");
+        let m = Ineligible::RtThrottled { runtime_us: 950000 }.to_string();
+        assert!(m.contains("sched_rt_runtime_us=-1"), "{m}");
+    }
+}

@@ -1,0 +1,362 @@
+//! The process's watcher: one thread on a housekeeping CPU that traces the isolated CPUs
+//! (a [`Watch`] with a short hold-back), decides when a waiting CPU is quiet, counts the
+//! interruptions of isolated ones, and fails waits that time out with the reason.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{IsolError, NotQuiet, Slot, DONE, FAILED, ISOLATED, QUIET, REVERIFY, WAITING};
+use crate::interrupt::{Kind, Record};
+use crate::kernel::timer_list;
+use crate::monitor::{self, Watch, WatchOptions};
+use crate::{CpuSet, SysRoot};
+
+const POLL: Duration = Duration::from_millis(1);
+const HOLDBACK_NS: u64 = 2_000_000;
+
+/// What the watcher knows about one slot beyond its atomics.
+#[derive(Debug, Default)]
+pub(crate) struct Detail {
+    /// Interruptions while isolated, by kind and culprit.
+    pub causes: BTreeMap<(Kind, String), u64>,
+    /// Interruptions while waiting, by culprit.
+    waiting: BTreeMap<String, u64>,
+    dependency: Option<String>,
+    failure: Option<NotQuiet>,
+    error: Option<String>,
+    window_start: u64,
+    last_state: u8,
+    started: bool,
+}
+
+struct Shared {
+    slots: Mutex<Vec<Arc<Slot>>>,
+    new_residents: Mutex<Vec<i32>>,
+    settled_ns: AtomicU64,
+    error: Mutex<Option<String>>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    cpus: CpuSet,
+}
+
+static WATCHER: Mutex<Option<Handle>> = Mutex::new(None);
+
+/// Start the watcher if it is not running.
+pub(crate) fn ensure(
+    root: &SysRoot,
+    watched: &CpuSet,
+    housekeeping: &CpuSet,
+) -> Result<(), IsolError> {
+    let mut w = WATCHER.lock().unwrap_or_else(|p| p.into_inner());
+    if w.is_none() {
+        *w = Some(start(root, watched, housekeeping)?);
+    }
+    Ok(())
+}
+
+/// Add a slot, starting the watcher on the first call.
+pub(crate) fn register(
+    root: &SysRoot,
+    watched: &CpuSet,
+    housekeeping: &CpuSet,
+    slot: Arc<Slot>,
+) -> Result<(), IsolError> {
+    let mut w = WATCHER.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(h) = w.as_ref() {
+        if let Some(e) = h.shared.error.lock().unwrap().clone() {
+            return Err(IsolError::WatcherStopped(e));
+        }
+        if !h.cpus.contains(slot.cpu) {
+            return Err(IsolError::Busy(format!(
+                "this process's watcher traces CPUs {}, not CPU {}: isolate on those CPUs \
+                 (the watcher's CPUs are fixed when the first thread enters)",
+                h.cpus.to_list(),
+                slot.cpu
+            )));
+        }
+    } else {
+        *w = Some(start(root, watched, housekeeping)?);
+    }
+    let h = w.as_ref().expect("watcher started");
+    let mut slots = h.shared.slots.lock().unwrap();
+    if let Some(other) = slots.iter().find(|s| s.cpu == slot.cpu) {
+        return Err(IsolError::Busy(format!(
+            "CPU {} already has an isolated thread (tid {}) in this process",
+            slot.cpu, other.tid
+        )));
+    }
+    h.shared.new_residents.lock().unwrap().push(slot.tid);
+    slots.push(slot);
+    Ok(())
+}
+
+pub(crate) fn unregister(slot: &Arc<Slot>) {
+    if let Some(h) = WATCHER.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        h.shared
+            .slots
+            .lock()
+            .unwrap()
+            .retain(|s| !Arc::ptr_eq(s, slot));
+    }
+}
+
+/// Wait (up to 200 ms) until the watcher has processed events up to `until`.
+pub(crate) fn settle(_slot: &Slot, until: u64) {
+    let shared = match WATCHER.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        Some(h) => h.shared.clone(),
+        None => return,
+    };
+    let give_up = monitor::monotonic_ns() + 200_000_000;
+    while shared.settled_ns.load(Ordering::Acquire) < until && monitor::monotonic_ns() < give_up {
+        std::thread::sleep(POLL);
+    }
+}
+
+pub(crate) fn failure(slot: &Slot) -> IsolError {
+    let d = slot.detail.lock().unwrap_or_else(|p| p.into_inner());
+    match (&d.failure, &d.error) {
+        (Some(nq), _) => IsolError::NotQuiet(Box::new(nq.clone())),
+        (None, Some(e)) => IsolError::WatcherStopped(e.clone()),
+        (None, None) => dead(),
+    }
+}
+
+pub(crate) fn dead() -> IsolError {
+    IsolError::WatcherStopped("the watcher thread stopped answering".into())
+}
+
+fn start(root: &SysRoot, watched: &CpuSet, housekeeping: &CpuSet) -> Result<Handle, IsolError> {
+    let shared = Arc::new(Shared {
+        slots: Mutex::new(Vec::new()),
+        new_residents: Mutex::new(Vec::new()),
+        settled_ns: AtomicU64::new(0),
+        error: Mutex::new(None),
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (root, cpus, hk, sh) = (
+        root.clone(),
+        watched.clone(),
+        housekeeping.clone(),
+        shared.clone(),
+    );
+    std::thread::Builder::new()
+        .name("isol-watcher".into())
+        .spawn(move || {
+            let started = monitor::pin_current_thread(&hk)
+                .map_err(|e| {
+                    IsolError::Busy(format!(
+                        "cannot pin the watcher to CPUs {}: {e}",
+                        hk.to_list()
+                    ))
+                })
+                .and_then(|_| {
+                    let mut opts = WatchOptions::new(cpus);
+                    opts.holdback_ns = HOLDBACK_NS;
+                    Watch::start(&root, opts).map_err(IsolError::from)
+                });
+            match started {
+                Ok(watch) => {
+                    let _ = tx.send(Ok(()));
+                    run(watch, &root, &sh);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| IsolError::Busy(format!("cannot start the watcher thread: {e}")))?;
+    rx.recv().map_err(|_| dead())?.map(|_| Handle {
+        shared,
+        cpus: watched.clone(),
+    })
+}
+
+fn run(mut watch: Watch, root: &SysRoot, shared: &Shared) {
+    loop {
+        std::thread::sleep(POLL);
+        for tid in shared.new_residents.lock().unwrap().drain(..) {
+            watch.add_resident(tid);
+        }
+        let now = monitor::monotonic_ns();
+        let horizon = now.saturating_sub(HOLDBACK_NS);
+        let records = match watch.poll() {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = e.to_string();
+                *shared.error.lock().unwrap() = Some(msg.clone());
+                for s in shared.slots.lock().unwrap().iter() {
+                    s.detail.lock().unwrap().error = Some(msg.clone());
+                    s.state.store(FAILED, Ordering::Release);
+                    s.thread.unpark();
+                }
+                return;
+            }
+        };
+        let slots: Vec<Arc<Slot>> = shared.slots.lock().unwrap().clone();
+        for r in &records {
+            for s in slots.iter().filter(|s| s.cpu == r.cpu()) {
+                account(s, r);
+            }
+        }
+        for s in &slots {
+            check(s, root, now, horizon);
+        }
+        shared.settled_ns.store(horizon, Ordering::Release);
+    }
+}
+
+/// Count one record against a slot.
+fn account(s: &Slot, r: &Record) {
+    let state = s.state.load(Ordering::Acquire);
+    let mut d = s.detail.lock().unwrap();
+    match r {
+        Record::Interruption(i) => match state {
+            WAITING | REVERIFY | QUIET => {
+                if matches!(i.kind, Kind::Syscall | Kind::PageFault) {
+                    // The thread's own setup, before the final phase.
+                    return;
+                }
+                let end = i.start_ns + i.duration_ns.unwrap_or(0);
+                d.window_start = d.window_start.max(end);
+                *d.waiting
+                    .entry(format!("{} {}", i.kind, i.culprit()))
+                    .or_default() += 1;
+            }
+            ISOLATED | DONE => {
+                if i.start_ns < s.quiet_at_ns.load(Ordering::Acquire)
+                    || i.start_ns >= s.exit_at_ns.load(Ordering::Acquire)
+                {
+                    return;
+                }
+                s.interruptions.fetch_add(1, Ordering::Relaxed);
+                let k = Kind::ALL.iter().position(|k| *k == i.kind).unwrap_or(0);
+                s.last_kind.store(k as u8, Ordering::Relaxed);
+                *d.causes.entry((i.kind, i.culprit())).or_default() += 1;
+            }
+            _ => {}
+        },
+        Record::TickStop {
+            success,
+            dependency,
+            ..
+        } => {
+            if *success {
+                d.dependency = None;
+            } else {
+                d.dependency = Some(dependency.clone());
+            }
+        }
+        Record::Lost { at_ns, .. } => {
+            // Unknown gap: the window must restart after it.
+            d.window_start = d.window_start.max(*at_ns);
+        }
+    }
+}
+
+/// Tasks in state R whose last CPU is `cpu`, other than `tid`: `comm/tid`.
+fn runnable_on(root: &SysRoot, cpu: u32, tid: i32) -> Vec<String> {
+    let mut out = Vec::new();
+    for pid in root.list("/proc").unwrap_or_default() {
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        for t in root.list(&format!("/proc/{pid}/task")).unwrap_or_default() {
+            if let Ok(text) = root.read(&format!("/proc/{pid}/task/{t}/stat")) {
+                if let Some(st) = crate::kernel::threads::parse_stat(&text) {
+                    if st.state == 'R' && st.processor == cpu && st.tid as i32 != tid {
+                        out.push(format!("{}/{}", st.comm, st.tid));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether this process has POSIX timers on a CPU-time clock (they keep the tick).
+fn has_cpu_time_timers(root: &SysRoot) -> bool {
+    root.read("/proc/self/timers")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("ClockID:"))
+        .filter_map(|v| v.trim().parse::<i64>().ok())
+        .any(|c| c == 2 || c == 3 || c < 0)
+}
+
+/// Decide quiet or failure for a waiting slot.
+fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
+    let state = s.state.load(Ordering::Acquire);
+    if state != WAITING && state != REVERIFY {
+        return;
+    }
+    if super::ABORT.load(Ordering::Relaxed) != 0 {
+        // A sleeping thread cannot see the flag: wake it.
+        s.thread.unpark();
+    }
+    let mut d = s.detail.lock().unwrap();
+    if !d.started {
+        d.started = true;
+        d.window_start = d.window_start.max(s.started_ns);
+    }
+    if state == REVERIFY && d.last_state != REVERIFY {
+        // The woken thread now runs on the CPU: confirm again from here.
+        d.window_start = d.window_start.max(now);
+    }
+    d.last_state = state;
+    let window_ok = horizon >= d.window_start + s.confirm_ns;
+    let mut timers = Vec::new();
+    let mut armed = None;
+    if window_ok || now > s.deadline_ns {
+        if let Ok(text) = root.read("/proc/timer_list") {
+            if let Ok(tl) = timer_list::parse(&text) {
+                armed = tl.tick_quiet(s.cpu).map(|q| !q);
+                if let Some(c) = tl.cpus.get(&s.cpu) {
+                    timers = c.timers.iter().map(|t| t.function.clone()).collect();
+                }
+            }
+        }
+    }
+    // Quiet: the tick device disarmed and no hrtimer queued on the CPU at all (a queued
+    // one, like the deadline server's, will fire and disturb it).
+    if window_ok && armed == Some(false) && timers.is_empty() {
+        s.quiet_at_ns.store(now, Ordering::Release);
+        s.state.store(QUIET, Ordering::Release);
+        s.thread.unpark();
+        return;
+    }
+    if now > s.deadline_ns {
+        let mut interruptions: Vec<(String, u64)> =
+            d.waiting.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        interruptions.sort_by_key(|e| std::cmp::Reverse(e.1));
+        timers.retain(|t| !t.is_empty());
+        timers.dedup();
+        let runnable = runnable_on(root, s.cpu, s.tid);
+        let (dependency, source) = match &d.dependency {
+            Some(dep) => (Some(dep.clone()), Some("tick_stop".to_string())),
+            None if has_cpu_time_timers(root) => (
+                Some("POSIX_TIMER".to_string()),
+                Some("inferred".to_string()),
+            ),
+            None if !runnable.is_empty() => {
+                (Some("SCHED".to_string()), Some("inferred".to_string()))
+            }
+            None => (None, None),
+        };
+        d.failure = Some(NotQuiet {
+            cpu: s.cpu,
+            waited: Duration::from_nanos(now - s.started_ns),
+            dependency,
+            timers,
+            interruptions,
+            tick_armed: armed,
+            runnable,
+            dependency_source: source,
+        });
+        s.state.store(FAILED, Ordering::Release);
+        s.thread.unpark();
+    }
+}

@@ -1,0 +1,87 @@
+//! Host tier for the task isolation API on this machine's kernel (no nohz_full): the
+//! EINVAL cases, and development mode (allow_ticking), where enter works and the tick is
+//! counted. What needs a nohz_full kernel (quiet, EAGAIN) is tested in the lab.
+
+use std::time::{Duration, Instant};
+
+use isol::task::{Ineligible, IsolError, Isolation, Wait};
+use isol::CpuSet;
+
+fn ready() -> bool {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    let nohz = std::fs::read_to_string("/sys/devices/system/cpu/nohz_full").unwrap_or_default();
+    let two = CpuSet::parse_list(online.trim()).is_ok_and(|s| s.contains(0) && s.contains(1));
+    let no_nohz = nohz.trim().is_empty() || nohz.trim() == "(null)";
+    if !(root && two && no_nohz) {
+        eprintln!("skipped: needs root, CPUs 0-1 and a kernel without nohz_full CPUs");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn eligibility_then_development_mode_on_this_kernel() {
+    if !ready() {
+        return;
+    }
+    std::thread::spawn(|| {
+        // Not pinned: the thread may run on both CPUs.
+        isol::monitor::pin_current_thread(&CpuSet::from_iter([0, 1])).unwrap();
+        let e = Isolation::builder().cpu(1).enter().unwrap_err();
+        assert!(
+            matches!(&e, IsolError::Ineligible(Ineligible::NotPinned { allowed }) if allowed.len() == 2),
+            "{e}"
+        );
+        assert_eq!(e.errno(), -libc::EINVAL);
+        // Pinned, but CPU 1 is not nohz_full here.
+        let e = Isolation::builder().cpu(1).pin(true).enter().unwrap_err();
+        assert!(matches!(e, IsolError::Ineligible(Ineligible::NotNohzFull { cpu: 1, .. })));
+        assert!(e.to_string().contains("nohz_full=1"), "{e}");
+        // Development mode: enter works, the tick keeps running and is counted.
+        let g = Isolation::builder()
+            .cpu(1)
+            .pin(true)
+            .wait(Wait::Sleep)
+            .allow_ticking(true)
+            .enter()
+            .expect("development mode enters");
+        assert_eq!(g.cpu(), 1);
+        let t = Instant::now();
+        let mut seen = 0;
+        while t.elapsed() < Duration::from_millis(400) {
+            seen = g.interruptions();
+        }
+        let r = g.exit();
+        assert!(r.ticking);
+        assert_eq!(r.time_to_quiet_ns, None);
+        assert!(r.interruptions >= seen);
+        // HZ=250 for about 0.4 s: some 100 ticks, attributed to the tick handler.
+        assert!(r.interruptions >= 40, "{r}");
+        assert!(
+            r.by_cause
+                .iter()
+                .any(|(k, _, n)| *k == isol::interrupt::Kind::LocalTimer && *n >= 40),
+            "{r}"
+        );
+        assert!(r.to_string().contains("tick kept running"));
+        // Enter twice on the same thread after exit is fine; a second thread on the same
+        // CPU while one is isolated is refused.
+        let g = Isolation::builder().cpu(1).pin(true).allow_ticking(true).enter().unwrap();
+        let other = std::thread::spawn(|| {
+            Isolation::builder()
+                .cpu(1)
+                .pin(true)
+                .allow_ticking(true)
+                .enter()
+                .map(|g| g.exit())
+        })
+        .join()
+        .unwrap();
+        assert!(matches!(other, Err(IsolError::Busy(_))), "{other:?}");
+        g.exit();
+    })
+    .join()
+    .unwrap();
+}
