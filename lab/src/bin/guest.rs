@@ -150,8 +150,13 @@ fn set_name(name: &str) {
     unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }
 
-/// Arm a one-shot POSIX timer that signals the calling thread after `ms`.
-fn arm_posix_timer(ms: i64) {
+/// Arm a POSIX timer on `clock` that sends SIGUSR1 (handled, doing nothing) to the calling
+/// thread after `first_ms`, then every `every_ms` (0: once).
+fn arm_timer(clock: libc::clockid_t, first_ms: i64, every_ms: i64) {
+    let ts = |ms: i64| libc::timespec {
+        tv_sec: ms / 1000,
+        tv_nsec: (ms % 1000) * 1_000_000,
+    };
     // SAFETY: the handler does nothing (async-signal-safe); sigaction and sigevent are
     // zero-initialised plain data with the needed fields set; timer_create writes the id
     // into a valid local, and timer_settime reads a fully initialised itimerspec.
@@ -164,18 +169,12 @@ fn arm_posix_timer(ms: i64) {
         sev.sigev_signo = libc::SIGUSR1;
         sev.sigev_notify_thread_id = gettid();
         let mut id: libc::timer_t = std::ptr::null_mut();
-        if libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut id) != 0 {
+        if libc::timer_create(clock, &mut sev, &mut id) != 0 {
             panic!("timer_create: {}", std::io::Error::last_os_error());
         }
         let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: ms * 1_000_000,
-            },
+            it_interval: ts(every_ms),
+            it_value: ts(first_ms),
         };
         if libc::timer_settime(id, 0, &spec, std::ptr::null_mut()) != 0 {
             panic!("timer_settime: {}", std::io::Error::last_os_error());
@@ -196,7 +195,7 @@ fn provoke(cpu: u32, delay_ms: u64) {
             tx.send(gettid()).unwrap();
             while !stop.load(Ordering::Relaxed) {
                 if arm.swap(false, Ordering::Relaxed) {
-                    arm_posix_timer(20);
+                    arm_timer(libc::CLOCK_MONOTONIC, 20, 0);
                 }
                 std::hint::spin_loop();
             }
@@ -253,35 +252,6 @@ fn irq_total(cpu: u32) -> u64 {
     t.rows.iter().filter_map(|r| r.counts.get(&cpu)).sum()
 }
 
-fn arm_cpu_time_timer() {
-    // SAFETY: the handler does nothing (async-signal-safe); sigaction and sigevent are
-    // zero-initialised plain data with the needed fields set; the timer id is written into
-    // a valid local; itimerspec is fully initialised.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_sigusr1 as extern "C" fn(libc::c_int) as usize;
-        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
-        let mut sev: libc::sigevent = std::mem::zeroed();
-        sev.sigev_notify = libc::SIGEV_SIGNAL;
-        sev.sigev_signo = libc::SIGUSR1;
-        let mut id: libc::timer_t = std::ptr::null_mut();
-        if libc::timer_create(libc::CLOCK_THREAD_CPUTIME_ID, &mut sev, &mut id) != 0 {
-            panic!("timer_create: {}", std::io::Error::last_os_error());
-        }
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 100_000_000,
-            },
-            it_value: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 100_000_000,
-            },
-        };
-        libc::timer_settime(id, 0, &spec, std::ptr::null_mut());
-    }
-}
-
 fn isolate(args: &[String], fifo: bool) {
     use isol::task::{Isolation, Wait};
     let flag = |f: &str| args.iter().any(|a| a == f);
@@ -321,7 +291,8 @@ fn isolate(args: &[String], fifo: bool) {
                 std::thread::sleep(Duration::from_millis(1500));
             }
             if timer {
-                arm_cpu_time_timer();
+                // A CPU-time timer: the kernel keeps the tick for it (POSIX_TIMER).
+                arm_timer(libc::CLOCK_THREAD_CPUTIME_ID, 100, 100);
             }
             let mut entries = Vec::new();
             for i in 0..repeat {
