@@ -29,17 +29,25 @@ fn header_is_generated_from_the_code() {
     );
 }
 
-fn static_lib() -> Option<PathBuf> {
-    // The test binary lives in target/<profile>/deps; the library beside it or one up.
-    let exe = std::env::current_exe().ok()?;
-    let deps = exe.parent()?;
-    [deps.parent()?.join("libisol.a"), deps.join("libisol.a")]
-        .into_iter()
-        .find(|p| p.exists())
+/// Build `libisol.a` (cargo does not build a staticlib for integration tests) and return
+/// its path.
+fn static_lib() -> PathBuf {
+    let workspace = crate_dir().join("../..");
+    let ok = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "isol-capi", "--lib"])
+        .current_dir(&workspace)
+        .status()
+        .expect("run cargo")
+        .success();
+    assert!(ok, "cargo build -p isol-capi failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    target.join("debug/libisol.a")
 }
 
-fn build_example(dir: &Path) -> Option<PathBuf> {
-    let lib = static_lib()?;
+fn build_example(dir: &Path) -> PathBuf {
+    let lib = static_lib();
     let out = dir.join("hotloop");
     let ok = Command::new("cc")
         .arg(crate_dir().join("examples/hotloop.c"))
@@ -52,16 +60,14 @@ fn build_example(dir: &Path) -> Option<PathBuf> {
         .expect("run cc")
         .success();
     assert!(ok, "the C example does not build against {}", lib.display());
-    Some(out)
+    out
 }
 
 #[test]
 fn c_example_builds_and_runs() {
     let tmp = std::env::temp_dir().join(format!("isol-capi-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
-    let Some(exe) = build_example(&tmp) else {
-        panic!("libisol.a was not built next to the test binary");
-    };
+    let exe = build_example(&tmp);
     // SAFETY: geteuid has no arguments and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped running: tracing needs root");
