@@ -132,6 +132,12 @@ uint64_t isol_interruptions(void);
 int32_t isol_start_watcher(void);
 
 /**
+ * Stop the process's watcher (it also stops by itself at normal exit): its tracing
+ * instance is removed. Call it before `_exit` or `execve`, which skip exit handlers.
+ */
+void isol_shutdown(void);
+
+/**
  * Make a waiting `isol_enter` return `-EINTR`. Async-signal-safe.
  */
 void isol_abort_wait(void);

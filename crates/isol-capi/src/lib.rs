@@ -224,6 +224,13 @@ pub extern "C" fn isol_start_watcher() -> i32 {
     })
 }
 
+/// Stop the process's watcher (it also stops by itself at normal exit): its tracing
+/// instance is removed. Call it before `_exit` or `execve`, which skip exit handlers.
+#[no_mangle]
+pub extern "C" fn isol_shutdown() {
+    let _ = catch_unwind(isol_core::task::shutdown_watcher);
+}
+
 /// Make a waiting `isol_enter` return `-EINTR`. Async-signal-safe.
 #[no_mangle]
 pub extern "C" fn isol_abort_wait() {

@@ -304,6 +304,14 @@ pub(crate) struct Slot {
 
 static ABORT: AtomicU8 = AtomicU8::new(0);
 
+/// Stop this process's watcher now (it also stops by itself at normal exit): its tracing
+/// instance is removed and the kernel's events disabled, which patches code and sends one
+/// IPI to every CPU. Threads still isolated stop being counted; a later enter starts a new
+/// watcher.
+pub fn shutdown_watcher() {
+    watcher::shutdown();
+}
+
 /// Abort every wait in progress in this process. Async-signal-safe (one atomic store):
 /// call it from a signal handler to make a spinning `enter` return [`IsolError::Aborted`].
 pub fn abort_wait() {

@@ -32,6 +32,8 @@ pub(crate) struct Detail {
 }
 
 struct Shared {
+    stop: std::sync::atomic::AtomicBool,
+    stopped: (Mutex<bool>, std::sync::Condvar),
     slots: Mutex<Vec<Arc<Slot>>>,
     new_residents: Mutex<Vec<i32>>,
     settled_ns: AtomicU64,
@@ -131,6 +133,8 @@ pub(crate) fn dead() -> IsolError {
 
 fn start(root: &SysRoot, watched: &CpuSet, housekeeping: &CpuSet) -> Result<Handle, IsolError> {
     let shared = Arc::new(Shared {
+        stop: std::sync::atomic::AtomicBool::new(false),
+        stopped: (Mutex::new(false), std::sync::Condvar::new()),
         slots: Mutex::new(Vec::new()),
         new_residents: Mutex::new(Vec::new()),
         settled_ns: AtomicU64::new(0),
@@ -154,6 +158,10 @@ fn start(root: &SysRoot, watched: &CpuSet, housekeeping: &CpuSet) -> Result<Hand
                     ))
                 })
                 .and_then(|_| {
+                    // Instances left by isol processes that were killed: theirs to remove.
+                    if let Ok(t) = crate::tracefs::Tracefs::locate(&root) {
+                        let _ = t.remove_stale();
+                    }
                     let mut opts = WatchOptions::new(cpus);
                     opts.holdback_ns = HOLDBACK_NS;
                     Watch::start(&root, opts).map_err(IsolError::from)
@@ -169,15 +177,56 @@ fn start(root: &SysRoot, watched: &CpuSet, housekeeping: &CpuSet) -> Result<Hand
             }
         })
         .map_err(|e| IsolError::Busy(format!("cannot start the watcher thread: {e}")))?;
-    rx.recv().map_err(|_| dead())?.map(|_| Handle {
+    rx.recv().map_err(|_| dead())??;
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: registers a plain extern "C" function with no arguments; it runs once at
+        // normal process exit.
+        unsafe { libc::atexit(at_exit) };
+    });
+    Ok(Handle {
         shared,
         cpus: watched.clone(),
     })
 }
 
+extern "C" fn at_exit() {
+    shutdown();
+}
+
+/// Stop the watcher: remove its tracing instance (disabling the events) and end its
+/// thread. Runs by itself at normal process exit; a killed process leaves an instance that
+/// the next watcher (or `isol watch --cleanup`) removes. A later enter starts a new one.
+pub(crate) fn shutdown() {
+    let handle = match WATCHER.try_lock() {
+        Ok(mut w) => w.take(),
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().take(),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    };
+    let Some(h) = handle else {
+        return;
+    };
+    h.shared.stop.store(true, Ordering::SeqCst);
+    let (lock, cv) = &h.shared.stopped;
+    let done = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = cv.wait_timeout_while(done, Duration::from_secs(2), |d| !*d);
+}
+
 fn run(mut watch: Watch, root: &SysRoot, shared: &Shared) {
     loop {
         std::thread::sleep(POLL);
+        if shared.stop.load(Ordering::SeqCst) {
+            let _ = watch.stop();
+            for s in shared.slots.lock().unwrap().iter() {
+                s.detail.lock().unwrap().error = Some("the watcher was shut down".into());
+                s.state.store(FAILED, Ordering::Release);
+                s.thread.unpark();
+            }
+            let (lock, cv) = &shared.stopped;
+            *lock.lock().unwrap() = true;
+            cv.notify_all();
+            return;
+        }
         for tid in shared.new_residents.lock().unwrap().drain(..) {
             watch.add_resident(tid);
         }
