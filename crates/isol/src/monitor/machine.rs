@@ -26,6 +26,20 @@ const SYS_EXIT_GROUP: i64 = 231;
 /// The callback `ipi_send_cpu` reports when the real function is not known.
 const GENERIC_CALL: &str = "generic_smp_call_function_single_interrupt";
 
+/// Keep a pending sender until its effect is seen, forgetting ones older than the TTL when
+/// the map is full.
+fn remember<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, (u64, Sender)>,
+    key: K,
+    ts: u64,
+    sender: Sender,
+) {
+    if map.len() >= PENDING_MAX {
+        map.retain(|_, (t, _)| ts.saturating_sub(*t) < PENDING_TTL_NS);
+    }
+    map.insert(key, (ts, sender));
+}
+
 /// Kernel stacks start inside the tracing code; those frames name no culprit.
 fn strip_tracing_frames(mut names: Vec<String>) -> Vec<String> {
     let n = names
@@ -258,24 +272,11 @@ impl Machine {
             What::Nmi { handler, delta_ns } => {
                 let d = delta_ns.max(0) as u64;
                 let name = self.symbols.name(handler).unwrap_or_else(|| "nmi".into());
-                let depth = self.cpus.get(&cpu).map_or(0, |s| s.frames.len()) as u32;
                 if let Some(f) = self.cpus.entry(cpu).or_default().frames.last_mut() {
                     f.child_ns += d;
                 }
-                self.out.push(Record::Interruption(Interruption {
-                    cpu,
-                    start_ns: e.ts.saturating_sub(d),
-                    duration_ns: Some(d),
-                    net_ns: Some(d),
-                    depth,
-                    complete: true,
-                    kind: Kind::Nmi,
-                    source: name,
-                    number: None,
-                    functions: Vec::new(),
-                    senders: Vec::new(),
-                    address: None,
-                }));
+                let start = e.ts.saturating_sub(d);
+                self.instant(cpu, start, Some(d), Kind::Nmi, name, None, None);
             }
             What::SysEnter(nr) => {
                 if self.in_task_frame(cpu) {
@@ -286,21 +287,7 @@ impl Machine {
                     .unwrap_or_else(|| format!("syscall_{nr}"));
                 if nr == SYS_EXIT || nr == SYS_EXIT_GROUP {
                     // These never return: an instant, not a frame.
-                    let depth = self.cpus.get(&cpu).map_or(0, |s| s.frames.len()) as u32;
-                    self.out.push(Record::Interruption(Interruption {
-                        cpu,
-                        start_ns: e.ts,
-                        duration_ns: None,
-                        net_ns: None,
-                        depth,
-                        complete: true,
-                        kind: Kind::Syscall,
-                        source: name,
-                        number: Some(nr),
-                        functions: Vec::new(),
-                        senders: Vec::new(),
-                        address: None,
-                    }));
+                    self.instant(cpu, e.ts, None, Kind::Syscall, name, Some(nr), None);
                     return;
                 }
                 let f = self.frame(Tag::Syscall, Kind::Syscall, name, Some(nr), e.ts);
@@ -323,21 +310,9 @@ impl Machine {
                 if self.in_task_frame(cpu) {
                     return;
                 }
-                let depth = self.cpus.get(&cpu).map_or(0, |s| s.frames.len()) as u32;
-                self.out.push(Record::Interruption(Interruption {
-                    cpu,
-                    start_ns: e.ts,
-                    duration_ns: None,
-                    net_ns: None,
-                    depth,
-                    complete: true,
-                    kind: Kind::PageFault,
-                    source: if user { "user" } else { "kernel" }.to_string(),
-                    number: Some(e.pid as i64),
-                    functions: Vec::new(),
-                    senders: Vec::new(),
-                    address: Some(address),
-                }));
+                let source = if user { "user" } else { "kernel" }.to_string();
+                let pid = Some(e.pid as i64);
+                self.instant(cpu, e.ts, None, Kind::PageFault, source, pid, Some(address));
             }
             // Lost and sender events were handled above.
             What::Lost { .. } => {}
@@ -381,14 +356,8 @@ impl Machine {
                 cpu,
             } => {
                 if *cpu >= 0 && self.targets.contains(*cpu as u32) {
-                    let mut s = self.sender(e, "queue_work", 0, *function);
-                    s.callsite = None;
-                    if self.work.len() >= PENDING_MAX {
-                        let ts = e.ts;
-                        self.work
-                            .retain(|_, (t, _)| ts.saturating_sub(*t) < PENDING_TTL_NS);
-                    }
-                    self.work.insert(*work, (e.ts, s));
+                    let s = self.sender(e, "queue_work", 0, *function);
+                    remember(&mut self.work, *work, e.ts, s);
                     self.last_sender.insert(e.cpu, LastSender::Work(*work));
                 }
                 true
@@ -401,12 +370,7 @@ impl Machine {
                 self.comms.insert(*pid, comm_str(comm));
                 if *target_cpu >= 0 && self.targets.contains(*target_cpu as u32) && e.pid != *pid {
                     let s = self.sender(e, "wakeup", 0, 0);
-                    if self.wakeups.len() >= PENDING_MAX {
-                        let ts = e.ts;
-                        self.wakeups
-                            .retain(|_, (t, _)| ts.saturating_sub(*t) < PENDING_TTL_NS);
-                    }
-                    self.wakeups.insert(*pid, (e.ts, s));
+                    remember(&mut self.wakeups, *pid, e.ts, s);
                     self.last_sender.insert(e.cpu, LastSender::Wakeup(*pid));
                 }
                 true
@@ -504,6 +468,36 @@ impl Machine {
             }
             self.push(cpu, f);
         }
+    }
+
+    /// Report an interruption that is not a frame: an NMI (its duration comes with it), a
+    /// page fault or a syscall that never returns (no end event: no duration).
+    #[allow(clippy::too_many_arguments)]
+    fn instant(
+        &mut self,
+        cpu: u32,
+        start_ns: u64,
+        duration_ns: Option<u64>,
+        kind: Kind,
+        source: String,
+        number: Option<i64>,
+        address: Option<u64>,
+    ) {
+        let depth = self.cpus.get(&cpu).map_or(0, |s| s.frames.len()) as u32;
+        self.out.push(Record::Interruption(Interruption {
+            cpu,
+            start_ns,
+            duration_ns,
+            net_ns: duration_ns,
+            depth,
+            complete: true,
+            kind,
+            source,
+            number,
+            functions: Vec::new(),
+            senders: Vec::new(),
+            address,
+        }));
     }
 
     fn in_task_frame(&self, cpu: u32) -> bool {

@@ -193,30 +193,24 @@ impl<'a> Events<'a> {
                     self.ts = abs;
                     self.pos = at + 8;
                 }
-                0 => {
-                    let len = word(1)? as usize;
-                    if len < 4 || len % 4 != 0 {
-                        return Err(perr(at, format!("data record with length word {len}")));
-                    }
-                    let payload = self
-                        .data
-                        .get(at + 8..at + 4 + len)
-                        .ok_or_else(|| perr(at, format!("{len}-byte record runs past commit")))?;
-                    self.ts = self.ts.wrapping_add(delta);
-                    self.pos = at + 4 + len;
-                    return Ok(Some(RawEvent {
-                        ts: self.ts,
-                        payload,
-                    }));
-                }
                 n => {
-                    let len = n as usize * 4;
+                    // The payload: `type_len` words, or as many as the length word says
+                    // (which counts itself).
+                    let (start, len) = if n == 0 {
+                        let len = word(1)? as usize;
+                        if len < 4 || len % 4 != 0 {
+                            return Err(perr(at, format!("data record with length word {len}")));
+                        }
+                        (at + 8, len - 4)
+                    } else {
+                        (at + 4, n as usize * 4)
+                    };
                     let payload = self
                         .data
-                        .get(at + 4..at + 4 + len)
+                        .get(start..start + len)
                         .ok_or_else(|| perr(at, format!("{len}-byte record runs past commit")))?;
                     self.ts = self.ts.wrapping_add(delta);
-                    self.pos = at + 4 + len;
+                    self.pos = start + len;
                     return Ok(Some(RawEvent {
                         ts: self.ts,
                         payload,
