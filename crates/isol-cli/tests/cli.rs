@@ -1,23 +1,10 @@
 //! The `isol` command on this machine's real kernel (read-only) and on committed fixtures.
 
-use std::path::PathBuf;
+mod common;
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-fn isol() -> Command {
-    Command::cargo_bin("isol").unwrap()
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
-}
-
-fn json(out: &[u8]) -> Value {
-    serde_json::from_slice(out).expect("valid JSON")
-}
+use common::{as_nobody, fixture, isol, json};
 
 fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["findings"]
@@ -244,27 +231,10 @@ fn not_root_reads_degrade_to_unknown() {
 
 #[test]
 fn as_an_unprivileged_user_root_only_files_are_unknown() {
-    // Host tier: needs root to drop to `nobody` with setpriv; otherwise say so and skip.
-    let is_root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let has_setpriv = std::process::Command::new("setpriv")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !is_root || !has_setpriv {
-        eprintln!("skipped: needs root and setpriv to run isol as nobody");
+    // Host tier: needs root to drop to `nobody` with setpriv; otherwise it says so.
+    let Some(out) = as_nobody(&["check", "--json"]) else {
         return;
-    }
-    let bin = assert_cmd::cargo::cargo_bin("isol");
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&bin)
-        .args(["check", "--json"])
-        .output()
-        .unwrap();
+    };
     let r = json(&out.stdout);
     let f = finding(&r, "timers.tick");
     assert_eq!(f["severity"], "unknown", "/proc/timer_list is root-only");

@@ -1,20 +1,11 @@
 //! `isol watch`: replay of the committed recordings (unit tier), usage errors, and a short
 //! live watch of this machine's CPU 1 (host tier, root only).
 
-use std::path::PathBuf;
+mod common;
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-fn isol() -> Command {
-    Command::cargo_bin("isol").unwrap()
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
-}
+use common::{as_nobody, fixture, is_root, isol, replay};
 
 fn lines(out: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(out)
@@ -23,19 +14,9 @@ fn lines(out: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no arguments and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 #[test]
 fn replay_prints_one_line_per_interruption_and_a_summary() {
-    let out = isol()
-        .args(["watch", "--replay"])
-        .arg(fixture("trace-host-6.18"))
-        .assert()
-        .success();
-    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    let text = replay(&[], "trace-host-6.18");
     assert!(text.lines().next().unwrap().contains("what ran"), "{text}");
     assert!(text.contains("local_timer  posix_timer_fn"), "{text}");
     assert!(text.contains("call_function_single: membarrier_private_expedited"));
@@ -47,12 +28,7 @@ fn replay_prints_one_line_per_interruption_and_a_summary() {
 
 #[test]
 fn replay_json_lines_follow_the_schema() {
-    let out = isol()
-        .args(["watch", "--json", "--replay"])
-        .arg(fixture("trace-lab-6.12"))
-        .assert()
-        .success();
-    let v = lines(&out.get_output().stdout);
+    let v = lines(replay(&["--json"], "trace-lab-6.12").as_bytes());
     assert_eq!(v[0]["type"], "start");
     assert_eq!(v[0]["schema"], "isol.watch/v1");
     assert_eq!(v[0]["cpus"], "1");
@@ -85,12 +61,7 @@ fn replay_json_lines_follow_the_schema() {
 
 #[test]
 fn summary_only_prints_the_table() {
-    let out = isol()
-        .args(["watch", "--summary", "--replay"])
-        .arg(fixture("trace-host-6.18"))
-        .assert()
-        .success();
-    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    let text = replay(&["--summary"], "trace-host-6.18");
     assert!(!text.contains("time(s)"), "{text}");
     assert!(text.contains("kind"));
     assert!(text.contains("tick_nohz_handler"));
@@ -130,20 +101,9 @@ fn usage_errors_say_what_to_do() {
 
 #[test]
 fn unprivileged_watch_says_it_needs_root() {
-    let has_setpriv = std::process::Command::new("setpriv")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !is_root() || !has_setpriv {
-        eprintln!("skipped: needs root and setpriv to run isol as nobody");
+    let Some(out) = as_nobody(&["watch", "--cpus", "1", "-d", "1"]) else {
         return;
-    }
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(assert_cmd::cargo::cargo_bin("isol"))
-        .args(["watch", "--cpus", "1", "-d", "1"])
-        .output()
-        .unwrap();
+    };
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(70), "{err}");
     assert!(err.contains("root"), "{err}");

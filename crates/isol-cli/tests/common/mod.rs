@@ -1,0 +1,58 @@
+//! Helpers shared by the `isol` command's test files.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+pub fn isol() -> Command {
+    Command::cargo_bin("isol").unwrap()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+pub fn json(out: &[u8]) -> Value {
+    serde_json::from_slice(out).expect("valid JSON")
+}
+
+/// `isol watch ARGS --replay tests/fixtures/RECORDING`, which must succeed: its stdout.
+pub fn replay(args: &[&str], recording: &str) -> String {
+    let out = isol()
+        .arg("watch")
+        .args(args)
+        .arg("--replay")
+        .arg(fixture(recording))
+        .assert()
+        .success();
+    String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Run `isol ARGS` as the user `nobody` (host tier: needs root and setpriv to drop
+/// privileges). None, after saying why, when that cannot be done here.
+pub fn as_nobody(args: &[&str]) -> Option<std::process::Output> {
+    let has_setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !is_root() || !has_setpriv {
+        eprintln!("skipped: needs root and setpriv to run isol as nobody");
+        return None;
+    }
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(assert_cmd::cargo::cargo_bin("isol"))
+        .args(args)
+        .output()
+        .unwrap();
+    Some(out)
+}
