@@ -618,6 +618,66 @@ pub mod expect {
     }
 }
 
+/// Host-tier helpers: tests that trace this machine's own kernel.
+pub mod host {
+    use std::process::Command;
+
+    use isol::CpuSet;
+
+    /// tracefs for a host test: mounted if it was not (and unmounted when dropped).
+    pub struct Tracing {
+        mounted_here: bool,
+    }
+
+    impl Drop for Tracing {
+        fn drop(&mut self) {
+            if self.mounted_here {
+                let _ = Command::new("umount").arg(monitor_mount()).status();
+            }
+        }
+    }
+
+    fn monitor_mount() -> &'static str {
+        isol::tracefs::DEFAULT_MOUNT
+    }
+
+    fn skip(reason: &str) -> Option<Tracing> {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true and this host test cannot run: {reason}");
+        }
+        eprintln!("skipped: {reason}");
+        None
+    }
+
+    pub fn tracing() -> Option<Tracing> {
+        // SAFETY: geteuid has no arguments and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return skip("tracing needs root");
+        }
+        let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+        if !CpuSet::parse_list(online.trim()).is_ok_and(|s| s.contains(0) && s.contains(1)) {
+            return skip("CPUs 0 and 1 must be online");
+        }
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        if mounts
+            .lines()
+            .any(|l| l.split_whitespace().nth(2) == Some("tracefs"))
+        {
+            return Some(Tracing {
+                mounted_here: false,
+            });
+        }
+        let ok = Command::new("mount")
+            .args(["-t", "tracefs", "nodev", monitor_mount()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return skip("tracefs is not mounted and mounting it failed");
+        }
+        Some(Tracing { mounted_here: true })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

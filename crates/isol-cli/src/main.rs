@@ -34,6 +34,8 @@ enum Command {
     Snapshot(cmd::snapshot::Args),
     /// Every interruption of isolated CPUs, with its cause and culprit.
     Watch(cmd::watch::Args),
+    /// OS noise of CPUs at nanosecond resolution, each gap attributed to its cause.
+    Noise(cmd::noise::Args),
 }
 
 /// An error for the user: one line, and the exit code that goes with it.
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(&root.sys, args),
         Command::Snapshot(args) => cmd::snapshot::run(&root.sys, args),
         Command::Watch(args) => cmd::watch::run(&root.sys, args),
+        Command::Noise(args) => cmd::noise::run(&root.sys, args),
     });
     match result {
         Ok(code) => ExitCode::from(code),

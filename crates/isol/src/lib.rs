@@ -41,6 +41,7 @@ pub mod cpus;
 pub mod interrupt;
 pub mod kernel;
 pub mod monitor;
+pub mod noise;
 pub mod snapshot;
 pub mod symbols;
 pub mod syscalls;

@@ -13,6 +13,14 @@
 //! workqueue item (`vm/stat_refresh` from CPU 0), and a task migrated onto CPU. Prints one
 //! JSON object naming the threads involved, for a watcher to be checked against.
 //!
+//! `disturb CPU DELAY_MS WAKEUPS [--refresh] [--fifo]`: interrupt CPU from another process,
+//! for a noise measurement running there: after DELAY_MS, wake a thread sleeping on CPU
+//! WAKEUPS times 100 ms apart (`isol-sleeper`, 50 us of work each), queue vmstat work on
+//! every CPU with `--refresh` (a kworker on CPU; skipped otherwise, since a SCHED_FIFO
+//! spinner starves it), and run a task on CPU for 20 ms (`isol-migrant`). With `--fifo`
+//! both threads are SCHED_FIFO 20, so they preempt a SCHED_FIFO 1 sampler. Prints one JSON
+//! object.
+//!
 //! `isolate CPU SECS [--wait spin|sleep] [--no-pin] [--fifo] [--allow-ticking] [--timer]
 //! [--share] [--repeat N]`: a worker thread enters task isolation on CPU through the
 //! library API, spins SECS seconds reading its interruption counter, exits, and prints the
@@ -247,6 +255,63 @@ fn provoke(cpu: u32, delay_ms: u64) {
     );
 }
 
+fn spin_for(d: Duration) {
+    let t0 = Instant::now();
+    while t0.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+fn disturb(cpu: u32, delay_ms: u64, wakeups: u64, refresh: bool, fifo: bool) {
+    pin(0);
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (ttx, trx) = std::sync::mpsc::channel();
+    let sleeper = std::thread::spawn(move || {
+        set_name("isol-sleeper");
+        pin(cpu);
+        if fifo {
+            set_fifo(20);
+        }
+        ttx.send(gettid()).unwrap();
+        while rx.recv().is_ok() {
+            spin_for(Duration::from_micros(50));
+        }
+    });
+    let sleeper_tid = trx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    for _ in 0..wakeups {
+        tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(tx);
+    let _ = sleeper.join();
+    let refreshed = refresh && std::fs::write("/proc/sys/vm/stat_refresh", "1").is_ok();
+    std::thread::sleep(Duration::from_millis(100));
+    let (mtx, mrx) = std::sync::mpsc::channel();
+    let migrant = std::thread::spawn(move || {
+        set_name("isol-migrant");
+        mtx.send(gettid()).unwrap();
+        if fifo {
+            set_fifo(20);
+        }
+        pin(cpu);
+        spin_for(Duration::from_millis(20));
+    });
+    let migrant_tid = mrx.recv().unwrap();
+    let _ = migrant.join();
+    println!(
+        "{}",
+        serde_json::json!({
+            "cpu": cpu,
+            "pid": std::process::id(),
+            "sleeper": sleeper_tid,
+            "wakeups": wakeups,
+            "stat_refresh": refreshed,
+            "migrant": migrant_tid,
+        })
+    );
+}
+
 fn irq_total(cpu: u32) -> u64 {
     let t = loc();
     t.rows.iter().filter_map(|r| r.counts.get(&cpu)).sum()
@@ -375,6 +440,13 @@ fn main() {
         Some("spin") => spin(num(1) as u32, num(2), fifo),
         Some("irqsum") => irqsum(num(1) as u32),
         Some("isolate") => isolate(&args, fifo),
+        Some("disturb") => disturb(
+            num(1) as u32,
+            num(2),
+            num(3),
+            args.iter().any(|a| a == "--refresh"),
+            fifo,
+        ),
         Some("provoke") => provoke(
             num(1) as u32,
             args.get(2).and_then(|a| a.parse().ok()).unwrap_or(300),
@@ -385,7 +457,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS] | isolate CPU SECS [OPTIONS]"
+        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS] | disturb CPU DELAY_MS WAKEUPS [--refresh] [--fifo] | isolate CPU SECS [OPTIONS]"
     );
     std::process::exit(64)
 }

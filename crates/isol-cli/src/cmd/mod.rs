@@ -2,5 +2,7 @@
 
 pub mod check;
 pub mod metrics;
+pub mod noise;
+pub mod plot;
 pub mod snapshot;
 pub mod watch;

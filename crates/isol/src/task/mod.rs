@@ -591,7 +591,7 @@ fn prefault_stack(bytes: usize) {
     }
 }
 
-fn set_fifo(priority: i32) -> Result<(), IsolError> {
+pub(crate) fn set_fifo(priority: i32) -> Result<(), IsolError> {
     let param = libc::sched_param {
         sched_priority: priority,
     };

@@ -1,0 +1,808 @@
+//! OS noise, measured from userspace at nanosecond resolution and attributed.
+//!
+//! One [`sampler`] thread per target CPU reads the TSC in a tight loop; every difference
+//! between two reads goes into a histogram, every one at or above a threshold is kept as
+//! a gap. At the same time the [`crate::monitor`] engine traces the same CPUs from a
+//! housekeeping CPU; afterwards each gap is joined with the interruptions inside it
+//! ([`attribute`]), on `CLOCK_MONOTONIC` through a TSC mapping measured at both ends of
+//! the run ([`tsc`]). What the kernel's osnoise tracer does in the kernel, on any kernel.
+//!
+//! Data flow of [`run`]: validate → calibrate the TSC and measure the loop period on a
+//! housekeeping CPU → spawn samplers (pinned, optionally SCHED_FIFO, buffers written and
+//! locked) → start the watch with the samplers as residents → release the samplers (each
+//! first waits for its CPU's tick to stop when the CPU is nohz_full, through
+//! [`crate::task`]) → poll the watch every 100 ms while they run → stop → statistics and
+//! attribution per CPU ([`CpuNoise`]).
+//!
+//! ## The default threshold
+//!
+//! 25 loop periods, rounded up to the next 1, 2 or 5 × 10^n ns (500 ns for loops of 8 to
+//! 20 ns, 1 us up to 40 ns), so that runs on one machine share a threshold. Shorter
+//! differences are the CPU's own hiccups (a cache miss, a branch mispredict, an SMT
+//! sibling's burst), not the OS: entering and leaving the kernel alone costs more.
+
+pub mod attribute;
+pub mod sampler;
+pub mod tsc;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::interrupt::{Interruption, Record};
+use crate::monitor::{self, Watch, WatchOptions};
+use crate::tracefs::TraceError;
+use crate::{CpuSet, SysRoot};
+use attribute::{CauseRow, Span};
+use sampler::{Sampler, Samples};
+use tsc::{Mapping, Pair, TscInfo};
+
+/// JSON schema of [`Report`] (docs/noise-json.md).
+pub const SCHEMA: &str = "isol.noise/v1";
+/// Default threshold in loop periods (see [`nice_ceil`] for the rounding).
+pub const THRESHOLD_LOOPS: u64 = 25;
+/// How far (ns) an interruption may lie outside a gap and still explain it: the TSC
+/// mapping's uncertainty.
+const SLACK_NS: u64 = 500;
+
+/// What to measure and how.
+#[derive(Debug, Clone)]
+pub struct NoiseOptions {
+    pub cpus: CpuSet,
+    pub duration: Duration,
+    /// Smallest gap counted as noise, ns. None: [`THRESHOLD_LOOPS`] loop periods.
+    pub threshold_ns: Option<u64>,
+    /// Run the samplers SCHED_FIFO at this priority (needs RT throttling off).
+    pub fifo: Option<i32>,
+    /// Trace the CPUs at the same time and attribute gaps.
+    pub attribute: bool,
+    /// On nohz_full CPUs, wait until the tick has stopped before measuring.
+    pub quiesce: bool,
+    /// Gaps kept per CPU (more are counted, not kept). None: 50 000 per second of run.
+    pub gap_capacity: Option<usize>,
+    /// Trace buffer per CPU, KiB.
+    pub buffer_kb: Option<u32>,
+}
+
+impl NoiseOptions {
+    pub fn new(cpus: CpuSet, duration: Duration) -> NoiseOptions {
+        NoiseOptions {
+            cpus,
+            duration,
+            threshold_ns: None,
+            fifo: None,
+            attribute: true,
+            quiesce: true,
+            gap_capacity: None,
+            buffer_kb: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NoiseError {
+    #[error("the duration must be more than zero")]
+    ZeroDuration,
+    #[error("no CPU to measure: give at least one")]
+    NoCpus,
+    #[error("CPU {cpu} is not online (online: {online}); bring it online or leave it out")]
+    Offline { cpu: u32, online: String },
+    #[error(
+        "CPUs {cpus} are every online CPU: the tracer and this process need a housekeeping \
+         CPU that is not measured; leave at least one out"
+    )]
+    NoHousekeeping { cpus: String },
+    #[error(
+        "threshold {threshold_ns} ns is below the sampler's loop period ({loop_ns:.1} ns on \
+         this machine): no gap that short can be seen; give at least {min} ns"
+    )]
+    ThresholdBelowLoop {
+        threshold_ns: u64,
+        loop_ns: f64,
+        min: u64,
+    },
+    #[error(
+        "SCHED_FIFO was asked for but RT throttling is on (kernel.sched_rt_runtime_us = \
+         {runtime_us}): the throttle would take the CPU away 5 % of every second and show \
+         up as noise; set it to -1 (`sysctl kernel.sched_rt_runtime_us=-1`) or drop --fifo"
+    )]
+    RtThrottled { runtime_us: i64 },
+    #[error("sampler on CPU {cpu}: {what}: {source}")]
+    Sampler {
+        cpu: u32,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot move isol to housekeeping CPUs {cpus}: {source}")]
+    Housekeeping {
+        cpus: String,
+        source: std::io::Error,
+    },
+    #[error("tracing: {0}")]
+    Trace(#[from] TraceError),
+}
+
+/// How a sampler's CPU was made quiet before measuring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quiesce {
+    /// The tick had stopped and nothing interrupted the CPU for the confirmation window.
+    pub quiet: bool,
+    pub time_to_quiet_ns: Option<u64>,
+    /// Why the CPU was not made quiet (not nohz_full, or what kept the tick).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// Interruptions the isolation watcher counted while the sampler ran (a cross-check
+    /// of the attribution, from a second tracing instance).
+    pub isolation_interruptions: Option<u64>,
+}
+
+/// One gap, for plots and for a reader who wants them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapOut {
+    /// From the start of this CPU's measurement, ns.
+    pub at_ns: u64,
+    pub ns: u64,
+    /// The interruption that took most of it; None: nothing explains it.
+    pub cause: Option<String>,
+}
+
+/// A percentile of the gaps at or above the threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Percentile {
+    pub p: f64,
+    pub ns: u64,
+}
+
+/// Gaps nothing explains.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unexplained {
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+}
+
+/// Everything measured on one CPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuNoise {
+    pub cpu: u32,
+    pub duration_ns: u64,
+    /// Start of the measurement on CLOCK_MONOTONIC (the trace clock).
+    pub start_ns: u64,
+    pub iterations: u64,
+    /// Mean time per loop iteration: duration / iterations (as oslat computes it).
+    pub loop_ns: f64,
+    /// The most frequent difference between two reads: the loop's own period.
+    pub typical_loop_ns: f64,
+    pub threshold_ns: u64,
+    /// Gaps at or above the threshold.
+    pub gaps: u64,
+    pub gaps_per_sec: f64,
+    /// Sum of those gaps.
+    pub noise_ns: u64,
+    /// 100 × (1 − noise / duration).
+    pub available_pct: f64,
+    pub max_ns: u64,
+    pub percentiles: Vec<Percentile>,
+    /// Every difference between two reads: `[ns, count]` per non-empty bucket, ascending;
+    /// exact to the counter tick below 1024 ticks, within 0.8 % above.
+    pub histogram: Vec<[u64; 2]>,
+    /// Per-cause table, most total time first (empty without attribution).
+    pub causes: Vec<CauseRow>,
+    pub unexplained: Unexplained,
+    /// Interruptions traced on this CPU during the measurement that fell in no gap
+    /// (shorter than the threshold).
+    pub interruptions_outside_gaps: u64,
+    /// Events the trace lost on this CPU (attribution is incomplete when non-zero).
+    pub lost_events: u64,
+    pub quiesce: Option<Quiesce>,
+    /// Gaps beyond the kept capacity: in the counts and sums, not in `gap_list`.
+    pub dropped_gaps: u64,
+    pub gap_list: Vec<GapOut>,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub kernel: String,
+    pub tsc: TscInfo,
+    pub tsc_hz: f64,
+    pub requested_ns: u64,
+    /// The threshold and whether it was the default.
+    pub threshold_ns: u64,
+    pub threshold_default: bool,
+    pub fifo: Option<i32>,
+    pub attributed: bool,
+    pub notices: Vec<String>,
+    pub cpus: Vec<CpuNoise>,
+}
+
+/// What the caller sees while the run goes on.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub elapsed: Duration,
+    pub total: Duration,
+    /// Interruptions of the measured CPUs traced so far.
+    pub interruptions: u64,
+}
+
+struct SamplerOut {
+    cpu: u32,
+    samples: Samples,
+    mapping: Mapping,
+    quiesce: Option<Quiesce>,
+}
+
+/// The loop's typical period on the calling CPU, in counter ticks: the most frequent
+/// difference over `window`.
+pub fn typical_loop_ticks(window_ticks: u64) -> u64 {
+    let s = Sampler::new(u64::MAX, 1);
+    let r = s.run(tsc::read() + window_ticks, &AtomicBool::new(false));
+    r.buckets
+        .iter()
+        .max_by_key(|b| b.2)
+        .map(|b| b.0.max(1))
+        .unwrap_or(1)
+}
+
+/// Measure. `stop` ends the run early (Ctrl-C); `progress` is called about every 100 ms
+/// from the calling thread, which runs on housekeeping CPUs from the start.
+pub fn run(
+    root: &SysRoot,
+    opts: &NoiseOptions,
+    stop: &AtomicBool,
+    mut progress: impl FnMut(Progress),
+) -> Result<Report, NoiseError> {
+    if opts.duration.is_zero() {
+        return Err(NoiseError::ZeroDuration);
+    }
+    if opts.cpus.is_empty() {
+        return Err(NoiseError::NoCpus);
+    }
+    let online_text = root
+        .read_line("/sys/devices/system/cpu/online")
+        .unwrap_or_default();
+    let online = CpuSet::parse_list(&online_text).unwrap_or_default();
+    if let Some(cpu) = opts.cpus.iter().find(|c| !online.contains(*c)) {
+        return Err(NoiseError::Offline {
+            cpu,
+            online: online_text,
+        });
+    }
+    let housekeeping = online.difference(&opts.cpus);
+    if housekeeping.is_empty() {
+        return Err(NoiseError::NoHousekeeping {
+            cpus: opts.cpus.to_list(),
+        });
+    }
+    if opts.fifo.is_some() {
+        let runtime = root
+            .read_line("/proc/sys/kernel/sched_rt_runtime_us")
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(-1);
+        if runtime != -1 {
+            return Err(NoiseError::RtThrottled {
+                runtime_us: runtime,
+            });
+        }
+    }
+    monitor::pin_current_thread(&housekeeping).map_err(|source| NoiseError::Housekeeping {
+        cpus: housekeeping.to_list(),
+        source,
+    })?;
+    let mut notices = Vec::new();
+    let info = TscInfo::read(root);
+    notices.extend(info.warning());
+    let hz = tsc::calibrate(Duration::from_millis(100));
+    let ns_per_tick = 1e9 / hz;
+    let typical_ns = typical_loop_ticks((hz / 50.0) as u64) as f64 * ns_per_tick;
+    let threshold_ns = match opts.threshold_ns {
+        Some(t) if (t as f64) < typical_ns => {
+            return Err(NoiseError::ThresholdBelowLoop {
+                threshold_ns: t,
+                loop_ns: typical_ns,
+                min: typical_ns.ceil() as u64,
+            })
+        }
+        Some(t) => t,
+        None => nice_ceil(THRESHOLD_LOOPS as f64 * typical_ns),
+    };
+    let threshold_ticks = ((threshold_ns as f64) * hz / 1e9).ceil() as u64;
+    let secs = opts.duration.as_secs_f64();
+    let capacity = opts
+        .gap_capacity
+        .unwrap_or(((secs * 50_000.0) as usize).clamp(100_000, 8 << 20));
+    let nohz_full = CpuSet::parse_list(
+        &root
+            .read_line("/sys/devices/system/cpu/nohz_full")
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default();
+
+    // Samplers: pinned, prepared, then held until the watch has started.
+    let go = Arc::new(Barrier::new(opts.cpus.len() + 1));
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let duration_ticks = (secs * hz) as u64;
+    let stop_all = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for cpu in opts.cpus.iter() {
+        let (go, tid_tx, stop_all) = (go.clone(), tid_tx.clone(), stop_all.clone());
+        let fifo = opts.fifo;
+        let quiesce = opts.quiesce && nohz_full.contains(cpu);
+        let h = std::thread::Builder::new()
+            .name(format!("isol-noise-{cpu}"))
+            .spawn(move || -> Result<SamplerOut, NoiseError> {
+                let prepared = prepare_sampler(cpu, fifo);
+                // SAFETY: gettid has no arguments and cannot fail.
+                let tid = unsafe { libc::gettid() };
+                let _ = tid_tx.send((cpu, tid, prepared.is_ok()));
+                go.wait();
+                prepared?;
+                let sampler = Sampler::new(threshold_ticks, capacity);
+                let (guard, mut quiesce) = if quiesce {
+                    enter_quiet(cpu)
+                } else {
+                    (None, None)
+                };
+                let a = Pair::now(libc::CLOCK_MONOTONIC);
+                let samples = sampler.run(tsc::read() + duration_ticks, &stop_all);
+                let b = Pair::now(libc::CLOCK_MONOTONIC);
+                if let (Some(g), Some(q)) = (guard, quiesce.as_mut()) {
+                    let report = g.exit();
+                    q.time_to_quiet_ns = report.time_to_quiet_ns;
+                    q.isolation_interruptions = Some(report.interruptions);
+                }
+                Ok(SamplerOut {
+                    cpu,
+                    samples,
+                    mapping: Mapping { a, b },
+                    quiesce,
+                })
+            })
+            .map_err(|source| NoiseError::Sampler {
+                cpu,
+                what: "spawn the thread",
+                source,
+            })?;
+        handles.push(h);
+    }
+    drop(tid_tx);
+    let mut residents = Vec::new();
+    for _ in 0..opts.cpus.len() {
+        if let Ok((_, tid, _)) = tid_rx.recv() {
+            residents.push(tid);
+        }
+    }
+
+    let mut watch = if opts.attribute {
+        let mut w = WatchOptions::new(opts.cpus.clone());
+        w.residents = residents;
+        w.syscalls = true;
+        w.buffer_kb = opts.buffer_kb;
+        match Watch::start(root, w) {
+            Ok(w) => {
+                notices.extend(w.notices().iter().cloned());
+                Some(w)
+            }
+            Err(e) => {
+                // Release the samplers before giving up, so their threads end.
+                stop_all.store(true, Ordering::Relaxed);
+                go.wait();
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(NoiseError::Trace(e));
+            }
+        }
+    } else {
+        None
+    };
+    go.wait();
+    let t0 = std::time::Instant::now();
+    let mut records: Vec<Record> = Vec::new();
+    let count = |rs: &[Record]| {
+        rs.iter()
+            .filter(|r| matches!(r, Record::Interruption(_)))
+            .count() as u64
+    };
+    let mut seen = 0u64;
+    while !handles.iter().all(|h| h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(100));
+        if stop.load(Ordering::Relaxed) {
+            stop_all.store(true, Ordering::Relaxed);
+        }
+        if let Some(w) = watch.as_mut() {
+            let r = w.poll()?;
+            seen += count(&r);
+            records.extend(r);
+        }
+        progress(Progress {
+            elapsed: t0.elapsed(),
+            total: opts.duration,
+            interruptions: seen,
+        });
+    }
+    let mut outs = Vec::new();
+    for h in handles {
+        match h.join() {
+            Ok(r) => outs.push(r?),
+            Err(_) => {
+                return Err(NoiseError::Sampler {
+                    cpu: u32::MAX,
+                    what: "the thread panicked",
+                    source: std::io::Error::other("panic"),
+                })
+            }
+        }
+    }
+    let attributed = watch.is_some();
+    if let Some(w) = watch.take() {
+        // Let the last events reach the buffers.
+        std::thread::sleep(Duration::from_millis(20));
+        records.extend(w.stop()?);
+    }
+    let cpus = outs
+        .iter()
+        .map(|o| {
+            let irqs: Vec<Interruption> = records
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Interruption(i) if i.cpu == o.cpu => Some(i.clone()),
+                    _ => None,
+                })
+                .collect();
+            let lost = records
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Lost { cpu, events, .. } if *cpu == o.cpu => Some(events.unwrap_or(1)),
+                    _ => None,
+                })
+                .sum();
+            summarize(o, hz, threshold_ns, &irqs, attributed, lost)
+        })
+        .collect::<Vec<_>>();
+    for c in &cpus {
+        if c.dropped_gaps > 0 {
+            notices.push(format!(
+                "CPU {}: {} gaps beyond the {} kept are counted but not attributed; raise the \
+                 threshold",
+                c.cpu, c.dropped_gaps, capacity
+            ));
+        }
+        if c.lost_events > 0 {
+            notices.push(format!(
+                "CPU {}: the trace lost {} events: some gaps may show as unexplained; give a \
+                 larger --buffer-kb",
+                c.cpu, c.lost_events
+            ));
+        }
+    }
+    Ok(Report {
+        schema: SCHEMA.into(),
+        kernel: root
+            .read_line("/proc/sys/kernel/osrelease")
+            .unwrap_or_default(),
+        tsc: info,
+        tsc_hz: hz,
+        requested_ns: opts.duration.as_nanos() as u64,
+        threshold_ns,
+        threshold_default: opts.threshold_ns.is_none(),
+        fifo: opts.fifo,
+        attributed,
+        notices,
+        cpus,
+    })
+}
+
+/// Pin the calling thread to `cpu` and make it SCHED_FIFO if asked.
+fn prepare_sampler(cpu: u32, fifo: Option<i32>) -> Result<(), NoiseError> {
+    monitor::pin_current_thread(&CpuSet::from_iter([cpu])).map_err(|source| {
+        NoiseError::Sampler {
+            cpu,
+            what: "sched_setaffinity",
+            source,
+        }
+    })?;
+    if let Some(p) = fifo {
+        crate::task::set_fifo(p).map_err(|e| NoiseError::Sampler {
+            cpu,
+            what: "sched_setscheduler(SCHED_FIFO)",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    }
+    Ok(())
+}
+
+/// Wait, through task isolation, until the CPU's tick has stopped.
+fn enter_quiet(cpu: u32) -> (Option<crate::task::IsolatedGuard>, Option<Quiesce>) {
+    use crate::task::{Isolation, Wait};
+    let r = Isolation::builder()
+        .cpu(cpu)
+        .pin(true)
+        .wait(Wait::Spin)
+        .timeout(Duration::from_secs(5))
+        .enter();
+    match r {
+        Ok(g) => {
+            let q = Quiesce {
+                quiet: true,
+                time_to_quiet_ns: None,
+                reason: None,
+                isolation_interruptions: None,
+            };
+            (Some(g), Some(q))
+        }
+        Err(e) => (
+            None,
+            Some(Quiesce {
+                quiet: false,
+                time_to_quiet_ns: None,
+                reason: Some(e.to_string()),
+                isolation_interruptions: None,
+            }),
+        ),
+    }
+}
+
+/// The smallest 1, 2 or 5 × 10^n at or above `v` (at least 10).
+pub fn nice_ceil(v: f64) -> u64 {
+    let mut base = 10u64;
+    loop {
+        for m in [1, 2, 5] {
+            if (base * m) as f64 >= v {
+                return base * m;
+            }
+        }
+        base *= 10;
+    }
+}
+
+const PERCENTILES: [f64; 6] = [50.0, 90.0, 99.0, 99.9, 99.99, 99.999];
+
+fn summarize(
+    o: &SamplerOut,
+    hz: f64,
+    threshold_ns: u64,
+    irqs: &[Interruption],
+    attributed: bool,
+    lost_events: u64,
+) -> CpuNoise {
+    let s = &o.samples;
+    let ns = |ticks: u64| (ticks as f64 * 1e9 / hz).round() as u64;
+    let duration_ns = ns(s.end - s.start);
+    let threshold_ticks = (threshold_ns as f64 * hz / 1e9).ceil() as u64;
+    // All differences in ns, and those at or above the threshold.
+    let mut all = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant figures");
+    let mut above = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant figures");
+    let mut typical = (0u64, 0u64);
+    for (lo, hi, count) in s.buckets.iter() {
+        let v = ns((lo + hi) / 2).max(1);
+        all.record_n(v, count).expect("auto-resizing histogram");
+        if lo >= threshold_ticks {
+            above.record_n(v, count).expect("auto-resizing histogram");
+        }
+        if count > typical.1 {
+            typical = (lo, count);
+        }
+    }
+    let histogram = all
+        .iter_recorded()
+        .map(|v| {
+            [
+                all.lowest_equivalent(v.value_iterated_to()),
+                v.count_at_value(),
+            ]
+        })
+        .collect();
+    let percentiles = if above.is_empty() {
+        Vec::new()
+    } else {
+        PERCENTILES
+            .iter()
+            .map(|&p| Percentile {
+                p,
+                ns: above.value_at_quantile(p / 100.0),
+            })
+            .collect()
+    };
+    let gaps = s.gaps.len() as u64 + s.dropped;
+    let noise_ns = ns(s.gap_ticks);
+    let spans: Vec<Span> = s
+        .gaps
+        .iter()
+        .map(|g| {
+            let start_ns = o.mapping.ns(g.start);
+            Span {
+                start_ns,
+                len_ns: o.mapping.ns(g.start + g.ticks).saturating_sub(start_ns),
+            }
+        })
+        .collect();
+    let start_ns = o.mapping.ns(s.start);
+    let end_ns = o.mapping.ns(s.end);
+    let during: Vec<Interruption> = irqs
+        .iter()
+        .filter(|i| i.start_ns + i.duration_ns.unwrap_or(0) >= start_ns && i.start_ns <= end_ns)
+        .cloned()
+        .collect();
+    let joined = attribute::join(&spans, &during, SLACK_NS);
+    let (causes, main) = attribute::causes(&during, &joined);
+    let mut unexplained = Unexplained::default();
+    let gap_list = s
+        .gaps
+        .iter()
+        .zip(main)
+        .map(|(g, cause)| {
+            let len = ns(g.ticks);
+            if attributed && cause.is_none() {
+                unexplained.count += 1;
+                unexplained.total_ns += len;
+                unexplained.max_ns = unexplained.max_ns.max(len);
+            }
+            GapOut {
+                at_ns: ns(g.start - s.start),
+                ns: len,
+                cause,
+            }
+        })
+        .collect();
+    CpuNoise {
+        cpu: o.cpu,
+        duration_ns,
+        start_ns,
+        iterations: s.iterations,
+        loop_ns: duration_ns as f64 / s.iterations.max(1) as f64,
+        typical_loop_ns: typical.0 as f64 * 1e9 / hz,
+        threshold_ns,
+        gaps,
+        gaps_per_sec: gaps as f64 * 1e9 / duration_ns.max(1) as f64,
+        noise_ns,
+        available_pct: 100.0 * (1.0 - noise_ns as f64 / duration_ns.max(1) as f64),
+        max_ns: ns(s.max_ticks),
+        percentiles,
+        histogram,
+        causes,
+        unexplained,
+        interruptions_outside_gaps: joined.outside.len() as u64,
+        lost_events,
+        quiesce: o.quiesce.clone(),
+        dropped_gaps: s.dropped,
+        gap_list,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interrupt::Kind;
+    use sampler::{Buckets, Gap};
+
+    #[test]
+    fn default_thresholds_are_round_numbers() {
+        assert_eq!(nice_ceil(1.0), 10);
+        assert_eq!(nice_ceil(290.0), 500);
+        assert_eq!(nice_ceil(500.0), 500);
+        assert_eq!(nice_ceil(501.0), 1000);
+        assert_eq!(nice_ceil(1500.0), 2000);
+    }
+
+    fn irq(start: u64, dur: u64, kind: Kind, source: &str) -> Interruption {
+        Interruption {
+            cpu: 1,
+            start_ns: start,
+            duration_ns: Some(dur),
+            net_ns: Some(dur),
+            depth: 0,
+            complete: true,
+            kind,
+            source: source.into(),
+            number: None,
+            functions: Vec::new(),
+            senders: Vec::new(),
+            address: None,
+        }
+    }
+
+    /// A 1 GHz counter (1 tick = 1 ns) mapped onto the trace clock 1 s later: one second
+    /// of 10 ns loops with three gaps, two of them explained.
+    #[test]
+    fn statistics_and_attribution_of_a_known_run() {
+        let mut buckets = Buckets::default();
+        let gaps = [
+            Gap {
+                start: 100_000,
+                ticks: 4_000,
+            },
+            Gap {
+                start: 500_000,
+                ticks: 20_000,
+            },
+            Gap {
+                start: 900_000,
+                ticks: 1_000,
+            },
+        ];
+        let loops = 99_000_000u64;
+        for _ in 0..loops {
+            buckets.add(10);
+        }
+        for g in &gaps {
+            buckets.add(g.ticks);
+        }
+        let o = SamplerOut {
+            cpu: 1,
+            samples: Samples {
+                start: 0,
+                end: 1_000_000_000,
+                iterations: loops + 3,
+                buckets,
+                gaps: gaps.to_vec(),
+                dropped: 0,
+                gap_ticks: 25_000,
+                max_ticks: 20_000,
+            },
+            mapping: Mapping {
+                a: Pair {
+                    tsc: 0,
+                    ns: 1_000_000_000,
+                    width: 0,
+                },
+                b: Pair {
+                    tsc: 1_000_000_000,
+                    ns: 2_000_000_000,
+                    width: 0,
+                },
+            },
+            quiesce: None,
+        };
+        let irqs = [
+            irq(1_000_100_500, 3_000, Kind::LocalTimer, "tick"),
+            irq(1_000_501_000, 18_000, Kind::Task, "kworker/1:1"),
+            irq(1_000_700_000, 100, Kind::Ipi, "short"),
+            irq(5_000_000_000, 100, Kind::Ipi, "after the run"),
+        ];
+        let c = summarize(&o, 1e9, 500, &irqs, true, 0);
+        assert_eq!(c.duration_ns, 1_000_000_000);
+        assert_eq!(c.gaps, 3);
+        assert!((c.gaps_per_sec - 3.0).abs() < 1e-9);
+        assert_eq!(c.noise_ns, 25_000);
+        assert_eq!(c.max_ns, 20_000);
+        assert!((c.available_pct - 99.9975).abs() < 1e-9);
+        assert!((c.typical_loop_ns - 10.0).abs() < 1e-9);
+        assert!((c.loop_ns - 1e9 / (loops + 3) as f64).abs() < 1e-9);
+        assert_eq!(c.start_ns, 1_000_000_000);
+        let h: u64 = c.histogram.iter().map(|b| b[1]).sum();
+        assert_eq!(h, loops + 3);
+        assert_eq!(c.histogram[0], [10, loops]);
+        // Percentiles of the three gaps: within the histogram's 0.8 % buckets.
+        let p50 = c.percentiles.iter().find(|p| p.p == 50.0).unwrap().ns;
+        assert!((3_950..=4_050).contains(&p50), "{p50}");
+        let p99 = c.percentiles.iter().find(|p| p.p == 99.0).unwrap().ns;
+        assert!((19_800..=20_200).contains(&p99), "{p99}");
+        assert_eq!(c.causes.len(), 2);
+        assert_eq!(c.causes[0].culprit, "kworker/1:1");
+        assert_eq!(c.causes[1].culprit, "tick");
+        assert_eq!(
+            c.unexplained,
+            Unexplained {
+                count: 1,
+                total_ns: 1_000,
+                max_ns: 1_000
+            }
+        );
+        assert_eq!(c.interruptions_outside_gaps, 1);
+        let causes: Vec<_> = c.gap_list.iter().map(|g| g.cause.as_deref()).collect();
+        assert_eq!(
+            causes,
+            [Some("local_timer: tick"), Some("task: kworker/1:1"), None]
+        );
+        assert_eq!(c.gap_list[1].at_ns, 500_000);
+        // Without attribution nothing is called unexplained.
+        let c = summarize(&o, 1e9, 500, &[], false, 0);
+        assert_eq!(c.unexplained, Unexplained::default());
+        assert!(c.causes.is_empty());
+    }
+}
