@@ -19,7 +19,7 @@
 //! every CPU with `--refresh` (a kworker on CPU; skipped otherwise, since a SCHED_FIFO
 //! spinner starves it), and run a task on CPU for 20 ms (`isol-migrant`). With `--fifo`
 //! both threads are SCHED_FIFO 20, so they preempt a SCHED_FIFO 1 sampler. Prints one JSON
-//! object.
+//! object with the threads' ids and when the disturbing began and ended (CLOCK_MONOTONIC).
 //!
 //! `isolate CPU SECS [--wait spin|sleep] [--no-pin] [--fifo] [--allow-ticking] [--timer]
 //! [--share] [--repeat N]`: a worker thread enters task isolation on CPU through the
@@ -279,6 +279,7 @@ fn disturb(cpu: u32, delay_ms: u64, wakeups: u64, refresh: bool, fifo: bool) {
     });
     let sleeper_tid = trx.recv().unwrap();
     std::thread::sleep(Duration::from_millis(delay_ms));
+    let begin_ns = isol::monitor::monotonic_ns();
     for _ in 0..wakeups {
         tx.send(()).unwrap();
         std::thread::sleep(Duration::from_millis(100));
@@ -299,6 +300,7 @@ fn disturb(cpu: u32, delay_ms: u64, wakeups: u64, refresh: bool, fifo: bool) {
     });
     let migrant_tid = mrx.recv().unwrap();
     let _ = migrant.join();
+    let end_ns = isol::monitor::monotonic_ns();
     println!(
         "{}",
         serde_json::json!({
@@ -308,6 +310,8 @@ fn disturb(cpu: u32, delay_ms: u64, wakeups: u64, refresh: bool, fifo: bool) {
             "wakeups": wakeups,
             "stat_refresh": refreshed,
             "migrant": migrant_tid,
+            "begin_ns": begin_ns,
+            "end_ns": end_ns,
         })
     );
 }

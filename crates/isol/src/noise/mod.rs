@@ -806,3 +806,65 @@ mod tests {
         assert!(c.causes.is_empty());
     }
 }
+
+#[cfg(test)]
+mod validation {
+    use super::*;
+
+    fn root(online: &str) -> (tempfile::TempDir, SysRoot) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sys/devices/system/cpu");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("online"), format!("{online}\n")).unwrap();
+        let root = SysRoot::at(dir.path());
+        (dir, root)
+    }
+
+    fn run_on(online: &str, cpus: &str, duration: Duration) -> Result<Report, NoiseError> {
+        let (_dir, root) = root(online);
+        let opts = NoiseOptions::new(CpuSet::parse_list(cpus).unwrap(), duration);
+        run(&root, &opts, &AtomicBool::new(false), |_| {})
+    }
+
+    #[test]
+    fn bad_requests_are_refused_before_anything_runs() {
+        let second = Duration::from_secs(1);
+        assert!(matches!(
+            run_on("0-3", "1", Duration::ZERO),
+            Err(NoiseError::ZeroDuration)
+        ));
+        assert!(matches!(run_on("0-3", "", second), Err(NoiseError::NoCpus)));
+        let e = run_on("0,2-3", "1-2", second).unwrap_err();
+        assert!(matches!(e, NoiseError::Offline { cpu: 1, .. }), "{e}");
+        assert!(e.to_string().contains("online: 0,2-3"), "{e}");
+        let e = run_on("0-1", "0-1", second).unwrap_err();
+        assert!(e.to_string().contains("housekeeping"), "{e}");
+    }
+
+    #[test]
+    fn a_threshold_below_the_loop_period_is_refused() {
+        let (_dir, root) = root("0-1");
+        let mut opts = NoiseOptions::new(CpuSet::from_iter([1]), Duration::from_secs(1));
+        opts.threshold_ns = Some(1);
+        let e = run(&root, &opts, &AtomicBool::new(false), |_| {}).unwrap_err();
+        let NoiseError::ThresholdBelowLoop { loop_ns, min, .. } = e else {
+            panic!("{e}")
+        };
+        assert!(loop_ns > 1.0 && min as f64 >= loop_ns, "{loop_ns} {min}");
+    }
+
+    #[test]
+    fn fifo_with_rt_throttling_on_is_refused() {
+        let (dir, root) = root("0-1");
+        let p = dir.path().join("proc/sys/kernel");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("sched_rt_runtime_us"), "950000\n").unwrap();
+        let mut opts = NoiseOptions::new(CpuSet::from_iter([1]), Duration::from_secs(1));
+        opts.fifo = Some(1);
+        let e = run(&root, &opts, &AtomicBool::new(false), |_| {}).unwrap_err();
+        assert!(
+            matches!(e, NoiseError::RtThrottled { runtime_us: 950000 }),
+            "{e}"
+        );
+    }
+}
