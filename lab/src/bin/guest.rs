@@ -268,10 +268,12 @@ fn disturb(cpu: u32, delay_ms: u64, wakeups: u64, refresh: bool, fifo: bool) {
     let (ttx, trx) = std::sync::mpsc::channel();
     let sleeper = std::thread::spawn(move || {
         set_name("isol-sleeper");
-        pin(cpu);
+        // SCHED_FIFO before arriving: a moment as SCHED_OTHER on a nohz_full CPU starts
+        // its fair deadline server, which pokes the CPU up to a second later.
         if fifo {
             set_fifo(20);
         }
+        pin(cpu);
         ttx.send(gettid()).unwrap();
         while rx.recv().is_ok() {
             spin_for(Duration::from_micros(50));

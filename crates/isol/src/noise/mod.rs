@@ -322,7 +322,24 @@ pub fn run(
     )
     .unwrap_or_default();
 
-    // Samplers: pinned, prepared, then held until the watch has started.
+    keep_memory_mapped();
+    let quiesce_cpus = if opts.quiesce {
+        opts.cpus.intersection(&nohz_full)
+    } else {
+        CpuSet::new()
+    };
+    if !quiesce_cpus.is_empty() {
+        // Started here, on a housekeeping CPU: started by a sampler, the watcher thread
+        // would begin life on the sampler's CPU, with its scheduling policy.
+        if let Err(e) = crate::task::start_watcher(None) {
+            notices.push(format!(
+                "cannot wait for the tick to stop before measuring: {e}"
+            ));
+        }
+    }
+
+    // Samplers: memory prepared on a housekeeping CPU, then SCHED_FIFO, then pinned, then
+    // held until the watch has started.
     let go = Arc::new(Barrier::new(opts.cpus.len() + 1));
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let duration_ticks = (secs * hz) as u64;
@@ -331,17 +348,19 @@ pub fn run(
     for cpu in opts.cpus.iter() {
         let (go, tid_tx, stop_all) = (go.clone(), tid_tx.clone(), stop_all.clone());
         let fifo = opts.fifo;
-        let quiesce = opts.quiesce && nohz_full.contains(cpu);
+        let quiesce = quiesce_cpus.contains(cpu);
         let h = std::thread::Builder::new()
             .name(format!("isol-noise-{cpu}"))
             .spawn(move || -> Result<SamplerOut, NoiseError> {
+                // Allocate, fault in and lock here, before moving: the kernel's deferred
+                // work for it (RCU callbacks, page cache refills) stays off the CPU.
+                let sampler = Sampler::new(threshold_ticks, capacity);
                 let prepared = prepare_sampler(cpu, fifo);
                 // SAFETY: gettid has no arguments and cannot fail.
                 let tid = unsafe { libc::gettid() };
                 let _ = tid_tx.send((cpu, tid, prepared.is_ok()));
                 go.wait();
                 prepared?;
-                let sampler = Sampler::new(threshold_ticks, capacity);
                 let (guard, mut quiesce) = if quiesce {
                     enter_quiet(cpu)
                 } else {
@@ -497,15 +516,11 @@ pub fn run(
     })
 }
 
-/// Pin the calling thread to `cpu` and make it SCHED_FIFO if asked.
+/// Make the calling thread SCHED_FIFO if asked, then pin it to `cpu`. In that order: a
+/// thread that runs on a nohz_full CPU as SCHED_OTHER, even briefly, starts the CPU's fair
+/// deadline server, whose timer (on a housekeeping CPU) pokes the CPU up to a second later
+/// (seen in the lab as an irq_work IPI from `irq_work_queue_on`).
 fn prepare_sampler(cpu: u32, fifo: Option<i32>) -> Result<(), NoiseError> {
-    monitor::pin_current_thread(&CpuSet::from_iter([cpu])).map_err(|source| {
-        NoiseError::Sampler {
-            cpu,
-            what: "sched_setaffinity",
-            source,
-        }
-    })?;
     if let Some(p) = fifo {
         crate::task::set_fifo(p).map_err(|e| NoiseError::Sampler {
             cpu,
@@ -513,7 +528,11 @@ fn prepare_sampler(cpu: u32, fifo: Option<i32>) -> Result<(), NoiseError> {
             source: std::io::Error::other(e.to_string()),
         })?;
     }
-    Ok(())
+    monitor::pin_current_thread(&CpuSet::from_iter([cpu])).map_err(|source| NoiseError::Sampler {
+        cpu,
+        what: "sched_setaffinity",
+        source,
+    })
 }
 
 /// Wait, through task isolation, until the CPU's tick has stopped.
@@ -522,6 +541,8 @@ fn enter_quiet(cpu: u32) -> (Option<crate::task::IsolatedGuard>, Option<Quiesce>
     let r = Isolation::builder()
         .cpu(cpu)
         .pin(true)
+        .mlock(false)
+        .prefault_stack(0)
         .wait(Wait::Spin)
         .timeout(Duration::from_secs(5))
         .enter();
@@ -557,6 +578,20 @@ pub fn nice_ceil(v: f64) -> u64 {
             }
         }
         base *= 10;
+    }
+}
+
+/// Make this process's allocator keep what it maps (glibc: one arena, no `mmap` below
+/// 32 MiB, no trimming). Unmapping memory, or moving it with `mremap` when a vector grows,
+/// flushes the TLB of every CPU running a thread of the process: an IPI to each sampler,
+/// measured as noise isol made itself. The setting stays for the life of the process.
+fn keep_memory_mapped() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tunables; every value is within its range.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }
 
