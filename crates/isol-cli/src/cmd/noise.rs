@@ -196,8 +196,7 @@ fn load_report(p: &std::path::Path) -> Result<Report, Failure> {
 }
 
 fn pct(p: f64) -> String {
-    let s = format!("{p}");
-    format!("p{s}")
+    format!("p{p}")
 }
 
 fn right(s: impl ToString) -> Cell {
@@ -401,7 +400,9 @@ fn render_compare(before: &Report, after: &Report) -> String {
             format!("{:+.1} %", 100.0 * (d.after - d.before) / d.before)
         };
         let show = |v: f64| {
-            if d.metric.ends_with("_ns") {
+            if d.metric == "loop_ns" {
+                format!("{v:.1}ns")
+            } else if d.metric.ends_with("_ns") {
                 fmt_ns(v.round() as u64)
             } else {
                 format!("{v:.3}")

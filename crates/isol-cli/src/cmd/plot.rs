@@ -111,8 +111,10 @@ fn histogram<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &CpuNoise) ->
         .build_cartesian_2d((1f64..max_ns).log_scale(), (0.5f64..max_count).log_scale())?;
     chart
         .configure_mesh()
-        .x_desc("difference between two TSC reads (ns)")
+        .x_desc("difference between two TSC reads")
         .y_desc("count")
+        .x_label_formatter(&|v| ns_label(*v))
+        .y_label_formatter(&|v| count_label(*v))
         .draw()?;
     chart.draw_series(
         c.histogram
@@ -172,7 +174,8 @@ fn timeline<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc("time (s)")
-        .y_desc("gap (ns)")
+        .y_desc("gap")
+        .y_label_formatter(&|v| ns_label(*v))
         .draw()?;
     // Causes by number of gaps, most first, so colours are stable for the big ones.
     let mut labels: Vec<(String, usize)> = Vec::new();
@@ -209,6 +212,31 @@ fn timeline<DB: DrawingBackend>(
             .draw()?;
     }
     Ok(())
+}
+
+/// Axis labels in ns, us, ms.
+fn ns_label(v: f64) -> String {
+    let (x, unit) = match v {
+        v if v >= 1e6 => (v / 1e6, "ms"),
+        v if v >= 1e3 => (v / 1e3, "us"),
+        v => (v, "ns"),
+    };
+    format!("{}{unit}", trim(x))
+}
+
+/// Axis labels for counts: 1, 10, 1k, 10M.
+fn count_label(v: f64) -> String {
+    match v {
+        v if v >= 1e9 => format!("{}G", trim(v / 1e9)),
+        v if v >= 1e6 => format!("{}M", trim(v / 1e6)),
+        v if v >= 1e3 => format!("{}k", trim(v / 1e3)),
+        v => trim(v),
+    }
+}
+
+fn trim(x: f64) -> String {
+    let s = format!("{x:.1}");
+    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
 }
 
 fn label(cause: Option<&str>, attributed: bool) -> String {
