@@ -386,7 +386,7 @@ pub fn run(
                 what: "spawn the thread",
                 source,
             })?;
-        handles.push(h);
+        handles.push((cpu, h));
     }
     drop(tid_tx);
     let mut residents = Vec::new();
@@ -410,7 +410,7 @@ pub fn run(
                 // Release the samplers before giving up, so their threads end.
                 stop_all.store(true, Ordering::Relaxed);
                 go.wait();
-                for h in handles {
+                for (_, h) in handles {
                     let _ = h.join();
                 }
                 return Err(NoiseError::Trace(e));
@@ -428,7 +428,7 @@ pub fn run(
             .count() as u64
     };
     let mut seen = 0u64;
-    while !handles.iter().all(|h| h.is_finished()) {
+    while !handles.iter().all(|(_, h)| h.is_finished()) {
         std::thread::sleep(Duration::from_millis(100));
         if stop.load(Ordering::Relaxed) {
             stop_all.store(true, Ordering::Relaxed);
@@ -445,17 +445,13 @@ pub fn run(
         });
     }
     let mut outs = Vec::new();
-    for h in handles {
-        match h.join() {
-            Ok(r) => outs.push(r?),
-            Err(_) => {
-                return Err(NoiseError::Sampler {
-                    cpu: u32::MAX,
-                    what: "the thread panicked",
-                    source: std::io::Error::other("panic"),
-                })
-            }
-        }
+    for (cpu, h) in handles {
+        let r = h.join().map_err(|_| NoiseError::Sampler {
+            cpu,
+            what: "the sampler thread",
+            source: std::io::Error::other("it panicked"),
+        })?;
+        outs.push(r?);
     }
     let attributed = watch.is_some();
     if let Some(w) = watch.take() {
