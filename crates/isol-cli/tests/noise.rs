@@ -147,3 +147,42 @@ fn live_run_writes_json_a_plot_and_compares_with_an_earlier_run() {
         "{cmp:?}"
     );
 }
+
+#[test]
+fn ctrl_c_ends_the_run_early_with_the_figures_so_far() {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("isol"))
+        .args([
+            "noise",
+            "--cpus",
+            "1",
+            "-d",
+            "60",
+            "--no-attribution",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: kill takes plain integers; the child is ours and still running.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = json(&out.stdout);
+    let secs = r["cpus"][0]["duration_ns"].as_f64().unwrap() / 1e9;
+    assert!(secs > 0.1 && secs < 30.0, "{secs}");
+    assert!(
+        r["notices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("stopped early")),
+        "{}",
+        r["notices"]
+    );
+}

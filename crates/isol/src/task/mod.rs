@@ -37,6 +37,16 @@
 //!   them in the NotQuiet error with the timers still armed on the CPU.
 //! * **Deferred work of others** (RCU callbacks, kworkers, timers migrated in) is only
 //!   observed: the window waits until it has run.
+//! * **The process's own memory map**: while the thread is isolated, any `munmap`,
+//!   `mremap` (a large vector growing) or `mprotect` by *another thread of the same
+//!   process* flushes the TLB of every CPU running one of its threads, with an IPI to the
+//!   isolated CPU. isol does not change the program's allocator; `isol noise`, which must
+//!   not disturb its own samplers, keeps its memory mapped (see [`crate::noise`]).
+//! * **Scheduling class on arrival**: a thread that runs on a nohz_full CPU as
+//!   SCHED_OTHER, even briefly, starts the CPU's fair deadline server; its timer, on a
+//!   housekeeping CPU, pokes the CPU up to a second later. Make a SCHED_FIFO thread
+//!   SCHED_FIFO before moving it there, and start the watcher ([`start_watcher`]) from a
+//!   housekeeping thread (a thread inherits its creator's CPU and policy).
 //!
 //! The first enter of a process starts its watcher, which enables tracepoints: the kernel
 //! patches code and sends one IPI to every CPU. Later enters and exits send none; the
