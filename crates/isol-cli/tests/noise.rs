@@ -150,7 +150,7 @@ fn live_run_writes_json_a_plot_and_compares_with_an_earlier_run() {
 
 #[test]
 fn ctrl_c_ends_the_run_early_with_the_figures_so_far() {
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("isol"))
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("isol"))
         .args([
             "noise",
             "--cpus",
