@@ -1,7 +1,7 @@
 //! The watch engine: traces interruptions of a set of CPUs and reports them as
 //! [`Record`]s.
 //!
-//! Data flow: a private tracefs [`Instance`] records the events of [`decode::EVENTS`] (and
+//! Data flow: a private tracefs [`Instance`] records the events of `decode::EVENTS` (and
 //! `irq_vectors`), filtered to the watched CPUs; [`Watch::poll`], called on a timer from a
 //! housekeeping CPU, reads every CPU's buffer without blocking, decodes the pages
 //! ([`crate::tracefs::ring`]) into typed events, orders them by time across CPUs, and runs
