@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{as_nobody, is_root, isol, json};
+use common::{as_nobody, interrupted, is_root, isol, json};
 
 fn usage_error(args: &[&str], wanted: &str) {
     let out = isol().arg("noise").args(args).assert().code(64);
@@ -150,8 +150,8 @@ fn live_run_writes_json_a_plot_and_compares_with_an_earlier_run() {
 
 #[test]
 fn ctrl_c_ends_the_run_early_with_the_figures_so_far() {
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("isol"))
-        .args([
+    let out = interrupted(
+        &[
             "noise",
             "--cpus",
             "1",
@@ -159,15 +159,9 @@ fn ctrl_c_ends_the_run_early_with_the_figures_so_far() {
             "60",
             "--no-attribution",
             "--json",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    // SAFETY: kill takes plain integers; the child is ours and still running.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+        ],
+        std::time::Duration::from_millis(1500),
+    );
     assert!(
         out.status.success(),
         "{}",

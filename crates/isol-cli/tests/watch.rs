@@ -5,7 +5,7 @@ mod common;
 
 use serde_json::Value;
 
-use common::{as_nobody, fixture, is_root, isol, replay};
+use common::{as_nobody, fixture, interrupted, is_root, isol, replay};
 
 fn lines(out: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(out)
@@ -160,17 +160,10 @@ fn ctrl_c_ends_with_the_summary() {
         eprintln!("skipped: needs root");
         return;
     }
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("isol"))
-        .args(["watch", "--cpus", "1", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    // SAFETY: kill sends SIGINT to the child we just spawned (its pid is valid until
-    // it is waited for below).
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    let out = interrupted(
+        &["watch", "--cpus", "1", "--json"],
+        std::time::Duration::from_millis(1500),
+    );
     assert_eq!(
         out.status.code(),
         Some(0),

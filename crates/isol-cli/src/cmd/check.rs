@@ -51,6 +51,13 @@ pub fn parse_cpus(text: &str, model: &KernelModel) -> Result<CpuSet, Failure> {
     parsed.map_err(|e| Failure::usage(format!("--cpus: {e}")))
 }
 
+/// The CPUs a live command works on: `--cpus` checked against this kernel, else the
+/// kernel's isolated CPUs or a suggestion, as `isol check` chooses them.
+pub fn choose_target(model: &KernelModel, cpus: Option<&str>) -> Result<Target, Failure> {
+    let given = cpus.map(|text| parse_cpus(text, model)).transpose()?;
+    Target::choose(model, given.as_ref()).map_err(|e| Failure::usage(e.to_string()))
+}
+
 fn source_text(t: &Target) -> &'static str {
     match t.source {
         TargetSource::Given => "as given",

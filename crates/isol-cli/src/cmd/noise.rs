@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 
-use isol::check::Target;
 use isol::kernel::KernelModel;
 use isol::noise::{self, attribute::UNEXPLAINED, CpuNoise, NoiseOptions, Report};
 use isol::tracefs::{TraceError, Tracefs};
@@ -77,12 +76,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         super::plot::check_path(p)?;
     }
     let model = KernelModel::load(root);
-    let given = match &args.cpus {
-        None => None,
-        Some(text) => Some(super::check::parse_cpus(text, &model)?),
-    };
-    let target =
-        Target::choose(&model, given.as_ref()).map_err(|e| Failure::usage(e.to_string()))?;
+    let target = super::check::choose_target(&model, args.cpus.as_deref())?;
     let mut notices = Vec::new();
     let mut attribute = !args.no_attribution;
     // SAFETY: geteuid has no arguments and cannot fail.

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 
-use isol::check::Target;
 use isol::interrupt::{Interruption, Record};
 use isol::kernel::KernelModel;
 use isol::monitor::summary::Summary;
@@ -139,12 +138,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         ));
     }
     let model = KernelModel::load(root);
-    let given = match &args.cpus {
-        None => None,
-        Some(text) => Some(super::check::parse_cpus(text, &model)?),
-    };
-    let target =
-        Target::choose(&model, given.as_ref()).map_err(|e| Failure::usage(e.to_string()))?;
+    let target = super::check::choose_target(&model, args.cpus.as_deref())?;
     if target.housekeeping.is_empty() {
         return Err(Failure::usage(format!(
             "--cpus {} leaves no CPU for the watcher itself; leave at least one CPU out",

@@ -56,3 +56,18 @@ pub fn as_nobody(args: &[&str]) -> Option<std::process::Output> {
         .unwrap();
     Some(out)
 }
+
+/// Start `isol ARGS`, send it SIGINT after `after`, and wait for it.
+pub fn interrupted(args: &[&str], after: std::time::Duration) -> std::process::Output {
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("isol"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    // SAFETY: kill sends SIGINT to the child just spawned (its pid is valid until it is
+    // waited for below).
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    child.wait_with_output().unwrap()
+}

@@ -137,25 +137,31 @@ pub fn causes(irqs: &[Interruption], joined: &Joined) -> (Vec<CauseRow>, Vec<Opt
     (rows, main)
 }
 
+/// A complete top-level interruption on CPU 1, for tests.
+#[cfg(test)]
+pub(crate) fn test_irq(start: u64, dur: u64, net: u64, kind: Kind, source: &str) -> Interruption {
+    Interruption {
+        cpu: 1,
+        start_ns: start,
+        duration_ns: Some(dur),
+        net_ns: Some(net),
+        depth: 0,
+        complete: true,
+        kind,
+        source: source.into(),
+        number: None,
+        functions: Vec::new(),
+        senders: Vec::new(),
+        address: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn irq(start: u64, dur: u64, net: u64, kind: Kind, source: &str) -> Interruption {
-        Interruption {
-            cpu: 1,
-            start_ns: start,
-            duration_ns: Some(dur),
-            net_ns: Some(net),
-            depth: 0,
-            complete: true,
-            kind,
-            source: source.into(),
-            number: None,
-            functions: Vec::new(),
-            senders: Vec::new(),
-            address: None,
-        }
+        test_irq(start, dur, net, kind, source)
     }
 
     fn span(start_ns: u64, len_ns: u64) -> Span {

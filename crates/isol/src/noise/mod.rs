@@ -721,20 +721,7 @@ mod tests {
     }
 
     fn irq(start: u64, dur: u64, kind: Kind, source: &str) -> Interruption {
-        Interruption {
-            cpu: 1,
-            start_ns: start,
-            duration_ns: Some(dur),
-            net_ns: Some(dur),
-            depth: 0,
-            complete: true,
-            kind,
-            source: source.into(),
-            number: None,
-            functions: Vec::new(),
-            senders: Vec::new(),
-            address: None,
-        }
+        attribute::test_irq(start, dur, dur, kind, source)
     }
 
     /// A 1 GHz counter (1 tick = 1 ns) mapped onto the trace clock 1 s later: one second
