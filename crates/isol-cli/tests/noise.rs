@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{as_nobody, interrupted, is_root, isol, json};
+use common::{as_nobody, assert_success, interrupted, is_root, isol, json};
 
 fn usage_error(args: &[&str], wanted: &str) {
     let out = isol().arg("noise").args(args).assert().code(64);
@@ -162,11 +162,7 @@ fn ctrl_c_ends_the_run_early_with_the_figures_so_far() {
         ],
         std::time::Duration::from_millis(1500),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let r = json(&out.stdout);
     let secs = r["cpus"][0]["duration_ns"].as_f64().unwrap() / 1e9;
     assert!(secs > 0.1 && secs < 30.0, "{secs}");

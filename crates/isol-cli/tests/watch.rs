@@ -5,7 +5,7 @@ mod common;
 
 use serde_json::Value;
 
-use common::{as_nobody, fixture, interrupted, is_root, isol, replay};
+use common::{as_nobody, assert_success, fixture, interrupted, is_root, isol, replay};
 
 fn lines(out: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(out)
@@ -128,12 +128,7 @@ fn live_watch_of_cpu1_sees_the_tick_of_this_kernel() {
         .unwrap();
     let _ = spin.kill();
     let _ = spin.wait();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let v = lines(&out.stdout);
     let ticks = v
         .iter()
@@ -164,12 +159,7 @@ fn ctrl_c_ends_with_the_summary() {
         &["watch", "--cpus", "1", "--json"],
         std::time::Duration::from_millis(1500),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let v = lines(&out.stdout);
     assert_eq!(v[0]["type"], "start");
     assert_eq!(v.last().unwrap()["type"], "summary");

@@ -71,3 +71,13 @@ pub fn interrupted(args: &[&str], after: std::time::Duration) -> std::process::O
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     child.wait_with_output().unwrap()
 }
+
+/// Assert that a finished `isol` run exited 0, showing its stderr otherwise.
+pub fn assert_success(out: &std::process::Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

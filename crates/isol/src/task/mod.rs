@@ -458,6 +458,15 @@ impl Isolation {
         let t0 = crate::monitor::monotonic_ns();
         let root = SysRoot::live();
         let topo = topology();
+        // Start the watcher before this thread moves: a new thread begins on its
+        // creator's CPU, and must not run on the CPU about to be isolated. (A failure
+        // here is reported by the registration below.)
+        if let (true, Some(c)) = (self.pin, self.cpu) {
+            let isolated = topo.nohz_full.contains(c) && topo.domain_isolated.contains(c);
+            if isolated || self.allow_ticking {
+                let _ = start_watcher(Some(&CpuSet::from_iter([c])));
+            }
+        }
         let cpu = self.eligible_cpu(&topo.online)?;
         let nohz = topo.nohz_full.contains(cpu);
         let isolated = topo.domain_isolated.contains(cpu);
