@@ -79,7 +79,7 @@ fn run(args: &[String]) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let b64: String = r.stdout.split_whitespace().collect();
             std::fs::write(&archive, decode_base64(&b64)?)?;
             let _ = std::fs::remove_dir_all(&dir);
-            let m = isol::snapshot::extract(&archive, &dir)?;
+            let m = isol::snapshot::extract(&archive, &dir, &|| false)?;
             std::fs::remove_file(&archive)?;
             println!(
                 "extracted the lab snapshot (kernel {}) into {}",

@@ -2,7 +2,9 @@
 //! this file parses arguments, opens the kernel root, and maps errors to exit codes.
 
 mod cmd;
+mod output;
 mod root;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +61,14 @@ impl Failure {
             message: message.into(),
         }
     }
+
+    /// An ending that needs no message (standard output's reader has gone).
+    pub fn quiet(code: u8) -> Failure {
+        Failure {
+            code,
+            message: String::new(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -73,6 +83,7 @@ fn main() -> ExitCode {
             };
         }
     };
+    signals::install();
     let result = root::open(cli.root.as_deref()).and_then(|root| match cli.command {
         Command::Check(args) => cmd::check::run(&root.sys, args),
         Command::Snapshot(args) => cmd::snapshot::run(&root.sys, args),
@@ -82,7 +93,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("isol: {}", f.message);
+            if !f.message.is_empty() {
+                eprintln!("isol: {}", f.message);
+            }
             ExitCode::from(f.code)
         }
     }

@@ -27,6 +27,15 @@ pub fn open(root: Option<&Path>) -> Result<Root, Failure> {
         ))
     })?;
     if meta.is_dir() {
+        if std::fs::canonicalize(path).is_ok_and(|p| p == Path::new("/")) {
+            return Ok(Root {
+                sys: SysRoot::live(),
+                _extracted: None,
+            });
+        }
+        // A captured tree is untrusted: checked whole before anything reads it.
+        isol::snapshot::check_tree(path, &isol::confine::SNAPSHOT_LIMITS)
+            .map_err(|e| Failure::usage(format!("--root: {e}")))?;
         return Ok(Root {
             sys: SysRoot::at(path),
             _extracted: None,
@@ -41,8 +50,14 @@ pub fn open(root: Option<&Path>) -> Result<Root, Failure> {
                 path.display()
             ))
         })?;
-    isol::snapshot::extract(path, tmp.path())
-        .map_err(|e| Failure::usage(format!("--root: {e}")))?;
+    // On any error `tmp` is dropped, which removes what was extracted; a signal stops the
+    // extraction between members for the same reason.
+    isol::snapshot::extract(path, tmp.path(), &crate::signals::stopped).map_err(|e| match e {
+        isol::snapshot::SnapshotError::Interrupted { .. } => Failure::quiet(
+            128 + crate::signals::caught().unwrap_or(libc::SIGINT) as u8,
+        ),
+        e => Failure::usage(format!("--root: {e}")),
+    })?;
     Ok(Root {
         sys: SysRoot::at(tmp.path()),
         _extracted: Some(tmp),

@@ -50,7 +50,14 @@ fn without_root_gaps_are_measured_but_not_attributed() {
         stdout.contains("not root: gaps are measured but not attributed"),
         "{stdout}"
     );
-    assert!(stdout.contains("CPU 1: 0.30 s, loop"), "{stdout}");
+    // The measured time is whatever the machine gave (a loaded machine stretches it): the
+    // line's shape is what is asserted, not its figure.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("CPU 1: ") && l.contains(" s, loop")),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("gap percentiles") || stdout.contains(" 0 gaps"),
         "{stdout}"

@@ -11,7 +11,9 @@
 //! * [`SysRoot`]: the one door to `/proc` and `/sys`, so every parser can be replayed on a
 //!   tree captured from another kernel ([`snapshot`]);
 //! * [`kernel::KernelModel`]: a read-only picture of the kernel's isolation state;
-//! * [`check`]: readiness findings for a set of CPUs, each with evidence and a fix.
+//! * [`check`]: readiness findings for a set of CPUs, each with evidence and a fix;
+//! * [`confine`]: the rules for untrusted input (snapshots and recordings from strangers)
+//!   and for output directories others can see.
 //!
 //! ## Terminology
 //!
@@ -37,6 +39,7 @@
 //! ```
 
 pub mod check;
+pub mod confine;
 pub mod cpus;
 pub mod interrupt;
 pub mod kernel;

@@ -6,10 +6,11 @@
 //! files that existed but could not be read. Extracted, it is a directory that
 //! [`SysRoot::at`] replays.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::confine::{self, Refusal, SNAPSHOT_LIMITS};
 use crate::kernel::KernelModel;
 use crate::sysroot::{Manifest, SysRoot, MANIFEST};
 
@@ -31,6 +32,15 @@ pub enum SnapshotError {
         #[source]
         source: io::Error,
     },
+    /// The archive or tree holds something isol will not read (see [`crate::confine`]).
+    #[error("snapshot {path} refused: {refusal}")]
+    Refused {
+        path: PathBuf,
+        refusal: Refusal,
+    },
+    /// Extraction was stopped (a signal); what was extracted is for the caller to remove.
+    #[error("reading snapshot {path} was interrupted")]
+    Interrupted { path: PathBuf },
 }
 
 /// What a capture produced.
@@ -109,27 +119,159 @@ pub fn write(captured: &Captured, path: &Path) -> Result<(), SnapshotError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut f = std::fs::File::create(path).map_err(err)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NOFOLLOW: a link planted at the output path is not followed.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(err)?;
     f.write_all(&captured.archive).map_err(err)?;
     f.sync_all().map_err(err)
 }
 
 /// Extract a snapshot archive into `dir` (created if needed); returns its manifest.
-/// Entries are confined to `dir`: absolute paths and `..` are refused by the unpacker.
-pub fn extract(archive: &Path, dir: &Path) -> Result<Manifest, SnapshotError> {
+///
+/// The archive is untrusted: only regular files and directories are extracted, each
+/// member's path is confined to `dir` ([`confine::components`]), and the caps of
+/// [`SNAPSHOT_LIMITS`] hold on member size, total size, member count, depth and path
+/// length. The first member that breaks a rule refuses the whole archive, naming it.
+/// `stop` is asked between members; when it says yes, extraction ends with
+/// [`SnapshotError::Interrupted`]. On any error the caller removes `dir`.
+pub fn extract(
+    archive: &Path,
+    dir: &Path,
+    stop: &dyn Fn() -> bool,
+) -> Result<Manifest, SnapshotError> {
     let err = |source| SnapshotError::Read {
         path: archive.to_path_buf(),
         source,
     };
-    let f = std::fs::File::open(archive).map_err(err)?;
+    let refuse = |member: &str, why: String| SnapshotError::Refused {
+        path: archive.to_path_buf(),
+        refusal: Refusal::new(member, why),
+    };
+    let limits = SNAPSHOT_LIMITS;
+    let f = confine::open_user_file(archive).map_err(err)?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(f));
     std::fs::create_dir_all(dir).map_err(err)?;
+    let (mut entries, mut total) = (0u64, 0u64);
     for entry in tar.entries().map_err(err)? {
+        if stop() {
+            return Err(SnapshotError::Interrupted {
+                path: archive.to_path_buf(),
+            });
+        }
         let mut entry = entry.map_err(err)?;
-        entry.unpack_in(dir).map_err(err)?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        entries += 1;
+        if entries > limits.max_entries {
+            return Err(refuse(
+                &name,
+                format!("the archive has more than {} members", limits.max_entries),
+            ));
+        }
+        let parts = confine::components(&name, &limits).map_err(|why| refuse(&name, why))?;
+        let ty = entry.header().entry_type();
+        let is_dir = ty == tar::EntryType::Directory;
+        if !is_dir && ty != tar::EntryType::Regular && ty != tar::EntryType::Continuous {
+            return Err(refuse(
+                &name,
+                format!(
+                    "is a {}; a snapshot holds only regular files and directories",
+                    entry_kind(ty)
+                ),
+            ));
+        }
+        let size = entry.header().size().map_err(err)?;
+        if size > limits.max_file {
+            return Err(refuse(
+                &name,
+                format!(
+                    "{size} bytes, more than the {} MiB isol reads from one file",
+                    limits.max_file >> 20
+                ),
+            ));
+        }
+        total += size;
+        if total > limits.max_total {
+            return Err(refuse(
+                &name,
+                format!("the archive unpacks to more than {} MiB", limits.max_total >> 20),
+            ));
+        }
+        let mut path = dir.to_path_buf();
+        for c in &parts {
+            path.push(c);
+        }
+        if is_dir {
+            std::fs::create_dir_all(&path).map_err(err)?;
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(err)?;
+        }
+        // create_new: O_EXCL, which also refuses to follow a link at the final component.
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    refuse(&name, "appears twice in the archive".into())
+                } else {
+                    err(e)
+                }
+            })?;
+        let copied = io::copy(&mut (&mut entry).take(limits.max_file + 1), &mut out)
+            .map_err(err)?;
+        if copied != size {
+            return Err(refuse(
+                &name,
+                format!("holds {copied} bytes where its header says {size}"),
+            ));
+        }
     }
-    let m = std::fs::read(dir.join(MANIFEST)).map_err(err)?;
-    serde_json::from_slice(&m).map_err(|e| err(io::Error::new(io::ErrorKind::InvalidData, e)))
+    let m = confine::read_file(dir, MANIFEST).map_err(err)?;
+    let manifest: Manifest = serde_json::from_slice(&m)
+        .map_err(|e| err(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+    manifest.check().map_err(|refusal| SnapshotError::Refused {
+        path: archive.to_path_buf(),
+        refusal,
+    })?;
+    Ok(manifest)
+}
+
+fn entry_kind(ty: tar::EntryType) -> &'static str {
+    match ty {
+        tar::EntryType::Symlink => "symbolic link",
+        tar::EntryType::Link => "hard link",
+        tar::EntryType::Fifo => "FIFO",
+        tar::EntryType::Char | tar::EntryType::Block => "device node",
+        _ => "special member",
+    }
+}
+
+/// Check a captured directory before replaying it: the tree obeys [`SNAPSHOT_LIMITS`]
+/// (or `limits`) and its manifest, if any, names only plain entries.
+pub fn check_tree(dir: &Path, limits: &confine::Limits) -> Result<(), SnapshotError> {
+    let refused = |refusal| SnapshotError::Refused {
+        path: dir.to_path_buf(),
+        refusal,
+    };
+    confine::scan_tree(dir, limits).map_err(refused)?;
+    if confine::exists(dir, MANIFEST) {
+        let m = confine::read_file(dir, MANIFEST).map_err(|e| SnapshotError::Read {
+            path: dir.join(MANIFEST),
+            source: e,
+        })?;
+        if let Ok(m) = serde_json::from_slice::<Manifest>(&m) {
+            m.check().map_err(refused)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -158,7 +300,7 @@ mod tests {
         let file = out.path().join("snap.tar.gz");
         write(&cap, &file).unwrap();
         let dir = out.path().join("x");
-        let m = extract(&file, &dir).unwrap();
+        let m = extract(&file, &dir, &|| false).unwrap();
         assert_eq!(m.note, "test");
         let a = KernelModel::load(&SysRoot::at(p));
         let b = KernelModel::load(&SysRoot::at(&dir));
@@ -174,7 +316,7 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let file = out.path().join("bad.tar.gz");
         std::fs::write(&file, b"not an archive").unwrap();
-        let e = extract(&file, &out.path().join("x")).unwrap_err();
+        let e = extract(&file, &out.path().join("x"), &|| false).unwrap_err();
         assert!(e.to_string().contains("isol snapshot"));
     }
 }

@@ -10,6 +10,10 @@
 //!
 //! A recording root remembers every path read through it; `isol snapshot` uses this to
 //! capture exactly the files the kernel model reads, no more and no less.
+//!
+//! A captured tree is untrusted (snapshots come from strangers): below any root but `/`,
+//! reads follow the rules of [`crate::confine`] (no link is followed, only regular files
+//! are opened, every read is capped), and manifest listings hold plain names only.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -34,6 +38,10 @@ pub enum SysError {
     /// container runtime (masked paths are bind mounts of `/dev/null`).
     #[error("{path}: masked (empty; containers hide it)")]
     Masked { path: String },
+    /// A captured tree holds something isol will not read there (a link, a FIFO, a file
+    /// over the size cap): see [`crate::confine`].
+    #[error("{path}: refused: {why}")]
+    Refused { path: String, why: String },
     /// Any other I/O error.
     #[error("{path}: {source}")]
     Io {
@@ -50,16 +58,18 @@ impl SysError {
             SysError::NotFound { path }
             | SysError::NeedsRoot { path }
             | SysError::Masked { path }
+            | SysError::Refused { path, .. }
             | SysError::Io { path, .. } => path,
         }
     }
 
-    /// A short word for reports: `absent`, `needs root`, `masked`, `error`.
+    /// A short word for reports: `absent`, `needs root`, `masked`, `refused`, `error`.
     pub fn kind(&self) -> &'static str {
         match self {
             SysError::NotFound { .. } => "absent",
             SysError::NeedsRoot { .. } => "needs root",
             SysError::Masked { .. } => "masked",
+            SysError::Refused { .. } => "refused",
             SysError::Io { .. } => "error",
         }
     }
@@ -70,6 +80,10 @@ impl SysError {
             io::ErrorKind::NotFound => SysError::NotFound { path },
             io::ErrorKind::PermissionDenied => SysError::NeedsRoot { path },
             _ if e.raw_os_error() == Some(libc::ENOTDIR) => SysError::NotFound { path },
+            io::ErrorKind::InvalidData => SysError::Refused {
+                path,
+                why: e.to_string(),
+            },
             _ => SysError::Io { path, source: e },
         }
     }
@@ -147,13 +161,21 @@ impl SysRoot {
     }
 
     /// A directory holding a captured tree (`proc/`, `sys/`, ...), such as an extracted
-    /// snapshot. Its manifest, if any, is loaded.
+    /// snapshot. Its manifest, if any, is loaded; listing entries that are not plain names
+    /// are dropped (use [`Manifest::check`] to refuse such a manifest instead).
     pub fn at(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
-        let manifest = std::fs::read(root.join(MANIFEST))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
-            .unwrap_or_default();
+        let mut manifest = if root == Path::new("/") {
+            Manifest::default()
+        } else {
+            crate::confine::read_file(&root, MANIFEST)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+                .unwrap_or_default()
+        };
+        for names in manifest.listings.values_mut() {
+            names.retain(|n| plain_name(n));
+        }
         SysRoot {
             root,
             unreadable: Arc::new(manifest.unreadable),
@@ -204,17 +226,36 @@ impl SysRoot {
         }
     }
 
-    /// Read a whole file as bytes.
+    /// Open a file for reading as a stream (trace pages): below a captured root, by the
+    /// rules of [`crate::confine`].
+    pub fn open(&self, path: &str) -> Result<std::fs::File, SysError> {
+        if let Some(e) = self.replayed_error(path) {
+            return Err(e);
+        }
+        if self.is_live() {
+            std::fs::File::open(self.resolve(path))
+        } else {
+            crate::confine::open_file(&self.root, path)
+        }
+        .map_err(|e| SysError::from_io(path, e))
+    }
+
+    /// Read a whole file as bytes (capped at [`crate::confine::MAX_TEXT_FILE`] below a
+    /// captured root).
     pub fn read_bytes(&self, path: &str) -> Result<Vec<u8>, SysError> {
         if let Some(e) = self.replayed_error(path) {
             return Err(e);
         }
-        let result = std::fs::File::open(self.resolve(path)).and_then(|mut f| {
-            // Some kernel files (tracefs `events/header_page`) answer only the first
-            // read(): ask for plenty at once.
-            let mut buf = Vec::with_capacity(64 * 1024);
-            f.read_to_end(&mut buf).map(|_| buf)
-        });
+        let result = if self.is_live() {
+            std::fs::File::open(self.resolve(path)).and_then(|mut f| {
+                // Some kernel files (tracefs `events/header_page`) answer only the first
+                // read(): ask for plenty at once.
+                let mut buf = Vec::with_capacity(64 * 1024);
+                f.read_to_end(&mut buf).map(|_| buf)
+            })
+        } else {
+            crate::confine::read_file(&self.root, path)
+        };
         match result {
             Ok(buf) => {
                 self.note(|r| {
@@ -277,14 +318,20 @@ impl SysRoot {
     pub fn list(&self, path: &str) -> Result<Vec<String>, SysError> {
         let names = match self.listings.get(path) {
             Some(names) => names.clone(),
-            None => {
+            None if self.is_live() => {
                 let rd = std::fs::read_dir(self.resolve(path))
                     .map_err(|e| SysError::from_io(path, e))?;
                 let mut names: Vec<String> = rd
                     .filter_map(|e| e.ok())
                     .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|n| !(!self.is_live() && path == "/" && n == MANIFEST))
                     .collect();
+                names.sort();
+                names
+            }
+            None => {
+                let mut names = crate::confine::list_dir(&self.root, path)
+                    .map_err(|e| SysError::from_io(path, e))?;
+                names.retain(|n| !(path == "/" && n == MANIFEST));
                 names.sort();
                 names
             }
@@ -295,9 +342,51 @@ impl SysRoot {
         Ok(names)
     }
 
-    /// Whether a path exists under the root.
+    /// Whether a path exists under the root (below a captured root: a regular file or a
+    /// directory reached without links).
     pub fn exists(&self, path: &str) -> bool {
-        self.unreadable.contains_key(path) || self.resolve(path).exists()
+        self.unreadable.contains_key(path)
+            || if self.is_live() {
+                self.resolve(path).exists()
+            } else {
+                crate::confine::exists(&self.root, path)
+            }
+    }
+}
+
+/// A directory entry name as a kernel gives it: not empty, no `/`, not `.` or `..`.
+fn plain_name(n: &str) -> bool {
+    !n.is_empty() && n != "." && n != ".." && !n.contains('/') && !n.contains('\0')
+}
+
+impl Manifest {
+    /// Refuse a manifest that names anything but plain entries in its listings, or paths
+    /// that are not absolute kernel paths.
+    pub fn check(&self) -> Result<(), crate::confine::Refusal> {
+        let bad_path = |p: &str| {
+            !p.starts_with('/') || p.split('/').any(|c| c == "." || c == "..") || p.contains('\0')
+        };
+        for (dir, names) in &self.listings {
+            if bad_path(dir) {
+                return Err(crate::confine::Refusal::new(
+                    format!("{MANIFEST} listings"),
+                    format!("{dir:?} is not an absolute kernel path"),
+                ));
+            }
+            if let Some(n) = names.iter().find(|n| !plain_name(n)) {
+                return Err(crate::confine::Refusal::new(
+                    format!("{MANIFEST} listings"),
+                    format!("{dir} lists {n:?}, which is not a plain file name"),
+                ));
+            }
+        }
+        if let Some(p) = self.unreadable.keys().find(|p| bad_path(p)) {
+            return Err(crate::confine::Refusal::new(
+                format!("{MANIFEST} unreadable"),
+                format!("{p:?} is not an absolute kernel path"),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -36,9 +36,9 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     if args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
-        println!("{text}");
+        crate::output::println(&text)?;
     } else {
-        print!("{}", render(&report, args.verbose));
+        crate::output::print(&render(&report, args.verbose))?;
     }
     Ok(report.exit_code as u8)
 }

@@ -2,8 +2,10 @@
 //! CPU and kind, served over plain HTTP from a housekeeping CPU.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -31,6 +33,72 @@ struct CpuLabels {
 struct TickLabels {
     cpu: String,
     dependency: String,
+}
+
+/// How long a client may take to send its request, or to take the answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Clients served at once; more are answered 503 at once.
+const MAX_CLIENTS: usize = 16;
+/// The longest request head read.
+const MAX_REQUEST: usize = 8192;
+
+/// Serve each client on its own thread, with timeouts: an idle or slow client holds only
+/// its own thread, never the others' scrapes.
+fn accept_loop(listener: TcpListener, registry: Arc<Mutex<Registry>>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming().flatten() {
+        if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+            active.fetch_sub(1, Ordering::AcqRel);
+            let mut stream = stream;
+            let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+            let _ = stream.write_all(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            continue;
+        }
+        let (registry, done) = (registry.clone(), active.clone());
+        let spawned = std::thread::Builder::new()
+            .name("isol-metrics-client".into())
+            .spawn(move || {
+                serve_client(stream, &registry);
+                done.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+fn serve_client(mut stream: TcpStream, registry: &Mutex<Registry>) {
+    let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+    // Read the request head, with one deadline for all of it.
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    if head.is_empty() {
+        return;
+    }
+    let mut body = String::new();
+    let ok = {
+        let r = registry.lock().unwrap_or_else(|p| p.into_inner());
+        encode(&mut body, &r).is_ok()
+    };
+    let status = if ok { "200 OK" } else { "500 Internal Server Error" };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
 }
 
 /// The metrics and the thread serving them.
@@ -94,24 +162,7 @@ impl Metrics {
         let registry = Arc::new(Mutex::new(registry));
         std::thread::Builder::new()
             .name("isol-metrics".into())
-            .spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    let mut stream = stream;
-                    let mut buf = [0u8; 1024];
-                    let _ = stream.read(&mut buf);
-                    let mut body = String::new();
-                    let ok = {
-                        let r = registry.lock().unwrap_or_else(|p| p.into_inner());
-                        encode(&mut body, &r).is_ok()
-                    };
-                    let status = if ok { "200 OK" } else { "500 Internal Server Error" };
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                }
-            })
+            .spawn(move || accept_loop(listener, registry))
             .map_err(|e| Failure::runtime(format!("--metrics: cannot start the server: {e}")))?;
         Ok(Metrics {
             interruptions,
@@ -214,5 +265,20 @@ mod tests {
         assert!(body.contains(r#"isol_tick_kept_total{cpu="1",dependency="SCHED"} 1"#));
         assert!(body.contains(r#"isol_interruption_seconds_count{cpu="1",kind="ipi"} 2"#));
         assert!(body.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn an_idle_client_does_not_block_a_scrape() {
+        let m = Metrics::serve("0").unwrap();
+        // Two clients connect and say nothing; a third scrapes.
+        let _idle = std::net::TcpStream::connect(m.addr()).unwrap();
+        let mut slow = std::net::TcpStream::connect(m.addr()).unwrap();
+        slow.write_all(b"GET /met").unwrap();
+        let mut s = std::net::TcpStream::connect(m.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     }
 }

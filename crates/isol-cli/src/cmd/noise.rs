@@ -13,7 +13,8 @@ use isol::noise::{self, attribute::UNEXPLAINED, CpuNoise, NoiseOptions, Report};
 use isol::tracefs::{TraceError, Tracefs};
 use isol::SysRoot;
 
-use super::watch::{catch_signals, fmt_ns, parse_duration, STOP};
+use super::watch::{fmt_ns, parse_duration};
+use crate::signals::STOP;
 use crate::Failure;
 
 #[derive(clap::Args)]
@@ -106,7 +107,6 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     opts.attribute = attribute;
     opts.quiesce = !args.no_quiesce;
     opts.buffer_kb = args.buffer_kb;
-    catch_signals();
     if !args.json {
         eprintln!(
             "isol: measuring CPU {} for {} (Ctrl-C to stop early)",
@@ -148,45 +148,53 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
             .notices
             .push("stopped early (signal): the figures cover the time measured".into());
     }
-    if let Some(p) = &args.plot {
-        super::plot::draw(&report, p)?;
-    }
+    // The report first: a plot that cannot be drawn must not cost the measurement.
     if args.json {
         let mut v = serde_json::to_value(&report).expect("reports serialize");
         if let Some(b) = &before {
             v["compare"] = serde_json::to_value(comparison(b, &report)).expect("serializes");
         }
-        println!("{v}");
+        crate::output::println(&v.to_string())?;
     } else {
-        print!("{}", render(&report));
+        crate::output::print(&render(&report))?;
         if let Some(b) = &before {
-            print!("{}", render_compare(b, &report));
+            crate::output::print(&render_compare(b, &report))?;
         }
     }
     if let Some(p) = &args.plot {
+        super::plot::draw(&report, p)?;
         eprintln!("isol: plot written to {}", p.display());
     }
     Ok(0)
 }
 
+/// The most isol reads of a `--compare` report: a 10 s run's JSON with every gap is a few
+/// MB; larger files are refused rather than parsed into memory.
+const MAX_COMPARE: u64 = 64 << 20;
+
 fn load_report(p: &std::path::Path) -> Result<Report, Failure> {
-    let text = std::fs::read_to_string(p)
+    let bytes = isol::confine::read_user_file(p, MAX_COMPARE)
         .map_err(|e| Failure::usage(format!("--compare {}: {e}", p.display())))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+    #[derive(serde::Deserialize)]
+    struct Schema {
+        schema: Option<serde_json::Value>,
+    }
+    let s: Schema = serde_json::from_slice(&bytes).map_err(|e| {
         Failure::usage(format!(
             "--compare {}: not JSON ({e}); give the output of `isol noise --json`",
             p.display()
         ))
     })?;
-    if v["schema"] != noise::SCHEMA {
+    let schema = s.schema.unwrap_or(serde_json::Value::Null);
+    if schema != noise::SCHEMA {
         return Err(Failure::usage(format!(
-            "--compare {}: schema {} is not {}; give the output of `isol noise --json`",
+            "--compare {}: schema {schema} is not {}; give the output of `isol noise --json`",
             p.display(),
-            v["schema"],
             noise::SCHEMA
         )));
     }
-    serde_json::from_value(v).map_err(|e| Failure::usage(format!("--compare {}: {e}", p.display())))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Failure::usage(format!("--compare {}: {e}", p.display())))
 }
 
 fn pct(p: f64) -> String {

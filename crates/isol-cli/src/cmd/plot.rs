@@ -42,6 +42,16 @@ pub fn check_path(p: &Path) -> Result<(), Failure> {
         )));
     }
     load_font()?;
+    // Create it now (never through a link), so that a path isol cannot write is known
+    // before the measurement rather than after it.
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(p)
+        .map_err(|e| Failure::usage(format!("--plot {}: cannot write it: {e}", p.display())))?;
     Ok(())
 }
 

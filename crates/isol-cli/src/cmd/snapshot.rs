@@ -37,7 +37,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         ))
     });
     isol::snapshot::write(&cap, &output).map_err(|e| Failure::runtime(e.to_string()))?;
-    println!(
+    crate::output::println(&format!(
         "wrote {} ({} files, {} KiB, kernel {})",
         output.display(),
         cap.files,
@@ -47,11 +47,11 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         } else {
             &m.kernel
         }
-    );
+    ))?;
     if !m.unreadable.is_empty() {
         let kinds: std::collections::BTreeSet<&str> =
             m.unreadable.values().map(|u| u.kind.as_str()).collect();
-        println!(
+        crate::output::println(&format!(
             "{} files could not be read ({}); they are listed in the manifest{}",
             m.unreadable.len(),
             kinds.into_iter().collect::<Vec<_>>().join(", "),
@@ -60,7 +60,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
             } else {
                 ""
             }
-        );
+        ))?;
     }
     Ok(0)
 }

@@ -1,16 +1,14 @@
 //! `isol watch`: every interruption of the watched CPUs, live, with its cause and culprit;
 //! a summary per CPU and cause; JSON lines; Prometheus metrics; recordings and replay.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 
 use isol::interrupt::{Interruption, Record};
 use isol::kernel::KernelModel;
-use isol::monitor::summary::Summary;
+use isol::monitor::summary::{Summary, Tally};
 use isol::monitor::{self, Watch, WatchOptions};
 use isol::tracefs::{TraceError, Tracefs};
 use isol::{CpuSet, SysRoot};
@@ -103,27 +101,17 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(format!("{s:?}: the duration must be more than zero"));
     }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-pub(crate) fn catch_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the
-        // sigaction struct is zero-initialised (a valid empty mask and no flags) and
-        // passed by reference for the duration of the call.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "{s:?}: longer than {} days; leave the duration out to run until Ctrl-C",
+            MAX_DURATION.as_secs() / 86_400
+        ));
     }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
+
+/// The longest duration a command accepts.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
 
 pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     if args.cleanup {
@@ -167,49 +155,73 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
             .map_err(|e| Failure::runtime(format!("{}; {e}", TraceError::NotMounted)))?;
         eprintln!("isol: mounted tracefs at {}", isol::tracefs::DEFAULT_MOUNT);
     }
-    catch_signals();
-    let mut watch = Watch::start(root, opts).map_err(|e| Failure::runtime(e.to_string()))?;
-    let out = Output::new(&args, target.cpus.clone(), watch.started_ns());
-    out.header(watch.notices(), metrics.as_ref().map(|m| m.addr()), true);
-    let began = Instant::now();
-    let mut all = Vec::new();
-    loop {
-        std::thread::sleep(POLL);
-        let stop =
-            STOP.load(Ordering::Relaxed) || args.duration.is_some_and(|d| began.elapsed() >= d);
-        let records = if stop {
-            break;
-        } else {
-            watch.poll()
-        };
-        let records = records.map_err(|e| Failure::runtime(e.to_string()))?;
-        out.records(&records, metrics.as_ref());
-        all.extend(records);
+    if crate::signals::stopped() {
+        return Err(Failure::quiet(stopped_code()));
     }
+    let mut watch = Watch::start(root, opts).map_err(|e| Failure::runtime(e.to_string()))?;
+    let mut out = Output::new(&args, target.cpus.clone(), watch.started_ns());
+    // Records are counted and dropped as they come: memory stays flat over hours.
+    let mut tally = Tally::new(&target.cpus);
+    let began = Instant::now();
+    let mut failed = out
+        .header(watch.notices(), metrics.as_ref().map(|m| m.addr()), true)
+        .err();
+    while failed.is_none() {
+        std::thread::sleep(POLL);
+        if crate::signals::stopped() || args.duration.is_some_and(|d| began.elapsed() >= d) {
+            break;
+        }
+        match watch.poll() {
+            Ok(records) => failed = out.records(&records, metrics.as_ref(), &mut tally).err(),
+            Err(e) => failed = Some(Failure::runtime(e.to_string())),
+        }
+    }
+    // Whatever happened, stop tracing and remove the instance before reporting.
     let stats = watch.stats();
     let end = monitor::monotonic_ns();
-    let records = watch.stop().map_err(|e| Failure::runtime(e.to_string()))?;
-    out.records(&records, metrics.as_ref());
-    all.extend(records);
-    let summary = Summary::of(&all, &target.cpus, end.saturating_sub(out.start));
-    out.summary(&summary, stats);
+    let last = watch.stop();
+    if let Some(f) = failed {
+        return Err(f);
+    }
+    let records = last.map_err(|e| Failure::runtime(e.to_string()))?;
+    out.records(&records, metrics.as_ref(), &mut tally)?;
+    let summary = tally.summary(end.saturating_sub(out.start));
+    out.summary(&summary, stats)?;
     if let Some(dir) = &args.record {
         eprintln!("isol: recording written to {}", dir.display());
     }
     Ok(0)
 }
 
+/// The exit status of a command stopped by a signal before it began.
+fn stopped_code() -> u8 {
+    128 + crate::signals::caught().unwrap_or(libc::SIGINT) as u8
+}
+
 fn cleanup(root: &SysRoot) -> Result<u8, Failure> {
+    if root.is_live() && !rustix_is_root() {
+        return Err(Failure::runtime(
+            "--cleanup needs root: tracing instances can be seen and removed only by root;              run it as root",
+        ));
+    }
     let t = Tracefs::locate(root).map_err(|e| Failure::runtime(e.to_string()))?;
     let removed = t
         .remove_stale()
         .map_err(|e| Failure::runtime(e.to_string()))?;
     if removed.is_empty() {
-        println!("no stale isol tracing instances in {}/instances", t.mount());
+        crate::output::println(&format!(
+            "no stale isol tracing instances in {}/instances",
+            t.mount()
+        ))?;
     } else {
-        println!("removed {}", removed.join(", "));
+        crate::output::println(&format!("removed {}", removed.join(", ")))?;
     }
     Ok(0)
+}
+
+fn rustix_is_root() -> bool {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 fn replay(dir: &std::path::Path, args: &Args, _root: &SysRoot) -> Result<u8, Failure> {
@@ -217,26 +229,44 @@ fn replay(dir: &std::path::Path, args: &Args, _root: &SysRoot) -> Result<u8, Fai
         Some(t) => Some(CpuSet::parse_list(t).map_err(|e| Failure::usage(format!("--cpus: {e}")))?),
         None => None,
     };
-    let r = monitor::replay(dir, cpus.as_ref()).map_err(|e| Failure::runtime(e.to_string()))?;
-    let cpus = cpus.unwrap_or_else(|| CpuSet::parse_list(&r.manifest.cpus).unwrap_or_default());
-    let out = Output::new(args, cpus.clone(), r.manifest.start_ns);
+    // The manifest is read twice (here for the header, then by the stream): both reads are
+    // confined and capped, and the header must come before the first record.
+    let manifest = isol::tracefs::record::Recorded::open(dir)
+        .map_err(replay_failure)?
+        .manifest;
+    let cpus = cpus.unwrap_or_else(|| CpuSet::parse_list(&manifest.cpus).unwrap_or_default());
+    let mut out = Output::new(args, cpus.clone(), manifest.start_ns);
     out.header(
         &[format!(
             "replaying {} (kernel {})",
             dir.display(),
-            r.manifest.kernel
+            manifest.kernel
         )],
         None,
         false,
-    );
-    out.records(&r.records, None);
-    let summary = Summary::of(
-        &r.records,
-        &cpus,
-        r.manifest.end_ns.saturating_sub(r.manifest.start_ns),
-    );
-    out.summary(&summary, r.stats);
+    )?;
+    let mut tally = Tally::new(&cpus);
+    let mut failed = None;
+    let r = monitor::replay_each(dir, Some(&cpus), |batch| {
+        if failed.is_none() {
+            failed = out.records(&batch, None, &mut tally).err();
+        }
+    })
+    .map_err(replay_failure)?;
+    if let Some(f) = failed {
+        return Err(f);
+    }
+    let summary = tally.summary(r.manifest.end_ns.saturating_sub(r.manifest.start_ns));
+    out.summary(&summary, r.stats)?;
     Ok(0)
+}
+
+/// A recording isol refuses to read is a usage error (64); one it cannot read, a failure.
+fn replay_failure(e: TraceError) -> Failure {
+    match e {
+        TraceError::Refused(_) => Failure::usage(e.to_string()),
+        e => Failure::runtime(e.to_string()),
+    }
 }
 
 /// Human durations: `850ns`, `12.3us`, `4.56ms`, `1.23s`.
@@ -255,7 +285,6 @@ struct Output {
     nested: bool,
     cpus: CpuSet,
     start: u64,
-    stdout: std::io::Stdout,
 }
 
 impl Output {
@@ -266,17 +295,19 @@ impl Output {
             nested: args.nested,
             cpus,
             start,
-            stdout: std::io::stdout(),
         }
     }
 
-    fn emit(&self, text: &str) {
-        let mut o = self.stdout.lock();
-        let _ = writeln!(o, "{text}");
-        let _ = o.flush();
+    fn emit(&mut self, text: &str) -> Result<(), Failure> {
+        crate::output::println(text)
     }
 
-    fn header(&self, notices: &[String], metrics: Option<std::net::SocketAddr>, live: bool) {
+    fn header(
+        &mut self,
+        notices: &[String],
+        metrics: Option<std::net::SocketAddr>,
+        live: bool,
+    ) -> Result<(), Failure> {
         if self.json {
             let v = serde_json::json!({
                 "type": "start",
@@ -287,8 +318,7 @@ impl Output {
                 "notices": notices,
                 "metrics": metrics.map(|m| m.to_string()),
             });
-            self.emit(&v.to_string());
-            return;
+            return self.emit(&v.to_string());
         }
         for n in notices {
             eprintln!("isol: {n}");
@@ -306,17 +336,25 @@ impl Output {
             self.emit(&format!(
                 "{:>12}  {:>3}  {:<11}  {:<40}  {:>8}  caused by",
                 "time(s)", "cpu", "kind", "what ran", "net"
-            ));
+            ))?;
         }
+        Ok(())
     }
 
-    fn records(&self, records: &[Record], metrics: Option<&Metrics>) {
+    /// Print `records`, count them in `tally` and the metrics.
+    fn records(
+        &mut self,
+        records: &[Record],
+        metrics: Option<&Metrics>,
+        tally: &mut Tally,
+    ) -> Result<(), Failure> {
         for r in records {
+            tally.add(r);
             if let Some(m) = metrics {
                 m.observe(r);
             }
             if self.json {
-                self.emit(&serde_json::to_string(r).expect("records serialize"));
+                self.emit(&serde_json::to_string(r).expect("records serialize"))?;
                 continue;
             }
             if !self.lines {
@@ -328,7 +366,8 @@ impl Output {
                     if i.depth > 0 && !self.nested {
                         continue;
                     }
-                    self.emit(&self.line(i, t(i.start_ns)));
+                    let line = self.line(i, t(i.start_ns));
+                    self.emit(&line)?;
                 }
                 Record::Lost {
                     cpu,
@@ -340,7 +379,7 @@ impl Output {
                     t(*at_ns),
                     cpu,
                     events.map_or("some events".to_string(), |n| format!("{n} events"))
-                )),
+                ))?,
                 Record::TickStop {
                     cpu,
                     at_ns,
@@ -351,10 +390,11 @@ impl Output {
                     t(*at_ns),
                     cpu,
                     "tick"
-                )),
+                ))?,
                 Record::TickStop { .. } => {}
             }
         }
+        Ok(())
     }
 
     fn line(&self, i: &Interruption, t: f64) -> String {
@@ -394,11 +434,10 @@ impl Output {
         line.trim_end().to_string()
     }
 
-    fn summary(&self, s: &Summary, stats: monitor::Stats) {
+    fn summary(&mut self, s: &Summary, stats: monitor::Stats) -> Result<(), Failure> {
         if self.json {
             let v = serde_json::json!({"type": "summary", "summary": s, "engine": stats});
-            self.emit(&v.to_string());
-            return;
+            return self.emit(&v.to_string());
         }
         let secs = s.duration_ns as f64 / 1e9;
         let mut out = format!("\nSummary over {secs:.1} s\n");
@@ -459,7 +498,7 @@ impl Output {
                 String::new()
             }
         ));
-        print!("{out}");
+        crate::output::print(&out)
     }
 }
 
@@ -475,6 +514,11 @@ mod tests {
         assert!(parse_duration("0s").unwrap_err().contains("more than zero"));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("18446744073709551615")
+            .unwrap_err()
+            .contains("longer than"));
+        assert!(parse_duration("1e300h").is_err());
+        assert!(parse_duration("inf").is_err());
     }
 
     #[test]

@@ -87,9 +87,25 @@ struct Decoder {
     held: Vec<Event>,
     last_ts: std::collections::HashMap<u32, u64>,
     stats: Stats,
+    /// Kernel addresses named by the events, kept while recording (to store their names).
+    addrs: Option<std::collections::BTreeSet<u64>>,
+    /// Events outside this time window are corrupt (a replayed recording's span).
+    window: Option<(u64, u64)>,
 }
 
 impl Decoder {
+    fn new(schema: Schema, layout: PageLayout) -> Decoder {
+        Decoder {
+            schema,
+            layout,
+            held: Vec::new(),
+            last_ts: Default::default(),
+            stats: Stats::default(),
+            addrs: None,
+            window: None,
+        }
+    }
+
     fn ingest(&mut self, cpu: u32, page: &[u8]) {
         self.stats.pages += 1;
         let last = self.last_ts.get(&cpu).copied().unwrap_or(0);
@@ -123,12 +139,22 @@ impl Decoder {
             )),
         }
         let mut ts = last;
+        let mut outside = 0u64;
         for raw in p.events() {
             match raw {
                 Ok(raw) => {
+                    if let Some((lo, hi)) = self.window {
+                        if raw.ts < lo || raw.ts > hi {
+                            outside += 1;
+                            continue;
+                        }
+                    }
                     ts = raw.ts;
                     self.stats.events += 1;
                     if let Some(e) = self.schema.decode(cpu, &raw) {
+                        if let Some(a) = &mut self.addrs {
+                            a.extend(e.what.addresses());
+                        }
                         self.held.push(e);
                     }
                 }
@@ -137,6 +163,14 @@ impl Decoder {
                     self.held.push(lost(ts, None, e.to_string()));
                 }
             }
+        }
+        if outside > 0 {
+            self.stats.lost_pages += 1;
+            self.held.push(lost(
+                ts,
+                Some(outside),
+                "events stamped outside the recording's time span (corrupt page)".into(),
+            ));
         }
         self.last_ts.insert(cpu, ts);
     }
@@ -233,7 +267,18 @@ pub struct Watch {
 impl Watch {
     /// Create the instance, enable and filter the events, and start recording.
     pub fn start(root: &SysRoot, opts: WatchOptions) -> Result<Watch, TraceError> {
-        let tracefs = Tracefs::locate(root)?;
+        let mut notices = Vec::new();
+        let tracefs = match Tracefs::locate(root) {
+            // A fresh machine may not have tracefs mounted: mount it where it belongs, as
+            // trace-cmd does (it costs nothing until events are enabled).
+            Err(TraceError::NotMounted) if root.is_live() => {
+                Tracefs::mount_default()
+                    .map_err(|e| TraceError::Recording(format!("{}; {e}", TraceError::NotMounted)))?;
+                notices.push(format!("mounted tracefs at {}", crate::tracefs::DEFAULT_MOUNT));
+                Tracefs::locate(root)?
+            }
+            other => other?,
+        };
         let layout = tracefs.page_layout()?;
         let schema = Schema::bind(&tracefs, opts.syscalls, opts.faults)?;
         let clocks = tracefs.clocks();
@@ -243,7 +288,6 @@ impl Watch {
                 available: clocks.join(" "),
             });
         }
-        let mut notices = Vec::new();
         for m in &schema.missing {
             notices.push(format!(
                 "this kernel has no {m} event: interruptions it would explain are reported without that detail"
@@ -264,6 +308,12 @@ impl Watch {
                     .into(),
             );
         }
+        // The output directory first: a recording that cannot be written is refused before
+        // anything is traced.
+        let recorder = match &opts.record {
+            Some(dir) => Some(Recorder::create(dir)?),
+            None => None,
+        };
         let inst = Instance::create(&tracefs)?;
         inst.write("trace_clock", CLOCK)?;
         if let Some(kb) = opts.buffer_kb {
@@ -295,10 +345,6 @@ impl Watch {
             .iter()
             .map(|c| inst.reader(c))
             .collect::<Result<Vec<_>, _>>()?;
-        let recorder = match &opts.record {
-            Some(dir) => Some(Recorder::create(dir)?),
-            None => None,
-        };
         // Recording starts only now, after the code patching of enabling events.
         inst.write("tracing_on", "1")?;
         let started_ns = monotonic_ns();
@@ -319,11 +365,8 @@ impl Watch {
             traced: readers.iter().map(|r| r.cpu).collect(),
             readers,
             decoder: Decoder {
-                schema,
-                layout,
-                held: Vec::new(),
-                last_ts: Default::default(),
-                stats: Stats::default(),
+                addrs: recorder.is_some().then(Default::default),
+                ..Decoder::new(schema, layout)
             },
             machine,
             page: vec![0; layout.page_size],
@@ -412,29 +455,9 @@ impl Watch {
         let header = root
             .read(&format!("{mount}/events/header_page"))
             .map_err(|e| TraceError::Recording(e.to_string()))?;
-        let dir = self.opts.record.clone().expect("recording has a directory");
-        // Name every address the pages refer to.
-        let mut addrs = Vec::new();
+        let addrs = self.decoder.addrs.iter().flatten().copied();
         let recorded_layout = self.decoder.layout;
-        let mut traced = Vec::new();
-        for &cpu in &self.traced {
-            traced.push(cpu);
-            let p = dir.join(format!(
-                "{}/per_cpu/cpu{}/trace_pipe_raw",
-                crate::tracefs::DEFAULT_MOUNT.trim_start_matches('/'),
-                cpu
-            ));
-            let bytes = std::fs::read(&p).unwrap_or_default();
-            for page in bytes.chunks(recorded_layout.page_size) {
-                if let Ok(pg) = Page::parse(&recorded_layout, page) {
-                    for raw in pg.events().flatten() {
-                        if let Some(e) = self.decoder.schema.decode(cpu, &raw) {
-                            addrs.extend(e.what.addresses());
-                        }
-                    }
-                }
-            }
-        }
+        let traced = self.traced.clone();
         let kallsyms = Symbols::load(root).subset(addrs);
         let manifest = TraceManifest {
             format: TRACE_FORMAT.into(),
@@ -472,6 +495,13 @@ impl Watch {
     }
 }
 
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // Open readers keep the instance busy: close them before the instance goes.
+        self.readers.clear();
+    }
+}
+
 /// The result of decoding a recording.
 #[derive(Debug, Clone)]
 pub struct Replay {
@@ -480,9 +510,65 @@ pub struct Replay {
     pub stats: Stats,
 }
 
-/// Decode a recording made with [`WatchOptions::record`]. `cpus` overrides the watched
-/// CPUs stored in it.
+/// What a streamed replay reports besides its records.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    pub manifest: TraceManifest,
+    pub stats: Stats,
+}
+
+/// Decode a recording made with [`WatchOptions::record`], all records at once. `cpus`
+/// overrides the watched CPUs stored in it.
 pub fn replay(dir: &Path, cpus: Option<&CpuSet>) -> Result<Replay, TraceError> {
+    let mut records = Vec::new();
+    let r = replay_each(dir, cpus, |batch| records.extend(batch))?;
+    Ok(Replay {
+        manifest: r.manifest,
+        records,
+        stats: r.stats,
+    })
+}
+
+/// One CPU's recorded pages, read a page at a time.
+struct PageSource {
+    cpu: u32,
+    file: std::io::BufReader<std::fs::File>,
+    page: Vec<u8>,
+    /// The timestamp of `page`, None when the file is exhausted.
+    next_ts: Option<u64>,
+}
+
+impl PageSource {
+    fn advance(&mut self) -> Result<(), TraceError> {
+        use std::io::Read;
+        self.next_ts = None;
+        let mut got = 0;
+        while got < self.page.len() {
+            match self.file.read(&mut self.page[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(TraceError::Recording(format!("cpu{}: {e}", self.cpu))),
+            }
+        }
+        if got == self.page.len() {
+            let ts = u64::from_le_bytes(self.page[..8].try_into().expect("8 bytes"));
+            self.next_ts = Some(ts);
+        }
+        Ok(())
+    }
+}
+
+/// Decode a recording as a stream: pages are read one at a time, merged across CPUs by
+/// their timestamps, and `sink` receives the records as they complete, so memory stays
+/// flat whatever the recording's size. The recording is untrusted input: read by the
+/// rules of [`crate::confine`], with events stamped outside its time span dropped and
+/// reported as lost.
+pub fn replay_each(
+    dir: &Path,
+    cpus: Option<&CpuSet>,
+    mut sink: impl FnMut(Vec<Record>),
+) -> Result<Replayed, TraceError> {
     let rec = Recorded::open(dir)?;
     let tracefs = Tracefs::locate(&rec.root)?;
     let layout = tracefs.page_layout()?;
@@ -500,24 +586,52 @@ pub fn replay(dir: &Path, cpus: Option<&CpuSet>) -> Result<Replay, TraceError> {
         &rec.manifest.residents,
         Box::new(move |pid| comms.get(&pid).cloned()),
     );
+    // Events may precede the recorded start by the time it took to switch tracing on.
+    const SLACK_NS: u64 = 1_000_000_000;
     let mut d = Decoder {
-        schema,
-        layout,
-        held: Vec::new(),
-        last_ts: Default::default(),
-        stats: Stats::default(),
+        window: Some((
+            rec.manifest.start_ns.saturating_sub(SLACK_NS),
+            rec.manifest.end_ns.saturating_add(SLACK_NS),
+        )),
+        ..Decoder::new(schema, layout)
     };
+    let mut sources = Vec::new();
     for &cpu in &rec.manifest.traced_cpus {
-        let bytes = rec.pages(cpu)?;
-        for page in bytes.chunks(layout.page_size) {
-            d.ingest(cpu, page);
+        if let Some(file) = rec.pages_file(cpu)? {
+            let mut src = PageSource {
+                cpu,
+                file: std::io::BufReader::with_capacity(64 << 10, file),
+                page: vec![0; layout.page_size],
+                next_ts: None,
+            };
+            src.advance()?;
+            sources.push(src);
+        }
+    }
+    loop {
+        let Some(i) = (0..sources.len())
+            .filter(|&i| sources[i].next_ts.is_some())
+            .min_by_key(|&i| sources[i].next_ts)
+        else {
+            break;
+        };
+        let src = &mut sources[i];
+        d.ingest(src.cpu, &src.page);
+        src.advance()?;
+        // Every event still unread is at or after the earliest next page.
+        if let Some(horizon) = sources.iter().filter_map(|s| s.next_ts).min() {
+            d.drain(&mut machine, horizon.saturating_sub(1));
+            let batch = machine.take();
+            if !batch.is_empty() {
+                sink(batch);
+            }
         }
     }
     d.drain(&mut machine, u64::MAX);
     machine.finish(rec.manifest.end_ns);
-    Ok(Replay {
+    sink(machine.take());
+    Ok(Replayed {
         manifest: rec.manifest,
-        records: machine.take(),
         stats: d.stats,
     })
 }
@@ -529,12 +643,14 @@ pub fn decode_only(dir: &Path, rounds: usize) -> Result<u64, TraceError> {
     let tracefs = Tracefs::locate(&rec.root)?;
     let layout = tracefs.page_layout()?;
     let schema = Schema::bind(&tracefs, true, true)?;
-    let pages: Vec<(u32, Vec<u8>)> = rec
-        .manifest
-        .traced_cpus
-        .iter()
-        .map(|&c| rec.pages(c).map(|p| (c, p)))
-        .collect::<Result<_, _>>()?;
+    let mut pages: Vec<(u32, Vec<u8>)> = Vec::new();
+    for &c in &rec.manifest.traced_cpus {
+        if let Some(f) = rec.pages_file(c)? {
+            let bytes = crate::confine::read_capped(f, crate::confine::RECORDING_LIMITS.max_file)
+                .map_err(|e| TraceError::Recording(format!("cpu{c}: {e}")))?;
+            pages.push((c, bytes));
+        }
+    }
     let mut n = 0u64;
     for _ in 0..rounds {
         for (cpu, bytes) in &pages {

@@ -39,11 +39,19 @@ pub struct Summary {
     pub cpus: Vec<CpuSummary>,
 }
 
-impl Summary {
-    /// Sum `records` over a watch of `duration_ns` on `cpus` (every watched CPU appears,
-    /// with zeros if nothing happened).
-    pub fn of(records: &[Record], cpus: &CpuSet, duration_ns: u64) -> Summary {
-        let mut per: BTreeMap<u32, CpuSummary> = cpus
+/// A running summary: records are added as they come and dropped, so a watch of hours
+/// keeps only its aggregates (one entry per CPU and cause).
+#[derive(Debug, Clone)]
+pub struct Tally {
+    per: BTreeMap<u32, CpuSummary>,
+    causes: BTreeMap<(u32, Kind, String), Cause>,
+}
+
+impl Tally {
+    /// An empty tally of `cpus` (every one appears in the summary, with zeros if nothing
+    /// happened).
+    pub fn new(cpus: &CpuSet) -> Tally {
+        let per = cpus
             .iter()
             .map(|c| {
                 (
@@ -61,45 +69,56 @@ impl Summary {
                 )
             })
             .collect();
-        let mut causes: BTreeMap<(u32, Kind, String), Cause> = BTreeMap::new();
-        for r in records {
-            let Some(s) = per.get_mut(&r.cpu()) else {
-                continue;
-            };
-            match r {
-                Record::Interruption(i) => {
-                    let net = i.net_ns.unwrap_or(0);
-                    s.interruptions += 1;
-                    s.total_ns += net;
-                    s.max_ns = s.max_ns.max(net);
-                    let culprit = i.culprit();
-                    let c = causes
-                        .entry((i.cpu, i.kind, culprit.clone()))
-                        .or_insert(Cause {
-                            kind: i.kind,
-                            culprit,
-                            count: 0,
-                            total_ns: 0,
-                            max_ns: 0,
-                        });
-                    c.count += 1;
-                    c.total_ns += net;
-                    c.max_ns = c.max_ns.max(net);
-                }
-                Record::Lost { events, .. } => match events {
-                    Some(n) => s.lost += n,
-                    None => s.lost_unknown = true,
-                },
-                Record::TickStop {
-                    success: false,
-                    dependency,
-                    ..
-                } => *s.tick_kept.entry(dependency.clone()).or_default() += 1,
-                Record::TickStop { .. } => {}
-            }
+        Tally {
+            per,
+            causes: BTreeMap::new(),
         }
-        for ((cpu, _, _), c) in causes {
-            per.get_mut(&cpu).expect("cpu present").causes.push(c);
+    }
+
+    /// Count one record.
+    pub fn add(&mut self, r: &Record) {
+        let Some(s) = self.per.get_mut(&r.cpu()) else {
+            return;
+        };
+        match r {
+            Record::Interruption(i) => {
+                let net = i.net_ns.unwrap_or(0);
+                s.interruptions += 1;
+                s.total_ns = s.total_ns.saturating_add(net);
+                s.max_ns = s.max_ns.max(net);
+                let culprit = i.culprit();
+                let c = self
+                    .causes
+                    .entry((i.cpu, i.kind, culprit.clone()))
+                    .or_insert(Cause {
+                        kind: i.kind,
+                        culprit,
+                        count: 0,
+                        total_ns: 0,
+                        max_ns: 0,
+                    });
+                c.count += 1;
+                c.total_ns = c.total_ns.saturating_add(net);
+                c.max_ns = c.max_ns.max(net);
+            }
+            Record::Lost { events, .. } => match events {
+                Some(n) => s.lost = s.lost.saturating_add(*n),
+                None => s.lost_unknown = true,
+            },
+            Record::TickStop {
+                success: false,
+                dependency,
+                ..
+            } => *s.tick_kept.entry(dependency.clone()).or_default() += 1,
+            Record::TickStop { .. } => {}
+        }
+    }
+
+    /// The summary of everything added, over a watch of `duration_ns`.
+    pub fn summary(&self, duration_ns: u64) -> Summary {
+        let mut per = self.per.clone();
+        for ((cpu, _, _), c) in &self.causes {
+            per.get_mut(cpu).expect("cpu present").causes.push(c.clone());
         }
         for s in per.values_mut() {
             s.causes
@@ -109,6 +128,18 @@ impl Summary {
             duration_ns,
             cpus: per.into_values().collect(),
         }
+    }
+}
+
+impl Summary {
+    /// Sum `records` over a watch of `duration_ns` on `cpus` (every watched CPU appears,
+    /// with zeros if nothing happened).
+    pub fn of(records: &[Record], cpus: &CpuSet, duration_ns: u64) -> Summary {
+        let mut t = Tally::new(cpus);
+        for r in records {
+            t.add(r);
+        }
+        t.summary(duration_ns)
     }
 
     /// Rate per second of `count` over the watch.

@@ -155,6 +155,10 @@ fn split_decl(decl: &str) -> Option<(String, String)> {
     Some((ty.trim().to_string(), name.to_string()))
 }
 
+/// The largest ring-buffer page isol accepts (kernels use 4 KiB; sub-buffers may reach a
+/// few hundred KiB with `buffer_subbuf_size_kb`).
+pub const MAX_PAGE: usize = 1 << 20;
+
 /// The layout of one ring-buffer page, from `events/header_page`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageLayout {
@@ -189,8 +193,22 @@ impl PageLayout {
                 format!("commit has size {}", commit.size),
             ));
         }
+        let page_size = data.offset + data.size;
+        if !(64..=MAX_PAGE).contains(&page_size)
+            || data.offset < 16
+            || commit.offset < 8
+            || commit.offset + commit.size > data.offset
+        {
+            return Err(err(
+                "header_page",
+                format!(
+                    "a {page_size}-byte page with data at {} and commit at {}: not a ring-buffer page",
+                    data.offset, commit.offset
+                ),
+            ));
+        }
         Ok(PageLayout {
-            page_size: data.offset + data.size,
+            page_size,
             commit_offset: commit.offset,
             commit_size: commit.size,
             data_offset: data.offset,

@@ -58,6 +58,9 @@ pub enum TraceError {
     NoEvents(String),
     #[error("{0}")]
     Recording(String),
+    /// A recording holds something isol will not read (see [`crate::confine`]).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl TraceError {
@@ -142,6 +145,7 @@ impl Tracefs {
             let p = PathBuf::from(&path);
             match e {
                 crate::SysError::NeedsRoot { .. } => TraceError::NeedsRoot { op: "read", path },
+                e @ crate::SysError::Refused { .. } => TraceError::Refused(e.to_string()),
                 other => TraceError::io("read", &p, io::Error::other(other.to_string())),
             }
         })

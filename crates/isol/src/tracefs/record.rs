@@ -11,7 +11,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::format::EventFormat;
 use super::{TraceError, DEFAULT_MOUNT};
+use crate::confine::{self, OutputDir, RECORDING_LIMITS};
 use crate::SysRoot;
 
 pub const TRACE_MANIFEST: &str = "isol-trace.json";
@@ -51,85 +52,92 @@ fn io_err(op: &'static str, path: &Path, e: std::io::Error) -> TraceError {
     TraceError::io(op, path, e)
 }
 
-/// Writes a recording as pages arrive.
+/// Writes a recording as pages arrive, into a directory of its own (see
+/// [`OutputDir`]: created by isol, or empty, owned by the caller and writable by nobody
+/// else), creating every file with `O_EXCL | O_NOFOLLOW`.
 #[derive(Debug)]
 pub struct Recorder {
-    dir: PathBuf,
+    dir: OutputDir,
     files: BTreeMap<u32, File>,
     pages: BTreeMap<u32, usize>,
 }
 
 impl Recorder {
-    /// Start a recording in `dir` (created; must be empty or absent).
+    /// Start a recording in `dir`.
     pub fn create(dir: &Path) -> Result<Recorder, TraceError> {
-        if dir.exists()
-            && fs::read_dir(dir)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(true)
-        {
-            return Err(TraceError::Recording(format!(
-                "{} exists and is not empty; choose a new directory for the recording",
+        let dir = OutputDir::create(dir).map_err(|e| {
+            TraceError::Recording(format!(
+                "--record {}: {e}",
                 dir.display()
-            )));
-        }
-        fs::create_dir_all(dir).map_err(|e| io_err("create", dir, e))?;
+            ))
+        })?;
         Ok(Recorder {
-            dir: dir.to_path_buf(),
+            dir,
             files: BTreeMap::new(),
             pages: BTreeMap::new(),
         })
     }
 
-    fn tracing(&self) -> PathBuf {
-        self.dir.join(DEFAULT_MOUNT.trim_start_matches('/'))
+    fn create_file(&self, rel: &str) -> Result<File, TraceError> {
+        self.dir
+            .create_file(rel)
+            .map_err(|e| io_err("create", &self.dir.path().join(rel), e))
     }
 
     /// Append one page of `cpu`.
     pub fn page(&mut self, cpu: u32, page: &[u8]) -> Result<(), TraceError> {
         if !self.files.contains_key(&cpu) {
-            let d = self.tracing().join(format!("per_cpu/cpu{cpu}"));
-            fs::create_dir_all(&d).map_err(|e| io_err("create", &d, e))?;
-            let p = d.join("trace_pipe_raw");
-            let f = File::create(&p).map_err(|e| io_err("create", &p, e))?;
+            let rel = format!(
+                "{}/per_cpu/cpu{cpu}/trace_pipe_raw",
+                DEFAULT_MOUNT.trim_start_matches('/')
+            );
+            let f = self.create_file(&rel)?;
             self.files.insert(cpu, f);
         }
         let f = self.files.get_mut(&cpu).expect("file just created");
-        f.write_all(page)
-            .map_err(|e| io_err("write", &self.dir.join("per_cpu"), e))?;
+        f.write_all(page).map_err(|e| {
+            io_err(
+                "write",
+                &self.dir.path().join(format!("per_cpu/cpu{cpu}")),
+                e,
+            )
+        })?;
         *self.pages.entry(cpu).or_default() += 1;
         Ok(())
     }
 
     /// Write formats, symbols and the manifest.
     pub fn finish(
-        self,
+        mut self,
         header_page: &str,
         formats: &[EventFormat],
         format_text: impl Fn(&EventFormat) -> Option<String>,
         kallsyms: &str,
         mut manifest: TraceManifest,
     ) -> Result<PathBuf, TraceError> {
-        let t = self.tracing();
-        let write = |p: PathBuf, text: &str| -> Result<(), TraceError> {
-            if let Some(parent) = p.parent() {
-                fs::create_dir_all(parent).map_err(|e| io_err("create", parent, e))?;
-            }
-            fs::write(&p, text).map_err(|e| io_err("write", &p, e))
+        for (cpu, f) in std::mem::take(&mut self.files) {
+            f.sync_all().map_err(|e| {
+                io_err("write", &self.dir.path().join(format!("per_cpu/cpu{cpu}")), e)
+            })?;
+        }
+        let t = DEFAULT_MOUNT.trim_start_matches('/');
+        let write = |rel: String, text: &str| -> Result<(), TraceError> {
+            let mut f = self.create_file(&rel)?;
+            f.write_all(text.as_bytes())
+                .and_then(|_| f.sync_all())
+                .map_err(|e| io_err("write", &self.dir.path().join(&rel), e))
         };
-        write(t.join("events/header_page"), header_page)?;
+        write(format!("{t}/events/header_page"), header_page)?;
         for f in formats {
             if let Some(text) = format_text(f) {
-                write(
-                    t.join(format!("events/{}/{}/format", f.system, f.name)),
-                    &text,
-                )?;
+                write(format!("{t}/events/{}/{}/format", f.system, f.name), &text)?;
             }
         }
-        write(self.dir.join("proc/kallsyms"), kallsyms)?;
+        write("proc/kallsyms".into(), kallsyms)?;
         manifest.pages = self.pages.clone();
         let json = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
-        write(self.dir.join(TRACE_MANIFEST), &(json + "\n"))?;
-        Ok(self.dir)
+        write(TRACE_MANIFEST.into(), &(json + "\n"))?;
+        Ok(self.dir.path().to_path_buf())
     }
 }
 
@@ -141,16 +149,22 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// Open a recording. It is untrusted input: the tree is checked against
+    /// [`RECORDING_LIMITS`] and read by the rules of [`crate::confine`].
     pub fn open(dir: &Path) -> Result<Recorded, TraceError> {
         let mpath = dir.join(TRACE_MANIFEST);
-        let text = fs::read_to_string(&mpath).map_err(|e| {
+        let not_one = |e: &dyn std::fmt::Display| {
             TraceError::Recording(format!(
                 "{} is not an isol trace recording ({}: {e}); make one with `isol watch --record DIR`",
                 dir.display(),
                 mpath.display()
             ))
+        };
+        let bytes = confine::read_file(dir, TRACE_MANIFEST).map_err(|e| not_one(&e))?;
+        confine::scan_tree(dir, &RECORDING_LIMITS).map_err(|r| {
+            TraceError::Refused(format!("recording {} refused: {r}", dir.display()))
         })?;
-        let manifest: TraceManifest = serde_json::from_str(&text)
+        let manifest: TraceManifest = serde_json::from_slice(&bytes)
             .map_err(|e| TraceError::Recording(format!("{}: {e}", mpath.display())))?;
         if manifest.format != TRACE_FORMAT {
             return Err(TraceError::Recording(format!(
@@ -159,18 +173,34 @@ impl Recorded {
                 manifest.format
             )));
         }
+        if manifest.end_ns < manifest.start_ns {
+            return Err(TraceError::Recording(format!(
+                "{}: the recording ends ({}) before it starts ({})",
+                mpath.display(),
+                manifest.end_ns,
+                manifest.start_ns
+            )));
+        }
+        if manifest.traced_cpus.len() > crate::cpus::MAX_CPU as usize + 1 {
+            return Err(TraceError::Recording(format!(
+                "{}: {} traced CPUs, more than a kernel has",
+                mpath.display(),
+                manifest.traced_cpus.len()
+            )));
+        }
         Ok(Recorded {
             root: SysRoot::at(dir),
             manifest,
         })
     }
 
-    /// All pages of `cpu`, concatenated.
-    pub fn pages(&self, cpu: u32) -> Result<Vec<u8>, TraceError> {
+    /// The pages of `cpu`, to be read as a stream; None when the CPU recorded nothing.
+    pub fn pages_file(&self, cpu: u32) -> Result<Option<File>, TraceError> {
         let p = format!("{DEFAULT_MOUNT}/per_cpu/cpu{cpu}/trace_pipe_raw");
-        match self.root.read_bytes(&p) {
-            Ok(b) => Ok(b),
-            Err(crate::SysError::NotFound { .. }) => Ok(Vec::new()),
+        match self.root.open(&p) {
+            Ok(f) => Ok(Some(f)),
+            Err(crate::SysError::NotFound { .. }) => Ok(None),
+            Err(e @ crate::SysError::Refused { .. }) => Err(TraceError::Refused(e.to_string())),
             Err(e) => Err(TraceError::Recording(e.to_string())),
         }
     }
