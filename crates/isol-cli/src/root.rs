@@ -53,9 +53,9 @@ pub fn open(root: Option<&Path>) -> Result<Root, Failure> {
     // On any error `tmp` is dropped, which removes what was extracted; a signal stops the
     // extraction between members for the same reason.
     isol::snapshot::extract(path, tmp.path(), &crate::signals::stopped).map_err(|e| match e {
-        isol::snapshot::SnapshotError::Interrupted { .. } => Failure::quiet(
-            128 + crate::signals::caught().unwrap_or(libc::SIGINT) as u8,
-        ),
+        isol::snapshot::SnapshotError::Interrupted { .. } => {
+            Failure::quiet(128 + crate::signals::caught().unwrap_or(libc::SIGINT) as u8)
+        }
         e => Failure::usage(format!("--root: {e}")),
     })?;
     Ok(Root {

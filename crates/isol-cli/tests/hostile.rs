@@ -79,7 +79,11 @@ fn assert_refused(out: &Output, member: &str, why: &str) {
 }
 
 fn assert_empty_dir(dir: &Path) {
-    let left: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
@@ -145,7 +149,9 @@ impl Archive {
 
     fn special(mut self, ty: tar::EntryType, name: &str) -> Archive {
         let mut h = Self::header(ty, 0);
-        self.tar.append_data(&mut h, name, std::io::empty()).unwrap();
+        self.tar
+            .append_data(&mut h, name, std::io::empty())
+            .unwrap();
         self
     }
 
@@ -209,7 +215,11 @@ fn a_snapshot_member_linked_to_a_secret_is_refused_not_printed_or_copied() {
     let member = dir.join(clocksource());
     std::fs::remove_file(&member).unwrap();
     std::os::unix::fs::symlink(&secret, &member).unwrap();
-    let out = run_capped(&["--root", dir.to_str().unwrap(), "check", "-v"], tmp.path(), HANG);
+    let out = run_capped(
+        &["--root", dir.to_str().unwrap(), "check", "-v"],
+        tmp.path(),
+        HANG,
+    );
     assert_refused(&out, "current_clocksource", "symbolic link");
 }
 
@@ -252,7 +262,11 @@ fn paths_that_climb_out_are_refused() {
     // stays inside it.
     let outside = work.path().join("outside");
     std::fs::create_dir_all(outside.join("events")).unwrap();
-    for f in ["cpuset.cpus.effective", "cgroup.procs", "events/header_page"] {
+    for f in [
+        "cpuset.cpus.effective",
+        "cgroup.procs",
+        "events/header_page",
+    ] {
         std::fs::write(outside.join(f), SECRET).unwrap();
     }
     let climb = format!("/../../../../../..{}", outside.display());
@@ -268,7 +282,11 @@ fn paths_that_climb_out_are_refused() {
         tmp.path(),
         HANG,
     );
-    assert!(out.status.code().is_some_and(|c| c <= 2), "{}", text(&out.stderr));
+    assert!(
+        out.status.code().is_some_and(|c| c <= 2),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!text(&out.stdout).contains(SECRET), "read outside the tree");
 }
 
@@ -334,15 +352,17 @@ fn a_signal_during_extraction_leaves_no_temporary_files() {
             .unwrap();
         // Wait until extraction has begun, then signal.
         let began = Instant::now();
-        while std::fs::read_dir(tmp.path()).unwrap().next().is_none()
-            && began.elapsed() < HANG
-        {
+        while std::fs::read_dir(tmp.path()).unwrap().next().is_none() && began.elapsed() < HANG {
             std::thread::sleep(Duration::from_millis(1));
         }
         // SAFETY: kill sends a signal to the child just spawned (not yet waited for).
         unsafe { libc::kill(child.id() as i32, sig) };
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.code().is_some(), "exited, not killed: {:?}", out.status);
+        assert!(
+            out.status.code().is_some(),
+            "exited, not killed: {:?}",
+            out.status
+        );
         assert_empty_dir(tmp.path());
     }
 }
@@ -408,7 +428,11 @@ fn crafted_recordings_are_refused_or_replayed_without_a_panic() {
     .unwrap();
     let out = replay(&dir);
     assert_eq!(out.status.code(), Some(70), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("not a ring-buffer page"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not a ring-buffer page"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // `sys` linked to the live /sys: refused, never read (the live trace_pipe_raw blocks).
     let work = tempfile::tempdir().unwrap();
@@ -417,16 +441,29 @@ fn crafted_recordings_are_refused_or_replayed_without_a_panic() {
     std::os::unix::fs::symlink("/sys", dir.join("sys")).unwrap();
     let out = replay(&dir);
     assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("symbolic link"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("symbolic link"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A 5 GiB page file and a 100 MiB symbol table (sparse): refused by size, not read.
     let work = tempfile::tempdir().unwrap();
     let dir = recording_copy(work.path());
     let pages = tracing(&dir).join("per_cpu/cpu1/trace_pipe_raw");
-    std::fs::OpenOptions::new().write(true).open(&pages).unwrap().set_len(5 << 30).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap()
+        .set_len(5 << 30)
+        .unwrap();
     let out = replay(&dir);
     assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("trace_pipe_raw"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("trace_pipe_raw"),
+        "{}",
+        text(&out.stderr)
+    );
     let work = tempfile::tempdir().unwrap();
     let dir = recording_copy(work.path());
     std::fs::OpenOptions::new()
@@ -437,7 +474,11 @@ fn crafted_recordings_are_refused_or_replayed_without_a_panic() {
         .unwrap();
     let out = replay(&dir);
     assert!(out.status.code() == Some(64) || out.status.code() == Some(70));
-    assert!(text(&out.stderr).contains("kallsyms"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("kallsyms"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A page stamped 52 days after the recording ends: its events are dropped and said to
     // be lost, and no interruption lasts longer than the recording.
@@ -461,7 +502,10 @@ fn crafted_recordings_are_refused_or_replayed_without_a_panic() {
     for l in text(&out.stdout).lines() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         if v["type"] == "interruption" {
-            assert!(v["duration_ns"].as_u64().unwrap_or(0) <= span + 1_000_000_000, "{l}");
+            assert!(
+                v["duration_ns"].as_u64().unwrap_or(0) <= span + 1_000_000_000,
+                "{l}"
+            );
         }
         lost |= v["type"] == "lost" && v["reason"].as_str().unwrap().contains("outside");
     }
@@ -477,13 +521,22 @@ fn overflowing_durations_are_usage_errors() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
-        assert!(text(&out.stderr).contains("longer than"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("longer than"),
+            "{}",
+            text(&out.stderr)
+        );
     }
 }
 
 #[test]
 fn a_full_disk_on_stdout_is_an_error_and_a_closed_pipe_ends_quietly() {
-    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
     let host = fixture("host-6.18");
     let rec = fixture("trace-host-6.18");
     let runs: [Vec<&str>; 3] = [
@@ -510,7 +563,12 @@ fn a_full_disk_on_stdout_is_an_error_and_a_closed_pipe_ends_quietly() {
             .stdout(writer)
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(141), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(141),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         assert_eq!(text(&out.stderr), "", "{args:?}");
     }
 }
@@ -521,7 +579,11 @@ fn cleanup_without_root_says_it_cannot_see_instances() {
         return;
     };
     assert_eq!(out.status.code(), Some(70), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("needs root"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("needs root"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -529,7 +591,15 @@ fn an_unwritable_plot_is_refused_before_measuring() {
     let tmp = tempfile::tempdir().unwrap();
     // An hour's measurement: if the path were checked after it, the run would hang here.
     let out = run_capped(
-        &["noise", "--cpus", "1", "-d", "1h", "--plot", "/nonexistent/dir/noise.svg"],
+        &[
+            "noise",
+            "--cpus",
+            "1",
+            "-d",
+            "1h",
+            "--plot",
+            "/nonexistent/dir/noise.svg",
+        ],
         tmp.path(),
         HANG,
     );
@@ -559,7 +629,10 @@ mod live {
 
     fn own_instances(pid: u32) -> Vec<String> {
         let prefix = format!("isol-{pid}-");
-        instances().into_iter().filter(|n| n.starts_with(&prefix)).collect()
+        instances()
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix))
+            .collect()
     }
 
     fn spawn_watch(args: &[&str]) -> std::process::Child {
@@ -580,7 +653,11 @@ mod live {
         while stdout.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
             line.push(b[0]);
         }
-        assert!(text(&line).contains("\"type\":\"start\""), "{}", text(&line));
+        assert!(
+            text(&line).contains("\"type\":\"start\""),
+            "{}",
+            text(&line)
+        );
         stdout
     }
 
@@ -604,7 +681,13 @@ mod live {
             eprintln!("skipped: needs root");
             return;
         }
-        for sig in [libc::SIGHUP, libc::SIGQUIT, libc::SIGTERM, libc::SIGINT, libc::SIGPIPE] {
+        for sig in [
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGPIPE,
+        ] {
             let mut child = spawn_watch(&[]);
             let _stdout = wait_started(&mut child);
             assert_eq!(own_instances(child.id()).len(), 1);
@@ -612,7 +695,10 @@ mod live {
             unsafe { libc::kill(child.id() as i32, sig) };
             let status = wait_bounded(&mut child);
             assert!(status.code().is_some(), "signal {sig}: {status:?}");
-            assert!(own_instances(child.id()).is_empty(), "signal {sig} left an instance");
+            assert!(
+                own_instances(child.id()).is_empty(),
+                "signal {sig} left an instance"
+            );
         }
     }
 
@@ -625,14 +711,22 @@ mod live {
         let mut child = spawn_watch(&[]);
         let stdout = wait_started(&mut child);
         drop(stdout); // `| head -1`
-        // The summary line at the latest meets the closed pipe.
-        // SAFETY: kill signals the child just spawned (not yet waited for).
+                      // The summary line at the latest meets the closed pipe.
+                      // SAFETY: kill signals the child just spawned (not yet waited for).
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
         let status = wait_bounded(&mut child);
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         assert!(!err.contains("panicked"), "{err}");
-        assert!(matches!(status.code(), Some(0) | Some(141)), "{status:?} {err}");
+        assert!(
+            matches!(status.code(), Some(0) | Some(141)),
+            "{status:?} {err}"
+        );
         assert!(own_instances(child.id()).is_empty());
     }
 
@@ -655,7 +749,11 @@ mod live {
         // A link to a directory.
         let link = work.path().join("link");
         std::os::unix::fs::symlink(&open, &link).unwrap();
-        for (dir, why) in [(&theirs, "belongs to uid 65534"), (&open, "others may write"), (&link, "symbolic link")] {
+        for (dir, why) in [
+            (&theirs, "belongs to uid 65534"),
+            (&open, "others may write"),
+            (&link, "symbolic link"),
+        ] {
             let out = isol()
                 .args(["watch", "--cpus", "1", "-d", "1", "--record"])
                 .arg(dir)
@@ -664,7 +762,10 @@ mod live {
             let err = text(&out.stderr);
             assert_eq!(out.status.code(), Some(70), "{err}");
             assert!(err.contains(why), "{err}");
-            assert!(std::fs::read_dir(dir).unwrap().next().is_none(), "nothing written");
+            assert!(
+                std::fs::read_dir(dir).unwrap().next().is_none(),
+                "nothing written"
+            );
         }
     }
 }

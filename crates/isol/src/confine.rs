@@ -102,8 +102,14 @@ fn shorten(name: &str) -> String {
     if name.len() <= 2 * KEEP + 3 {
         return name.to_string();
     }
-    let start = name.floor_char_boundary(KEEP);
-    let end = name.ceil_char_boundary(name.len() - KEEP);
+    let mut start = KEEP;
+    while !name.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = name.len() - KEEP;
+    while !name.is_char_boundary(end) {
+        end += 1;
+    }
     format!("{}...{}", &name[..start], &name[end..])
 }
 
@@ -607,7 +613,10 @@ mod tests {
     #[test]
     fn regular_files_read_and_list() {
         let d = tree();
-        assert_eq!(read_file(d.path(), "/proc/cmdline").unwrap(), b"nohz_full=1\n");
+        assert_eq!(
+            read_file(d.path(), "/proc/cmdline").unwrap(),
+            b"nohz_full=1\n"
+        );
         let mut l = list_dir(d.path(), "/proc").unwrap();
         l.sort();
         assert_eq!(l, ["cmdline", "sys"]);
@@ -645,7 +654,9 @@ mod tests {
         assert!(list_dir(d.path(), "/etc").is_err());
         let r = scan_tree(d.path(), &SNAPSHOT_LIMITS).unwrap_err();
         assert!(
-            r.why.contains("symbolic link") || r.why.contains("hard links") || r.why.contains("FIFO"),
+            r.why.contains("symbolic link")
+                || r.why.contains("hard links")
+                || r.why.contains("FIFO"),
             "{r}"
         );
     }
@@ -662,9 +673,14 @@ mod tests {
         assert!(read_capped(&b"12345"[..], 4).is_err());
         assert_eq!(read_capped(&b"1234"[..], 4).unwrap(), b"1234");
         let deep = "a/".repeat(40) + "f";
-        assert!(components(&deep, &SNAPSHOT_LIMITS).unwrap_err().contains("levels deep"));
+        assert!(components(&deep, &SNAPSHOT_LIMITS)
+            .unwrap_err()
+            .contains("levels deep"));
         assert!(components("/etc/x", &SNAPSHOT_LIMITS).is_err());
-        assert_eq!(components("proc//x/", &SNAPSHOT_LIMITS).unwrap(), ["proc", "x"]);
+        assert_eq!(
+            components("proc//x/", &SNAPSHOT_LIMITS).unwrap(),
+            ["proc", "x"]
+        );
     }
 
     #[test]
@@ -697,7 +713,10 @@ mod tests {
         let c = CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        assert!(read_user_file(&fifo, 100).unwrap_err().to_string().contains("FIFO"));
+        assert!(read_user_file(&fifo, 100)
+            .unwrap_err()
+            .to_string()
+            .contains("FIFO"));
         assert!(read_user_file(Path::new("/dev/zero"), 100).is_err());
         let big = d.path().join("big");
         std::fs::write(&big, vec![b'x'; 200]).unwrap();

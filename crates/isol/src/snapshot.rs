@@ -34,10 +34,7 @@ pub enum SnapshotError {
     },
     /// The archive or tree holds something isol will not read (see [`crate::confine`]).
     #[error("snapshot {path} refused: {refusal}")]
-    Refused {
-        path: PathBuf,
-        refusal: Refusal,
-    },
+    Refused { path: PathBuf, refusal: Refusal },
     /// Extraction was stopped (a signal); what was extracted is for the caller to remove.
     #[error("reading snapshot {path} was interrupted")]
     Interrupted { path: PathBuf },
@@ -199,7 +196,10 @@ pub fn extract(
         if total > limits.max_total {
             return Err(refuse(
                 &name,
-                format!("the archive unpacks to more than {} MiB", limits.max_total >> 20),
+                format!(
+                    "the archive unpacks to more than {} MiB",
+                    limits.max_total >> 20
+                ),
             ));
         }
         let mut path = dir.to_path_buf();
@@ -225,8 +225,8 @@ pub fn extract(
                     err(e)
                 }
             })?;
-        let copied = io::copy(&mut (&mut entry).take(limits.max_file + 1), &mut out)
-            .map_err(err)?;
+        let copied =
+            io::copy(&mut (&mut entry).take(limits.max_file + 1), &mut out).map_err(err)?;
         if copied != size {
             return Err(refuse(
                 &name,

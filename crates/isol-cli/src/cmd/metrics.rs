@@ -93,7 +93,11 @@ fn serve_client(mut stream: TcpStream, registry: &Mutex<Registry>) {
         let r = registry.lock().unwrap_or_else(|p| p.into_inner());
         encode(&mut body, &r).is_ok()
     };
-    let status = if ok { "200 OK" } else { "500 Internal Server Error" };
+    let status = if ok {
+        "200 OK"
+    } else {
+        "500 Internal Server Error"
+    };
     let _ = write!(
         stream,
         "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

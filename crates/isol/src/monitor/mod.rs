@@ -272,9 +272,13 @@ impl Watch {
             // A fresh machine may not have tracefs mounted: mount it where it belongs, as
             // trace-cmd does (it costs nothing until events are enabled).
             Err(TraceError::NotMounted) if root.is_live() => {
-                Tracefs::mount_default()
-                    .map_err(|e| TraceError::Recording(format!("{}; {e}", TraceError::NotMounted)))?;
-                notices.push(format!("mounted tracefs at {}", crate::tracefs::DEFAULT_MOUNT));
+                Tracefs::mount_default().map_err(|e| {
+                    TraceError::Recording(format!("{}; {e}", TraceError::NotMounted))
+                })?;
+                notices.push(format!(
+                    "mounted tracefs at {}",
+                    crate::tracefs::DEFAULT_MOUNT
+                ));
                 Tracefs::locate(root)?
             }
             other => other?,
@@ -608,13 +612,10 @@ pub fn replay_each(
             sources.push(src);
         }
     }
-    loop {
-        let Some(i) = (0..sources.len())
-            .filter(|&i| sources[i].next_ts.is_some())
-            .min_by_key(|&i| sources[i].next_ts)
-        else {
-            break;
-        };
+    while let Some(i) = (0..sources.len())
+        .filter(|&i| sources[i].next_ts.is_some())
+        .min_by_key(|&i| sources[i].next_ts)
+    {
         let src = &mut sources[i];
         d.ingest(src.cpu, &src.page);
         src.advance()?;

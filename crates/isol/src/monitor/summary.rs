@@ -118,7 +118,10 @@ impl Tally {
     pub fn summary(&self, duration_ns: u64) -> Summary {
         let mut per = self.per.clone();
         for ((cpu, _, _), c) in &self.causes {
-            per.get_mut(cpu).expect("cpu present").causes.push(c.clone());
+            per.get_mut(cpu)
+                .expect("cpu present")
+                .causes
+                .push(c.clone());
         }
         for s in per.values_mut() {
             s.causes

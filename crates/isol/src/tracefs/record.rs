@@ -65,12 +65,8 @@ pub struct Recorder {
 impl Recorder {
     /// Start a recording in `dir`.
     pub fn create(dir: &Path) -> Result<Recorder, TraceError> {
-        let dir = OutputDir::create(dir).map_err(|e| {
-            TraceError::Recording(format!(
-                "--record {}: {e}",
-                dir.display()
-            ))
-        })?;
+        let dir = OutputDir::create(dir)
+            .map_err(|e| TraceError::Recording(format!("--record {}: {e}", dir.display())))?;
         Ok(Recorder {
             dir,
             files: BTreeMap::new(),
@@ -117,7 +113,11 @@ impl Recorder {
     ) -> Result<PathBuf, TraceError> {
         for (cpu, f) in std::mem::take(&mut self.files) {
             f.sync_all().map_err(|e| {
-                io_err("write", &self.dir.path().join(format!("per_cpu/cpu{cpu}")), e)
+                io_err(
+                    "write",
+                    &self.dir.path().join(format!("per_cpu/cpu{cpu}")),
+                    e,
+                )
             })?;
         }
         let t = DEFAULT_MOUNT.trim_start_matches('/');
