@@ -768,4 +768,83 @@ mod live {
             );
         }
     }
+
+    #[test]
+    fn a_live_watch_into_dev_full_fails_and_cleans_up() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("isol"))
+            .args(["watch", "--cpus", "1", "--json", "-d", "30"])
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_bounded(&mut child);
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(status.code(), Some(70), "{err}");
+        assert!(err.contains("cannot write to standard output"), "{err}");
+        assert!(own_instances(child.id()).is_empty());
+    }
+
+    #[test]
+    fn a_recording_that_fills_its_disk_fails_and_cleans_up() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let mnt = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=64k",
+                "isol-test",
+                mnt.path().to_str().unwrap(),
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: cannot mount a small tmpfs here");
+            return;
+        }
+        // A busy CPU 1 fills 64 KiB of pages within seconds.
+        let mut load = Command::new("taskset")
+            .args(["-c", "1", "sh", "-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("isol"))
+            .args(["watch", "--cpus", "1", "--summary", "-d", "50", "--record"])
+            .arg(mnt.path().join("rec"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_bounded(&mut child);
+        let _ = load.kill();
+        let _ = load.wait();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let _ = Command::new("umount").arg(mnt.path()).status();
+        assert_eq!(status.code(), Some(70), "{err}");
+        assert!(err.contains("No space left"), "{err}");
+        assert!(own_instances(child.id()).is_empty());
+    }
 }
