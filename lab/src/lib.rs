@@ -200,6 +200,8 @@ pub struct Lab {
     pub vmlinuz: PathBuf,
     /// The kernel release, recorded with every result.
     pub kernel: String,
+    /// The kernel's short name in [`KERNELS`].
+    pub name: String,
     busybox: PathBuf,
 }
 
@@ -207,14 +209,39 @@ const BEGIN: &str = "@@ISOL-LAB-BEGIN ";
 const END: &str = "@@ISOL-LAB-END ";
 const DONE: &str = "@@ISOL-LAB-DONE";
 
+/// The lab kernels `lab/provision.sh` fetches: a short name and its cache under
+/// `target/lab/`. The first is the default.
+pub const KERNELS: [(&str, &str); 3] = [
+    // Debian bookworm-backports' 6.12 cloud kernel: ipi_send_* tracepoints, fair server.
+    ("6.12", "kernel"),
+    // Debian bookworm's 6.1 LTS cloud kernel: no ipi_send_* tracepoints, no fair server.
+    ("6.1", "kernel-6.1"),
+    // Debian's 6.12 PREEMPT_RT kernel: the osnoise and timerlat tracers.
+    ("rt", "kernel-rt"),
+];
+
+static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl Lab {
-    /// Find the provisioned kernel and tools, or say what is missing.
+    /// Find the default kernel (6.12 cloud) and tools, or say what is missing.
     pub fn open() -> Result<Lab, LabError> {
+        Self::open_kernel(KERNELS[0].0)
+    }
+
+    /// Find the lab kernel named `name` (see [`KERNELS`]) and the tools.
+    pub fn open_kernel(name: &str) -> Result<Lab, LabError> {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("lab/ is inside the workspace")
             .to_path_buf();
-        let cache = workspace.join("target/lab/kernel");
+        let dir = KERNELS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, d)| *d)
+            .ok_or_else(|| LabError::NotProvisioned {
+                what: format!("no lab kernel named {name:?}"),
+            })?;
+        let cache = workspace.join("target/lab").join(dir);
         let vmlinuz = cache.join("vmlinuz");
         if !vmlinuz.exists() {
             return Err(LabError::NotProvisioned {
@@ -239,6 +266,7 @@ impl Lab {
                 what: "busybox (busybox-static) is not installed".into(),
             })?;
         Ok(Lab {
+            name: name.to_string(),
             workspace,
             vmlinuz,
             kernel,
@@ -276,7 +304,33 @@ impl Lab {
             .arg(&target_dir);
         run_step(&mut cargo, "cargo build of the static binaries")?;
         let out = target_dir.join("x86_64-unknown-linux-gnu/release");
-        Ok(vec![out.join("isol"), out.join("isol-lab-guest")])
+        // libisol for C, and the C example of a first entry linked statically against it.
+        let mut capi = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        capi.current_dir(&self.workspace)
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--target",
+                "x86_64-unknown-linux-gnu",
+                "-p",
+                "isol-capi",
+                "--target-dir",
+            ])
+            .arg(&target_dir);
+        run_step(&mut capi, "cargo build of libisol")?;
+        let capi_dir = self.workspace.join("crates/isol-capi");
+        let c_bin = out.join("isol-first-entry-c");
+        let mut cc = Command::new("cc");
+        cc.args(["-static", "-O2", "-o"])
+            .arg(&c_bin)
+            .arg(capi_dir.join("examples/first_entry.c"))
+            .arg("-I")
+            .arg(capi_dir.join("include"))
+            .arg(out.join("libisol.a"))
+            .args(["-lpthread", "-ldl", "-lm"]);
+        run_step(&mut cc, "cc -static of examples/first_entry.c")?;
+        Ok(vec![out.join("isol"), out.join("isol-lab-guest"), c_bin])
     }
 
     /// Write an initramfs that runs `scenarios` (or an interactive shell when empty).
@@ -340,7 +394,8 @@ impl Lab {
 
     /// Boot, run the scenarios in order, power off, and return their results.
     pub fn run(&self, boot: &Boot, scenarios: &[Scenario]) -> Result<Run, LabError> {
-        let dir = self.dir().join(format!("run-{}", std::process::id()));
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.dir().join(format!("run-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let initrd = dir.join("initrd.gz");
         self.initramfs(scenarios, &initrd)?;
@@ -520,7 +575,13 @@ fn which(tool: &str) -> Option<PathBuf> {
 
 /// For tests: the lab, or a reason to skip. With `CI=true` a missing lab is a failure.
 pub fn lab_or_skip() -> Option<Lab> {
-    match Lab::open() {
+    lab_kernel_or_skip(KERNELS[0].0)
+}
+
+/// For tests: the lab with the kernel named `name`, or a reason to skip. With `CI=true` a
+/// missing kernel is a failure.
+pub fn lab_kernel_or_skip(name: &str) -> Option<Lab> {
+    match Lab::open_kernel(name) {
         Ok(l) => Some(l),
         Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
             panic!("CI=true and the lab is unavailable: {e}")

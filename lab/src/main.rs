@@ -6,6 +6,9 @@
 //!   committed lab fixture is made);
 //! * `record DIR`: record `isol watch` of CPU 1 in the guest while `isol-lab-guest provoke`
 //!   interrupts it, and extract the recording into DIR (the committed trace fixture).
+//!
+//! `ISOL_LAB_KERNEL=6.1` (or `rt`) boots another of the provisioned kernels
+//! (`isol_lab::KERNELS`); the default is 6.12.
 
 use std::process::ExitCode;
 
@@ -19,6 +22,13 @@ fn main() -> ExitCode {
             eprintln!("isol-lab: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+fn open_lab() -> Result<Lab, isol_lab::LabError> {
+    match std::env::var("ISOL_LAB_KERNEL") {
+        Ok(name) => Lab::open_kernel(&name),
+        Err(_) => Lab::open(),
     }
 }
 
@@ -41,14 +51,14 @@ fn run(args: &[String]) -> Result<ExitCode, Box<dyn std::error::Error>> {
         "usage: isol-lab shell [--cpus N] [-- CMDLINE] | run SCRIPT [--cpus N] | snapshot DIR | record DIR";
     match args.first().map(String::as_str) {
         Some("shell") => {
-            let lab = Lab::open()?;
+            let lab = open_lab()?;
             lab.shell(&boot_from(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Some("run") => {
             let script = args.get(1).ok_or(usage)?;
             let text = std::fs::read_to_string(script).map_err(|e| format!("{script}: {e}"))?;
-            let lab = Lab::open()?;
+            let lab = open_lab()?;
             let boot = boot_from(args);
             let run = lab.run(&boot, &[Scenario::new("script", text)])?;
             let r = run.result("script")?;
@@ -64,7 +74,7 @@ fn run(args: &[String]) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Some("snapshot") => {
             let dir = std::path::PathBuf::from(args.get(1).ok_or(usage)?);
-            let lab = Lab::open()?;
+            let lab = open_lab()?;
             let boot = Boot::default();
             let note = format!("lab: QEMU/TCG, 2 vCPUs, {}", boot.cmdline());
             let cmd = format!(
@@ -90,7 +100,7 @@ fn run(args: &[String]) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Some("record") => {
             let dir = std::path::PathBuf::from(args.get(1).ok_or(usage)?);
-            let lab = Lab::open()?;
+            let lab = open_lab()?;
             let boot = Boot::default();
             let note = format!(
                 "lab: QEMU/TCG, {}; SCHED_OTHER resident on CPU 1 and isol-lab-guest provoke",

@@ -27,28 +27,29 @@ fn lab_run() -> Option<&'static Run> {
             // Task isolation through the library API (isol-lab-guest isolate).
             Scenario::new("isolate_unpinned", "isol-lab-guest isolate 1 0.2 --no-pin"),
             Scenario::new("isolate_housekeeping", "isol-lab-guest isolate 0 0.2"),
-            // The first isolation after boot may meet one-time deferred work (seen: the
-            // kvfree_rcu page cache refill in a kworker); it is counted, not asserted.
-            Scenario::new("isolate_warmup", "isol-lab-guest isolate 1 1 --fifo --warm"),
+            // The first entry after boot, with no warm-up, is lab/tests/first_entry.rs (a
+            // boot of its own per case); here the first real entry is isolate_spin's.
             Scenario::new(
                 "isolate_spin",
-                "isol-lab-guest isolate 1 10 --wait spin --fifo --warm",
+                "isol-lab-guest isolate 1 10 --wait spin --fifo",
             ),
             Scenario::new(
                 "isolate_sleep",
-                "isol-lab-guest isolate 1 10 --wait sleep --fifo --warm",
+                "isol-lab-guest isolate 1 10 --wait sleep --fifo",
             ),
             Scenario::new(
                 "isolate_posix_timer",
-                "isol-lab-guest isolate 1 0.2 --timer --fifo --warm",
+                "isol-lab-guest isolate 1 0.2 --timer --fifo",
             ),
             Scenario::new(
                 "isolate_shared_cpu",
-                "isol-lab-guest isolate 1 0.2 --share --warm",
+                // SCHED_FIFO: a fair thread is refused at once on kernels with a fair
+                // server (first_entry.rs); the second, fair task keeps the tick (SCHED).
+                "isol-lab-guest isolate 1 0.2 --share --fifo",
             ),
             Scenario::new(
                 "isolate_repeat",
-                "isol-lab-guest isolate 1 0.2 --repeat 10 --wait sleep --fifo --warm",
+                "isol-lab-guest isolate 1 0.2 --repeat 10 --wait sleep --fifo",
             ),
         ];
         let run = lab
@@ -255,18 +256,16 @@ fn isolation_is_refused_with_einval_unless_pinned_to_an_isolated_cpu() {
 }
 
 #[test]
-fn both_strategies_enter_within_a_second_and_then_nothing_interrupts_for_10_s() {
+fn both_strategies_enter_and_then_nothing_interrupts_for_10_s() {
     let Some(run) = lab_run() else { return };
-    let warm = isolate(run, "isolate_warmup");
-    eprintln!("first isolation after boot: {warm}");
     for name in ["isolate_spin", "isolate_sleep"] {
         let v = isolate(run, name);
         let e = &v["entries"][0];
         assert_eq!(e["ok"], true, "{name}: {v}");
         let r = &e["report"];
         assert_eq!(r["ticking"], false, "{name}: {v}");
-        let q = r["time_to_quiet_ns"].as_u64().unwrap();
-        assert!(q < 1_000_000_000, "{name}: quiet after {q} ns");
+        // How long it took is a benchmark's business (bench/isolation.py), not a test's.
+        assert!(r["time_to_quiet_ns"].as_u64().is_some(), "{name}: {v}");
         // Counted independently: /proc/interrupts over 10 s, read from CPU 0.
         assert!(v["window_s"].as_f64().unwrap() >= 10.0);
         assert_eq!(v["irqs"], 0, "{name}: {v}");
@@ -308,7 +307,7 @@ fn repeated_entries_all_succeed() {
     assert_eq!(entries.len(), 10, "{v}");
     for e in entries {
         assert_eq!(e["ok"], true, "{v}");
-        assert!(e["report"]["time_to_quiet_ns"].as_u64().unwrap() < 1_000_000_000);
+        assert_eq!(e["report"]["ticking"], false, "{v}");
     }
 }
 

@@ -32,7 +32,10 @@ fn write_all(mut buf: &[u8]) -> Result<(), Failure> {
         // Once a signal asked the command to stop, a reader that takes no more within
         // GRACE is not waited for: the command must get on with its cleanup.
         if let Some(sig) = crate::signals::caught() {
-            let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::OUT)];
+            let mut fds = [rustix::event::PollFd::new(
+                &fd,
+                rustix::event::PollFlags::OUT,
+            )];
             let grace = rustix::event::Timespec {
                 tv_sec: GRACE_SECS,
                 tv_nsec: 0,

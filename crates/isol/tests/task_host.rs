@@ -85,3 +85,47 @@ fn eligibility_then_development_mode_on_this_kernel() {
     .join()
     .unwrap();
 }
+
+/// The calling thread's affinity and scheduling policy with its priority.
+fn thread_state() -> (CpuSet, i32, i32) {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most its size.
+    let cpus = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        (0..64u32)
+            .filter(|&c| libc::CPU_ISSET(c as usize, &set))
+            .collect()
+    };
+    // SAFETY: sched_getscheduler takes a tid (0: this thread).
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_getparam writes one sched_param into `param`.
+    unsafe { libc::sched_getparam(0, &mut param) };
+    (cpus, policy, param.sched_priority)
+}
+
+#[test]
+fn a_failed_enter_leaves_the_thread_as_it_was() {
+    if !ready() {
+        return;
+    }
+    std::thread::spawn(|| {
+        // As a user's thread starts: on CPU 0, SCHED_OTHER.
+        isol::monitor::pin_current_thread(&CpuSet::from_iter([0])).unwrap();
+        let before = thread_state();
+        for b in [
+            // EINVAL: CPU 1 is not nohz_full here.
+            Isolation::builder().cpu(1).pin(true).fifo(10),
+            // EINVAL: no such CPU.
+            Isolation::builder().cpu(4095).pin(true).fifo(10),
+            // EBUSY: pin without a CPU.
+            Isolation::builder().pin(true).fifo(10),
+        ] {
+            let e = b.enter().unwrap_err();
+            assert!(e.errno() < 0, "{e}");
+            assert_eq!(thread_state(), before, "after {e}");
+        }
+    })
+    .join()
+    .unwrap();
+}

@@ -28,7 +28,9 @@
 //! `--timer` arms a CPU-time POSIX timer first and `--share` runs a second spinner on the
 //! CPU (both must make enter fail, naming why); `--repeat N` enters and exits N times and
 //! prints every time to quiet (for the benchmark); `--warm` starts the process's watcher
-//! before the first enter.
+//! before the first enter. `--first` is the user's first entry: the worker is created on
+//! CPU 0 as SCHED_OTHER and does nothing before enter (enter pins it and, with `--fifo`,
+//! makes it SCHED_FIFO); the output adds the `/proc/interrupts` rows that moved.
 //!
 //! `irqsum CPU`: the sum of every counter of CPU's column in `/proc/interrupts`, i.e. all
 //! interrupts (device, timer, IPIs, ...) it has taken since boot.
@@ -200,6 +202,10 @@ fn provoke(cpu: u32, delay_ms: u64) {
         std::thread::spawn(move || {
             pin(cpu);
             set_name("isol-resident");
+            // The CPU's resident even when other tasks compete for it (a loaded host): the
+            // membarrier IPI goes only to a CPU where a thread of this process runs.
+            // SAFETY: setpriority takes integer arguments; 0 is the calling thread.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -20) };
             tx.send(gettid()).unwrap();
             while !stop.load(Ordering::Relaxed) {
                 if arm.swap(false, Ordering::Relaxed) {
@@ -318,6 +324,28 @@ fn disturb(cpu: u32, delay_ms: u64, wakeups: u64, refresh: bool, fifo: bool) {
     );
 }
 
+/// The calling thread's affinity, policy and priority, and the process's locked memory.
+fn thread_state() -> serde_json::Value {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most its size.
+    let cpus: Vec<usize> = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        (0..64).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+    };
+    // SAFETY: sched_getscheduler takes a tid (0: this thread).
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_getparam writes one sched_param into `param`.
+    unsafe { libc::sched_getparam(0, &mut param) };
+    let locked = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmLck:"))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        .unwrap_or_default();
+    serde_json::json!({"cpus": cpus, "policy": policy, "priority": param.sched_priority, "locked_kb": locked})
+}
+
 fn irq_total(cpu: u32) -> u64 {
     let t = loc();
     t.rows.iter().filter_map(|r| r.counts.get(&cpu)).sum()
@@ -340,6 +368,7 @@ fn isolate(args: &[String], fifo: bool) {
     };
     let repeat: usize = opt("--repeat").and_then(|v| v.parse().ok()).unwrap_or(1);
     let (pin_it, ticking) = (!flag("--no-pin"), flag("--allow-ticking"));
+    let first = flag("--first");
     pin(0);
     if flag("--warm") {
         isol::task::start_watcher(None).expect("start the watcher");
@@ -354,8 +383,10 @@ fn isolate(args: &[String], fifo: bool) {
         let (stop, isolated) = (stop.clone(), isolated.clone());
         let timer = flag("--timer");
         std::thread::spawn(move || {
-            pin(cpu);
-            if fifo {
+            if !first {
+                pin(cpu);
+            }
+            if fifo && !first {
                 // Become real-time well before entering: the fair class's deadline server
                 // (6.12) fires once more after the last fair task left the CPU.
                 set_fifo(10);
@@ -381,10 +412,12 @@ fn isolate(args: &[String], fifo: bool) {
                 if fifo {
                     b = b.fifo(10);
                 }
+                let before = thread_state();
                 match b.enter() {
                     Err(e) => {
                         entries.push(serde_json::json!({
                             "ok": false, "errno": e.errno(), "error": e.to_string(),
+                            "state_before": before, "state_after": thread_state(),
                         }));
                         break;
                     }
@@ -410,10 +443,26 @@ fn isolate(args: &[String], fifo: bool) {
     while !isolated.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(10));
     }
+    let rows_before = loc();
     let before = irq_total(cpu);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(secs));
     let after = irq_total(cpu);
+    let rows_after = loc();
+    let rows: serde_json::Map<String, serde_json::Value> = rows_after
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let a = r.counts.get(&cpu).copied().unwrap_or(0);
+            let b = rows_before
+                .rows
+                .iter()
+                .find(|x| x.name == r.name)
+                .and_then(|x| x.counts.get(&cpu).copied())
+                .unwrap_or(0);
+            (a > b).then(|| (r.name.clone(), serde_json::json!(a - b)))
+        })
+        .collect();
     let window = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::SeqCst);
     let entries = worker.join().unwrap();
@@ -423,6 +472,7 @@ fn isolate(args: &[String], fifo: bool) {
             "cpu": cpu,
             "wait": wait.to_string(),
             "irqs": after - before,
+            "rows": rows,
             "window_s": window,
             "entries": entries,
         })

@@ -3,11 +3,13 @@
 //!
 //! A thread asks to run isolated on one CPU. [`Isolation::enter`] checks it may (one
 //! allowed CPU, `nohz_full` and domain-isolated: the patch's EINVAL), prepares it (locked
-//! memory, prefaulted stack and regions, optional SCHED_FIFO), then waits until the CPU is
-//! quiet: its tick device has no event armed at all (`next_event == KTIME_MAX`, not just
-//! `tick_stopped`) and no interruption arrived during a confirmation window. A watcher
-//! thread on a housekeeping CPU decides that from the kernel's trace events and
-//! `/proc/timer_list`; the isolated thread makes no system call in the final phase. If the
+//! memory, prefaulted stack and regions, optional SCHED_FIFO, all before the thread moves
+//! onto the CPU), then waits until the CPU is quiet: `/proc/timer_list` shows its tick
+//! device with no event armed at all (`next_event == KTIME_MAX`, not just `tick_stopped`)
+//! and no hrtimer queued on it, and the trace shows no interruption of the CPU after that
+//! reading. A watcher thread on a housekeeping CPU decides that from the kernel's trace
+//! events and `/proc/timer_list`, within about a millisecond of the kernel stopping the
+//! tick; the isolated thread makes no system call in the final phase. If the
 //! CPU does not get quiet in time, enter fails with [`IsolError::NotQuiet`] (the patch's
 //! EAGAIN) naming what keeps the tick alive.
 //!
@@ -15,8 +17,13 @@
 //! * [`Wait::Spin`]: the thread spins in userspace on an atomic the watcher sets (the
 //!   patch's busy wait, without a loop in the kernel);
 //! * [`Wait::Sleep`]: the thread blocks, the watcher wakes it when the CPU is quiet, and
-//!   the thread re-verifies by spinning through one more confirmation window (the
+//!   the thread re-verifies by spinning until the watcher sees the CPU quiet again (the
 //!   wake-wait scheme proposed in review: waking a thread disturbs the CPU it wakes on).
+//!
+//! A failed enter leaves the thread as it found it: affinity, scheduling policy and memory
+//! locking are put back. A SCHED_OTHER thread is refused at once (EAGAIN, dependency
+//! `FAIR_SERVER`) on kernels whose fair deadline server would kick its CPU (6.8 and
+//! later, unless the CPU's server is turned off in debugfs).
 //!
 //! While isolated, [`IsolatedGuard::interruptions`] reads a counter the watcher updates,
 //! without a system call. [`IsolatedGuard::exit`] returns a [`Report`].
@@ -25,12 +32,12 @@
 //! * **vmstat**: the per-CPU counters are folded by `vmstat_update` work, which the kernel
 //!   no longer schedules on nohz_full CPUs once their tick is stopped; userspace has no
 //!   local fold (`vm/stat_refresh` schedules work on *every* CPU, so isol never writes it).
-//!   A fold that is still pending shows up as a kworker interruption in the confirmation
-//!   window and delays quiet.
+//!   A fold that is still pending shows up as a kworker interruption during the wait and
+//!   delays quiet.
 //! * **LRU and mlock batches**: the per-CPU folio batches filled by the thread's own setup
 //!   are drained by the kernel (locally on return paths, or by a kworker). isol does all
-//!   memory setup (mlockall, prefaulting) *before* the wait, so a drain happens inside the
-//!   window, is seen, and is waited out; it never uses `lru_add_drain_all`-style global
+//!   memory setup (mlockall, prefaulting) *before* the thread moves, so the batches fill
+//!   and drain on the CPU it came from; it never uses `lru_add_drain_all`-style global
 //!   actions.
 //! * **Timers**: the thread's own POSIX timers, CPU-time timers and perf events keep the
 //!   tick (dependencies POSIX_TIMER, PERF_EVENTS); isol does not cancel them, it reports
@@ -44,9 +51,9 @@
 //!   not disturb its own samplers, keeps its memory mapped (see [`crate::noise`]).
 //! * **Scheduling class on arrival**: a thread that runs on a nohz_full CPU as
 //!   SCHED_OTHER, even briefly, starts the CPU's fair deadline server; its timer, on a
-//!   housekeeping CPU, pokes the CPU up to a second later. Make a SCHED_FIFO thread
-//!   SCHED_FIFO before moving it there, and start the watcher ([`start_watcher`]) from a
-//!   housekeeping thread (a thread inherits its creator's CPU and policy).
+//!   housekeeping CPU, pokes the CPU up to a second later. With `pin` and `fifo`, enter
+//!   makes the thread SCHED_FIFO before it moves there and starts the watcher
+//!   ([`start_watcher`]) before that (a thread inherits its creator's CPU and policy).
 //!
 //! The first enter of a process starts its watcher, which enables tracepoints: the kernel
 //! patches code and sends one IPI to every CPU. Later enters and exits send none; the
@@ -134,6 +141,27 @@ pub struct NotQuiet {
     pub dependency_source: Option<String>,
 }
 
+/// The dependency named when a fair (SCHED_OTHER) thread asks for isolation on a kernel
+/// whose fair deadline server would kick its CPU.
+pub const FAIR_SERVER: &str = "FAIR_SERVER";
+
+impl NotQuiet {
+    /// A fair thread on a CPU whose fair deadline server is on (`evidence` says how that is
+    /// known): refused at once, since the server's timer ticks the CPU about once a second.
+    fn fair_server(cpu: u32, evidence: String) -> NotQuiet {
+        NotQuiet {
+            cpu,
+            waited: Duration::ZERO,
+            dependency: Some(FAIR_SERVER.into()),
+            timers: Vec::new(),
+            interruptions: Vec::new(),
+            tick_armed: None,
+            runnable: Vec::new(),
+            dependency_source: Some(evidence),
+        }
+    }
+}
+
 impl fmt::Display for NotQuiet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -143,8 +171,14 @@ impl fmt::Display for NotQuiet {
         )?;
         if let Some(d) = &self.dependency {
             write!(f, "; the tick is kept by the {d} dependency")?;
-            if self.dependency_source.as_deref() == Some("inferred") {
-                write!(f, " (inferred)")?;
+            match self.dependency_source.as_deref() {
+                Some("inferred") => write!(f, " (inferred)")?,
+                Some(e) if d == FAIR_SERVER => write!(
+                    f,
+                    " ({e}): a SCHED_OTHER thread on a nohz_full CPU starts the fair deadline \
+                     server, whose timer kicks the CPU about once a second"
+                )?,
+                _ => {}
             }
         }
         if !self.runnable.is_empty() {
@@ -167,6 +201,11 @@ impl fmt::Display for NotQuiet {
             Some("PERF_EVENTS") => "; close perf events counting on this CPU",
             Some("SCHED") => "; another task is runnable on the CPU: move it away",
             Some("RCU") | Some("RCU_EXP") => "; boot with rcu_nocbs for this CPU",
+            Some(FAIR_SERVER) => {
+                "; enter as SCHED_FIFO (Isolation::fifo, with kernel.sched_rt_runtime_us=-1), \
+                 or turn the CPU's fair server off (write 0 to \
+                 /sys/kernel/debug/sched/fair_server/cpuN/runtime)"
+            }
             _ => "; retry, or see `isol watch` for what disturbs the CPU",
         };
         f.write_str(fix)
@@ -222,7 +261,7 @@ pub struct Report {
     /// True when the CPU is not nohz_full (development mode): the tick kept running at HZ
     /// and no quiet wait was made.
     pub ticking: bool,
-    /// From the start of `enter` to quiet confirmed (None when ticking).
+    /// From the start of `enter` to its return with the CPU quiet (None when ticking).
     pub time_to_quiet_ns: Option<u64>,
     /// CPU time the thread spent waiting: all of a spinning wait; for Sleep, the time before
     /// parking plus the re-verification after the wake-up (clock read through the vDSO).
@@ -305,7 +344,15 @@ pub(crate) struct Slot {
     pub started_ns: u64,
     pub deadline_ns: u64,
     pub confirm_ns: u64,
+    /// The thread sleeps while waiting ([`Wait::Sleep`]): the first quiet wakes it, and
+    /// only the second, seen while it runs, counts.
+    pub sleeps: bool,
+    /// Quiet is not believed from a `/proc/timer_list` reading before this time (one tick
+    /// after the thread arrived on the CPU).
+    pub settle_after_ns: u64,
     pub quiet_at_ns: AtomicU64,
+    /// When the thread saw the CPU quiet and `enter` returned.
+    pub entered_at_ns: AtomicU64,
     /// When the thread called exit: interruptions after it are not counted.
     pub exit_at_ns: AtomicU64,
     pub wait_cpu_ns: AtomicU64,
@@ -377,7 +424,7 @@ impl Isolation {
             pin: false,
             wait: Wait::Spin,
             timeout: Duration::from_secs(1),
-            confirm: Duration::from_millis(20),
+            confirm: Duration::ZERO,
             allow_ticking: false,
             mlock: true,
             prefault_stack: 256 * 1024,
@@ -410,8 +457,11 @@ impl Isolation {
         self
     }
 
-    /// How long the CPU must see no interruption, with its tick device disarmed, to count
-    /// as quiet. Default 20 ms (5 ticks at HZ=250).
+    /// An extra confirmation window: how long the CPU must have seen no interruption
+    /// before the kernel's own signals (tick device disarmed, no hrtimer queued) are taken
+    /// as quiet. Default zero: the kernel's signals decide, within a tick. A window buys
+    /// protection from deferred work the kernel has queued but does not show (a kworker
+    /// woken later, an RCU callback batch), at the price of the window in every enter.
     pub fn confirm(mut self, t: Duration) -> Self {
         self.confirm = t;
         self
@@ -454,20 +504,31 @@ impl Isolation {
 
     /// Check, prepare, wait until quiet. On success the calling thread is isolated until
     /// the guard's [`IsolatedGuard::exit`].
+    ///
+    /// The order is the promise's: everything is checked before anything changes; the
+    /// watcher is started and memory is locked and prefaulted while the thread still runs
+    /// where it was (off the isolated CPU when `pin` moves it); the thread becomes
+    /// SCHED_FIFO before it moves (a fair task arriving on a nohz_full CPU starts the fair
+    /// deadline server, whose timer kicks the CPU up to a second later); only then does it
+    /// move and wait. On any error the thread's affinity, policy and memory locking are
+    /// put back as they were.
     pub fn enter(self) -> Result<IsolatedGuard, IsolError> {
+        let before = ThreadState::capture();
+        let result = self.enter_checked();
+        if result.is_err() {
+            if let Some(b) = before {
+                b.restore();
+            }
+        }
+        result
+    }
+
+    fn enter_checked(&self) -> Result<IsolatedGuard, IsolError> {
         let t0 = crate::monitor::monotonic_ns();
         let root = SysRoot::live();
         let topo = topology();
-        // Start the watcher before this thread moves: a new thread begins on its
-        // creator's CPU, and must not run on the CPU about to be isolated. (A failure
-        // here is reported by the registration below.)
-        if let (true, Some(c)) = (self.pin, self.cpu) {
-            let isolated = topo.nohz_full.contains(c) && topo.domain_isolated.contains(c);
-            if isolated || self.allow_ticking {
-                let _ = start_watcher(Some(&CpuSet::from_iter([c])));
-            }
-        }
-        let cpu = self.eligible_cpu(&topo.online)?;
+        // 1. Check, changing nothing.
+        let cpu = self.target_cpu(&topo.online)?;
         let nohz = topo.nohz_full.contains(cpu);
         let isolated = topo.domain_isolated.contains(cpu);
         let ticking = !(nohz && isolated);
@@ -484,7 +545,7 @@ impl Isolation {
                 Ineligible::NotDomainIsolated { cpu }
             }));
         }
-        if let Some(p) = self.fifo {
+        if self.fifo.is_some() {
             let runtime = root
                 .read_line("/proc/sys/kernel/sched_rt_runtime_us")
                 .ok()
@@ -495,7 +556,6 @@ impl Isolation {
                     runtime_us: runtime,
                 }));
             }
-            set_fifo(p)?;
         }
         let mut isolated_cpus = topo.nohz_full.union(&topo.domain_isolated);
         isolated_cpus.insert(cpu);
@@ -503,8 +563,37 @@ impl Isolation {
         if housekeeping.is_empty() {
             return Err(IsolError::Ineligible(Ineligible::NoHousekeeping));
         }
+        if !ticking && self.fifo.is_none() && current_policy_is_fair() {
+            if let Some(fs) = fair_server(&root, cpu) {
+                return Err(IsolError::NotQuiet(Box::new(NotQuiet::fair_server(
+                    cpu, fs,
+                ))));
+            }
+        }
+        // 2. Set up while still off the CPU: the watcher (a new thread starts where its
+        // creator runs), locked and prefaulted memory (their per-CPU batches are drained
+        // here, not there).
+        let _ = start_watcher(Some(&isolated_cpus));
         self.prepare()?;
+        // 3. The policy before the move, then the move.
+        if let Some(p) = self.fifo {
+            set_fifo(p)?;
+        }
+        let moved = self.pin && get_affinity().map(|a| a.len() != 1 || !a.contains(cpu))?;
+        if self.pin {
+            set_affinity(cpu)?;
+        }
+        // 4. Wait on the CPU until it is quiet.
         let hz = topo.hz;
+        // A thread that just arrived can still be kicked by the kernel's deferred reaction
+        // to it (a tick dependency it carries restarts the tick through irq_work, later on
+        // PREEMPT_RT): quiet is then only believed from one tick after the arrival.
+        let tick_ns = 1_000_000_000 / u64::from(hz.unwrap_or(100).max(1));
+        let settle_after_ns = if moved {
+            crate::monitor::monotonic_ns() + tick_ns
+        } else {
+            0
+        };
         // SAFETY: gettid has no arguments and cannot fail.
         let tid = unsafe { libc::gettid() };
         let timeout = self.timeout.as_nanos() as u64;
@@ -516,24 +605,26 @@ impl Isolation {
             last_kind: AtomicU8::new(u8::MAX),
             thread: std::thread::current(),
             started_ns: t0,
-            deadline_ns: t0 + timeout,
+            // The timeout is for the CPU to get quiet: it starts once the watcher runs (its
+            // start-up, enabling tracepoints, is paid once per process).
+            deadline_ns: crate::monitor::monotonic_ns() + timeout,
             confirm_ns: self.confirm.as_nanos() as u64,
+            sleeps: self.wait == Wait::Sleep,
+            settle_after_ns,
             quiet_at_ns: AtomicU64::new(if ticking { t0 } else { 0 }),
+            entered_at_ns: AtomicU64::new(t0),
             exit_at_ns: AtomicU64::new(u64::MAX),
             wait_cpu_ns: AtomicU64::new(0),
             detail: Default::default(),
         });
-        let watched = isolated_cpus.clone();
-        watcher::register(&root, &watched, &housekeeping, slot.clone())?;
+        watcher::register(&root, &isolated_cpus, &housekeeping, slot.clone())?;
         ABORT.store(0, Ordering::SeqCst);
         if ticking {
             slot.quiet_at_ns
                 .store(crate::monitor::monotonic_ns(), Ordering::Release);
-        } else {
-            if let Err(e) = wait_quiet(&slot, self.wait) {
-                watcher::unregister(&slot);
-                return Err(e);
-            }
+        } else if let Err(e) = wait_quiet(&slot, self.wait) {
+            watcher::unregister(&slot);
+            return Err(e);
         }
         Ok(IsolatedGuard {
             slot,
@@ -544,23 +635,24 @@ impl Isolation {
         })
     }
 
-    fn eligible_cpu(&self, online: &CpuSet) -> Result<u32, IsolError> {
-        if self.pin {
-            let cpu = self.cpu.ok_or_else(|| {
+    /// The CPU the thread will be isolated on, checked without moving it: the CPU asked
+    /// for with `pin`, else the one CPU it is already restricted to.
+    fn target_cpu(&self, online: &CpuSet) -> Result<u32, IsolError> {
+        let cpu = if self.pin {
+            self.cpu.ok_or_else(|| {
                 IsolError::Busy("Isolation::pin needs Isolation::cpu to say which CPU".into())
-            })?;
-            set_affinity(cpu)?;
-        }
-        let allowed = get_affinity()?;
-        if allowed.len() != 1 {
-            return Err(IsolError::Ineligible(Ineligible::NotPinned { allowed }));
-        }
-        let cpu = allowed.first().expect("one CPU");
-        if let Some(want) = self.cpu {
-            if want != cpu {
+            })?
+        } else {
+            let allowed = get_affinity()?;
+            if allowed.len() != 1 {
                 return Err(IsolError::Ineligible(Ineligible::NotPinned { allowed }));
             }
-        }
+            let cpu = allowed.first().expect("one CPU");
+            if self.cpu.is_some_and(|want| want != cpu) {
+                return Err(IsolError::Ineligible(Ineligible::NotPinned { allowed }));
+            }
+            cpu
+        };
         if !online.contains(cpu) {
             return Err(IsolError::Ineligible(Ineligible::Offline {
                 cpu,
@@ -598,6 +690,79 @@ impl Isolation {
         }
         Ok(())
     }
+}
+
+/// What `enter` may change of the calling thread, to put back when it fails.
+struct ThreadState {
+    affinity: CpuSet,
+    policy: libc::c_int,
+    param: libc::sched_param,
+    /// Whether the process had memory locked before (then `enter` never unlocks it).
+    locked: bool,
+}
+
+impl ThreadState {
+    fn capture() -> Option<ThreadState> {
+        let affinity = get_affinity().ok()?;
+        // SAFETY: sched_getscheduler takes a tid (0: this thread) and returns a policy.
+        let policy = unsafe { libc::sched_getscheduler(0) };
+        let mut param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_getparam writes one sched_param into the valid `param`.
+        if policy < 0 || unsafe { libc::sched_getparam(0, &mut param) } != 0 {
+            return None;
+        }
+        Some(ThreadState {
+            affinity,
+            policy,
+            param,
+            locked: locked_kib() != 0,
+        })
+    }
+
+    /// Put the thread back as it was; best effort (the caller reports the first error).
+    fn restore(&self) {
+        // SAFETY: sched_setscheduler reads the fully initialised `param`.
+        unsafe { libc::sched_setscheduler(0, self.policy, &self.param) };
+        let _ = crate::monitor::pin_current_thread(&self.affinity);
+        if !self.locked && locked_kib() != 0 {
+            // SAFETY: munlockall takes no arguments.
+            unsafe { libc::munlockall() };
+        }
+    }
+}
+
+/// `VmLck` of this process, in KiB.
+fn locked_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether the calling thread is in the fair class (SCHED_OTHER, BATCH or IDLE).
+fn current_policy_is_fair() -> bool {
+    // SAFETY: sched_getscheduler takes a tid (0: this thread) and returns a policy.
+    let p = unsafe { libc::sched_getscheduler(0) };
+    p == libc::SCHED_OTHER || p == libc::SCHED_BATCH || p == libc::SCHED_IDLE
+}
+
+/// The fair deadline server of `cpu`, when this kernel has one that is enabled: what it
+/// is and how it was known. Since 6.8 a fair task on a nohz_full CPU starts the server,
+/// whose timer (queued on a housekeeping CPU) kicks the CPU back into the tick about once
+/// a second: a lone SCHED_OTHER thread cannot be quiet there.
+fn fair_server(root: &SysRoot, cpu: u32) -> Option<String> {
+    let debugfs = format!("/sys/kernel/debug/sched/fair_server/cpu{cpu}/runtime");
+    if let Ok(v) = root.read_line(&debugfs) {
+        return (v.trim() != "0").then(|| format!("{debugfs} = {}", v.trim()));
+    }
+    let release = root.read_line("/proc/sys/kernel/osrelease").ok()?;
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    let version = (nums.next()?, nums.next()?);
+    (version >= (6, 8)).then(|| format!("kernel {release} (6.8 or later)"))
 }
 
 /// Touch `bytes` of stack below the current frame, 16 KiB per call.
@@ -694,8 +859,10 @@ fn wait_quiet(slot: &Slot, wait: Wait) -> Result<(), IsolError> {
         }
         std::hint::spin_loop();
     }
-    spent += crate::monitor::monotonic_ns().saturating_sub(spinning_since);
+    let now = crate::monitor::monotonic_ns();
+    spent += now.saturating_sub(spinning_since);
     slot.wait_cpu_ns.store(spent, Ordering::Release);
+    slot.entered_at_ns.store(now, Ordering::Release);
     slot.state.store(ISOLATED, Ordering::Release);
     Ok(())
 }
@@ -752,7 +919,11 @@ impl IsolatedGuard {
             cpu: s.cpu,
             wait: self.wait,
             ticking: self.ticking,
-            time_to_quiet_ns: (!self.ticking).then(|| quiet_at.saturating_sub(s.started_ns)),
+            time_to_quiet_ns: (!self.ticking).then(|| {
+                s.entered_at_ns
+                    .load(Ordering::Acquire)
+                    .saturating_sub(s.started_ns)
+            }),
             wait_cpu_ns: (!self.ticking).then_some(wait_cpu),
             isolated_ns: end.saturating_sub(quiet_at),
             interruptions: s.interruptions.load(Ordering::Relaxed),

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{IsolError, NotQuiet, Slot, DONE, FAILED, ISOLATED, QUIET, REVERIFY, WAITING};
+use super::{IsolError, NotQuiet, Slot, FAILED, QUIET, REVERIFY, WAITING};
 use crate::interrupt::{Kind, Record};
 use crate::kernel::timer_list;
 use crate::monitor::{self, Watch, WatchOptions};
@@ -27,6 +27,9 @@ pub(crate) struct Detail {
     failure: Option<NotQuiet>,
     error: Option<String>,
     window_start: u64,
+    /// When `/proc/timer_list` last showed the CPU quiet: it is quiet once every event up
+    /// to then has been seen and none came after.
+    candidate: Option<u64>,
     last_state: u8,
     started: bool,
 }
@@ -263,8 +266,20 @@ fn account(s: &Slot, r: &Record) {
     let state = s.state.load(Ordering::Acquire);
     let mut d = s.detail.lock().unwrap();
     match r {
-        Record::Interruption(i) => match state {
-            WAITING | REVERIFY | QUIET => {
+        Record::Interruption(i) => {
+            // From the moment the CPU was declared quiet, every interruption counts, even
+            // one the watcher sees only after telling the thread.
+            let quiet_at = s.quiet_at_ns.load(Ordering::Acquire);
+            if quiet_at != 0 && i.start_ns >= quiet_at {
+                if i.start_ns < s.exit_at_ns.load(Ordering::Acquire) {
+                    s.interruptions.fetch_add(1, Ordering::Relaxed);
+                    let k = Kind::ALL.iter().position(|k| *k == i.kind).unwrap_or(0);
+                    s.last_kind.store(k as u8, Ordering::Relaxed);
+                    *d.causes.entry((i.kind, i.culprit())).or_default() += 1;
+                }
+                return;
+            }
+            if matches!(state, WAITING | REVERIFY | QUIET) {
                 if matches!(i.kind, Kind::Syscall | Kind::PageFault) {
                     // The thread's own setup, before the final phase.
                     return;
@@ -275,19 +290,7 @@ fn account(s: &Slot, r: &Record) {
                     .entry(format!("{} {}", i.kind, i.culprit()))
                     .or_default() += 1;
             }
-            ISOLATED | DONE => {
-                if i.start_ns < s.quiet_at_ns.load(Ordering::Acquire)
-                    || i.start_ns >= s.exit_at_ns.load(Ordering::Acquire)
-                {
-                    return;
-                }
-                s.interruptions.fetch_add(1, Ordering::Relaxed);
-                let k = Kind::ALL.iter().position(|k| *k == i.kind).unwrap_or(0);
-                s.last_kind.store(k as u8, Ordering::Relaxed);
-                *d.causes.entry((i.kind, i.culprit())).or_default() += 1;
-            }
-            _ => {}
-        },
+        }
         Record::TickStop {
             success,
             dependency,
@@ -300,7 +303,7 @@ fn account(s: &Slot, r: &Record) {
             }
         }
         Record::Lost { at_ns, .. } => {
-            // Unknown gap: the window must restart after it.
+            // Unknown gap: quiet must be shown again after it.
             d.window_start = d.window_start.max(*at_ns);
         }
     }
@@ -350,16 +353,56 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
     if !d.started {
         d.started = true;
         d.window_start = d.window_start.max(s.started_ns);
+        // A CPU-time POSIX timer of this process keeps the tick of every CPU running one
+        // of its threads (POSIX_TIMER): the CPU can never be quiet, whatever it shows now.
+        if has_cpu_time_timers(root) {
+            d.dependency = Some("POSIX_TIMER".into());
+            let runnable = runnable_on(root, s.cpu, s.tid);
+            d.failure = Some(NotQuiet {
+                cpu: s.cpu,
+                waited: Duration::from_nanos(now.saturating_sub(s.started_ns)),
+                dependency: Some("POSIX_TIMER".into()),
+                timers: Vec::new(),
+                interruptions: Vec::new(),
+                tick_armed: None,
+                runnable,
+                dependency_source: Some("inferred".into()),
+            });
+            s.state.store(FAILED, Ordering::Release);
+            s.thread.unpark();
+            return;
+        }
     }
     if state == REVERIFY && d.last_state != REVERIFY {
-        // The woken thread now runs on the CPU: confirm again from here.
+        // The woken thread now runs on the CPU: show quiet again from here.
         d.window_start = d.window_start.max(now);
+        d.candidate = None;
+        s.quiet_at_ns.store(0, Ordering::Release);
     }
     d.last_state = state;
-    let window_ok = horizon >= d.window_start + s.confirm_ns;
+    // Quiet, from the kernel's own signals: /proc/timer_list showed the tick device
+    // disarmed (`next_event == KTIME_MAX`) and no hrtimer queued on the CPU at time `r`,
+    // every event up to `r` has been seen, and none came after it. No fixed window: the
+    // optional confirmation window only asks for that much silence before `r`.
+    if let Some(r) = d.candidate {
+        if d.window_start > r {
+            d.candidate = None;
+        } else if horizon >= r {
+            // A sleeping thread is only woken by the first quiet (its wake-up disturbs the
+            // CPU); quiet counts from the second, seen while it runs there.
+            if !(s.sleeps && state == WAITING) {
+                s.quiet_at_ns.store(r, Ordering::Release);
+            }
+            s.state.store(QUIET, Ordering::Release);
+            s.thread.unpark();
+            return;
+        }
+    }
+    let settled = horizon >= d.window_start + s.confirm_ns;
     let mut timers = Vec::new();
     let mut armed = None;
-    if window_ok || now > s.deadline_ns {
+    if (settled && d.candidate.is_none()) || now > s.deadline_ns {
+        let read_at = monitor::monotonic_ns();
         if let Ok(text) = root.read("/proc/timer_list") {
             if let Ok(tl) = timer_list::parse(&text) {
                 armed = tl.tick_quiet(s.cpu).map(|q| !q);
@@ -368,14 +411,10 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
                 }
             }
         }
-    }
-    // Quiet: the tick device disarmed and no hrtimer queued on the CPU at all (a queued
-    // one, like the deadline server's, will fire and disturb it).
-    if window_ok && armed == Some(false) && timers.is_empty() {
-        s.quiet_at_ns.store(now, Ordering::Release);
-        s.state.store(QUIET, Ordering::Release);
-        s.thread.unpark();
-        return;
+        if settled && armed == Some(false) && timers.is_empty() && read_at >= s.settle_after_ns {
+            d.candidate = Some(read_at);
+            return;
+        }
     }
     if now > s.deadline_ns {
         let mut interruptions: Vec<(String, u64)> =

@@ -1,0 +1,176 @@
+//! The promise of `enter`, tested as a user meets it, on every lab kernel: the first
+//! isolation after boot, with no warm-up, from a thread created SCHED_OTHER on CPU 0, through
+//! the Rust API and through libisol from C, waiting by spinning and by sleeping. When enter
+//! returns 0, CPU 1 takes no interrupt at all during the next 3 s (every row of
+//! `/proc/interrupts`, counted from CPU 0). Each case boots its own guest, so each is truly
+//! the first entry after boot.
+//!
+//! Also per kernel: what the fair deadline server does to a lone SCHED_OTHER task on a
+//! nohz_full CPU (measured), that enter refuses such a thread where the server would tick
+//! it, and that a failed enter leaves the thread's affinity, policy and locked memory as
+//! they were.
+
+use std::sync::Mutex;
+
+use isol_lab::{lab_kernel_or_skip, Boot, Lab, Scenario};
+
+/// One guest at a time: TCG guests share the host's two CPUs.
+static BOOTS: Mutex<()> = Mutex::new(());
+
+const RT_OFF: &str = "echo -1 > /proc/sys/kernel/sched_rt_runtime_us; ";
+
+fn boot(lab: &Lab, name: &str, command: String) -> serde_json::Value {
+    let _one = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+    let run = lab
+        .run(&Boot::default(), &[Scenario::new(name, command)])
+        .unwrap_or_else(|e| panic!("{}: lab run failed: {e}", lab.name));
+    let r = run.result(name).unwrap();
+    let json = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_else(|| panic!("{} {name}: no JSON:\n{}", lab.name, r.stdout));
+    eprintln!("lab {} ({}): {name}: {json}", lab.name, run.kernel);
+    json
+}
+
+/// Every kernel's cases, in one test per kernel so that a kernel's failures read together.
+fn first_entries(kernel: &str) {
+    let Some(lab) = lab_kernel_or_skip(kernel) else {
+        return;
+    };
+    let cases = [
+        (
+            "rust_spin",
+            format!("{RT_OFF}isol-lab-guest isolate 1 3 --first --fifo --wait spin"),
+        ),
+        (
+            "rust_sleep",
+            format!("{RT_OFF}isol-lab-guest isolate 1 3 --first --fifo --wait sleep"),
+        ),
+        (
+            "c_spin",
+            format!("{RT_OFF}isol-first-entry-c 1 3 --fifo 10"),
+        ),
+        (
+            "c_sleep",
+            format!("{RT_OFF}isol-first-entry-c 1 3 --sleep --fifo 10"),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, cmd) in cases {
+        let v = boot(&lab, name, cmd);
+        let ok = v["ok"]
+            .as_bool()
+            .unwrap_or_else(|| v["entries"][0]["ok"].as_bool().unwrap_or(false));
+        if !ok {
+            failures.push(format!("{name}: enter failed: {v}"));
+            continue;
+        }
+        if v["irqs"] != 0 {
+            failures.push(format!(
+                "{name}: CPU 1 took {} interrupts in the 3 s after enter returned: {}",
+                v["irqs"], v["rows"]
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "kernel {}:\n{}",
+        lab.kernel,
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn first_entry_is_quiet_on_6_12() {
+    first_entries("6.12");
+}
+
+#[test]
+fn first_entry_is_quiet_on_6_1() {
+    first_entries("6.1");
+}
+
+#[test]
+fn first_entry_is_quiet_on_6_12_rt() {
+    first_entries("rt");
+}
+
+/// A SCHED_OTHER thread: what the fair server does to it (ticks of CPU 1 over 4 s while
+/// it spins alone), and what enter says; then a failed enter (a CPU-time timer keeps the
+/// tick: EAGAIN) leaves the thread as it was.
+fn fair_class_and_failure(kernel: &str) {
+    let Some(lab) = lab_kernel_or_skip(kernel) else {
+        return;
+    };
+    let _one = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+    let run = lab
+        .run(
+            &Boot::default(),
+            &[
+                Scenario::new("ticks_other", "isol-lab-guest ticks 1 4"),
+                Scenario::new("enter_other", "isol-lab-guest isolate 1 0.2 --first"),
+                Scenario::new(
+                    "enter_timer",
+                    format!("{RT_OFF}isol-lab-guest isolate 1 0.2 --first --fifo --timer"),
+                ),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{kernel}: lab run failed: {e}"));
+    let json = |name: &str| -> serde_json::Value {
+        let r = run.result(name).unwrap();
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .unwrap_or_else(|| panic!("{kernel} {name}: no JSON:\n{}", r.stdout))
+    };
+    let ticks = json("ticks_other");
+    let enter = json("enter_other");
+    let timer = json("enter_timer");
+    eprintln!(
+        "lab {kernel} ({}): ticks_other {ticks}\nenter_other {enter}\nenter_timer {timer}",
+        run.kernel
+    );
+    // The fair server, measured: a lone SCHED_OTHER spinner on CPU 1 for 4 s.
+    let loc = ticks["loc"]["1"].as_u64().unwrap();
+    let has_server = kernel != "6.1";
+    let e = &enter["entries"][0];
+    if has_server {
+        assert!(
+            loc >= 2,
+            "{kernel}: the fair server should tick a fair task: {ticks}"
+        );
+        assert_eq!(e["ok"], false, "{kernel}: {enter}");
+        assert_eq!(e["errno"], -libc::EAGAIN, "{enter}");
+        assert!(
+            e["error"].as_str().unwrap().contains("FAIR_SERVER"),
+            "{enter}"
+        );
+    } else {
+        assert!(loc <= 1, "{kernel}: no fair server, no ticks: {ticks}");
+        assert_eq!(e["ok"], true, "{kernel}: {enter}");
+    }
+    // A failed enter puts the thread back: CPU 0 only, SCHED_OTHER, nothing locked.
+    let t = &timer["entries"][0];
+    assert_eq!(t["ok"], false, "{timer}");
+    assert_eq!(t["errno"], -libc::EAGAIN, "{timer}");
+    assert_eq!(t["state_after"], t["state_before"], "{timer}");
+}
+
+#[test]
+fn fair_class_and_failed_enter_on_6_12() {
+    fair_class_and_failure("6.12");
+}
+
+#[test]
+fn fair_class_and_failed_enter_on_6_1() {
+    fair_class_and_failure("6.1");
+}
+
+#[test]
+fn fair_class_and_failed_enter_on_6_12_rt() {
+    fair_class_and_failure("rt");
+}
