@@ -281,16 +281,26 @@ impl Lab {
     /// Build `isol` and the guest helper static-pie; returns their paths.
     pub fn build_binaries(&self) -> Result<Vec<PathBuf>, LabError> {
         let target_dir = self.dir().join("build");
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo
-            .current_dir(&self.workspace)
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .args([
-                "build",
-                "--quiet",
-                "--release",
-                "--target",
-                "x86_64-unknown-linux-gnu",
+        // One set of flags for every build here, so that they share their dependencies.
+        let build = |packages: &[&str], what: &str| -> Result<(), LabError> {
+            let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cargo
+                .current_dir(&self.workspace)
+                .env("RUSTFLAGS", "-C target-feature=+crt-static")
+                .args([
+                    "build",
+                    "--quiet",
+                    "--release",
+                    "--target",
+                    "x86_64-unknown-linux-gnu",
+                ])
+                .args(packages)
+                .arg("--target-dir")
+                .arg(&target_dir);
+            run_step(&mut cargo, what)
+        };
+        build(
+            &[
                 "-p",
                 "isol-cli",
                 "-p",
@@ -299,26 +309,12 @@ impl Lab {
                 "isol",
                 "--bin",
                 "isol-lab-guest",
-                "--target-dir",
-            ])
-            .arg(&target_dir);
-        run_step(&mut cargo, "cargo build of the static binaries")?;
-        let out = target_dir.join("x86_64-unknown-linux-gnu/release");
+            ],
+            "cargo build of the static binaries",
+        )?;
         // libisol for C, and the C example of a first entry linked statically against it.
-        let mut capi = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        capi.current_dir(&self.workspace)
-            .args([
-                "build",
-                "--quiet",
-                "--release",
-                "--target",
-                "x86_64-unknown-linux-gnu",
-                "-p",
-                "isol-capi",
-                "--target-dir",
-            ])
-            .arg(&target_dir);
-        run_step(&mut capi, "cargo build of libisol")?;
+        build(&["-p", "isol-capi"], "cargo build of libisol")?;
+        let out = target_dir.join("x86_64-unknown-linux-gnu/release");
         let capi_dir = self.workspace.join("crates/isol-capi");
         let c_bin = out.join("isol-first-entry-c");
         let mut cc = Command::new("cc");

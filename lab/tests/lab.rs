@@ -1,5 +1,6 @@
-//! Lab tier: claims about ticks and isolation, proven on Debian's 6.12 cloud kernel booted
-//! under QEMU with `nohz_full=1`. One boot serves every test in this file. Without a
+//! Lab tier: claims about ticks, watch and noise, proven on Debian's 6.12 cloud kernel
+//! booted under QEMU with `nohz_full=1`. One boot serves every test in this file. Task
+//! isolation is tested on every lab kernel in `task.rs`. Without a
 //! provisioned lab these tests print "skipped: <reason>"; with CI=true they fail instead.
 
 use std::sync::OnceLock;
@@ -24,33 +25,6 @@ fn lab_run() -> Option<&'static Run> {
             Scenario::new("watch_quiet", WATCH_QUIET),
             Scenario::new("watch_provoked", WATCH_PROVOKED),
             Scenario::new("noise", NOISE),
-            // Task isolation through the library API (isol-lab-guest isolate).
-            Scenario::new("isolate_unpinned", "isol-lab-guest isolate 1 0.2 --no-pin"),
-            Scenario::new("isolate_housekeeping", "isol-lab-guest isolate 0 0.2"),
-            // The first entry after boot, with no warm-up, is lab/tests/first_entry.rs (a
-            // boot of its own per case); here the first real entry is isolate_spin's.
-            Scenario::new(
-                "isolate_spin",
-                "isol-lab-guest isolate 1 10 --wait spin --fifo",
-            ),
-            Scenario::new(
-                "isolate_sleep",
-                "isol-lab-guest isolate 1 10 --wait sleep --fifo",
-            ),
-            Scenario::new(
-                "isolate_posix_timer",
-                "isol-lab-guest isolate 1 0.2 --timer --fifo",
-            ),
-            Scenario::new(
-                "isolate_shared_cpu",
-                // SCHED_FIFO: a fair thread is refused at once on kernels with a fair
-                // server (first_entry.rs); the second, fair task keeps the tick (SCHED).
-                "isol-lab-guest isolate 1 0.2 --share --fifo",
-            ),
-            Scenario::new(
-                "isolate_repeat",
-                "isol-lab-guest isolate 1 0.2 --repeat 10 --wait sleep --fifo",
-            ),
         ];
         let run = lab
             .run(&Boot::default(), &scenarios)
@@ -228,87 +202,6 @@ fn watch_names_every_provoked_interruption_in_the_lab() {
         .map(|l| serde_json::from_str(l).unwrap())
         .unwrap_or_else(|| panic!("no provoke output:\n{}", r.stdout));
     isol_lab::expect::assert_provocations_named(&records(&r.stdout), &prov);
-}
-
-fn isolate(run: &Run, name: &str) -> serde_json::Value {
-    let r = run.result(name).unwrap();
-    assert_eq!(r.status, 0, "{name}: {}", r.stdout);
-    r.stdout
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .unwrap_or_else(|| panic!("{name}: no JSON:\n{}", r.stdout))
-}
-
-#[test]
-fn isolation_is_refused_with_einval_unless_pinned_to_an_isolated_cpu() {
-    let Some(run) = lab_run() else { return };
-    for (name, want) in [
-        ("isolate_unpinned", "not on exactly one"),
-        ("isolate_housekeeping", "not a nohz_full CPU"),
-    ] {
-        let v = isolate(run, name);
-        let e = &v["entries"][0];
-        assert_eq!(e["ok"], false, "{name}: {v}");
-        assert_eq!(e["errno"], -22, "{name}: {v}");
-        assert!(e["error"].as_str().unwrap().contains(want), "{name}: {v}");
-    }
-}
-
-#[test]
-fn both_strategies_enter_and_then_nothing_interrupts_for_10_s() {
-    let Some(run) = lab_run() else { return };
-    for name in ["isolate_spin", "isolate_sleep"] {
-        let v = isolate(run, name);
-        let e = &v["entries"][0];
-        assert_eq!(e["ok"], true, "{name}: {v}");
-        let r = &e["report"];
-        assert_eq!(r["ticking"], false, "{name}: {v}");
-        // How long it took is a benchmark's business (bench/isolation.py), not a test's.
-        assert!(r["time_to_quiet_ns"].as_u64().is_some(), "{name}: {v}");
-        // Counted independently: /proc/interrupts over 10 s, read from CPU 0.
-        assert!(v["window_s"].as_f64().unwrap() >= 10.0);
-        assert_eq!(v["irqs"], 0, "{name}: {v}");
-        // And by the watcher's counter.
-        assert_eq!(r["interruptions"], 0, "{name}: {v}");
-    }
-}
-
-#[test]
-fn a_cpu_time_timer_or_a_second_task_gives_eagain_naming_the_dependency() {
-    let Some(run) = lab_run() else { return };
-    for (name, dep) in [
-        ("isolate_posix_timer", "POSIX_TIMER"),
-        ("isolate_shared_cpu", "SCHED"),
-    ] {
-        let v = isolate(run, name);
-        let e = &v["entries"][0];
-        assert_eq!(e["ok"], false, "{name}: {v}");
-        assert_eq!(e["errno"], -11, "{name}: {v}");
-        let msg = e["error"].as_str().unwrap();
-        assert!(msg.contains(&format!("{dep} dependency")), "{name}: {msg}");
-    }
-    // The shared CPU's culprit is named too.
-    let v = isolate(run, "isolate_shared_cpu");
-    assert!(
-        v["entries"][0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("isol-lab-guest/"),
-        "{v}"
-    );
-}
-
-#[test]
-fn repeated_entries_all_succeed() {
-    let Some(run) = lab_run() else { return };
-    let v = isolate(run, "isolate_repeat");
-    let entries = v["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 10, "{v}");
-    for e in entries {
-        assert_eq!(e["ok"], true, "{v}");
-        assert_eq!(e["report"]["ticking"], false, "{v}");
-    }
 }
 
 #[test]

@@ -290,6 +290,7 @@ pub fn run(model: &KernelModel, target: &Target) -> Report {
         c.kthreads(),
         c.user_tasks(),
         c.rt_throttling(),
+        c.fair_server(),
         c.workqueue(),
         c.writeback(),
         c.watchdog_cpumask(),
@@ -1326,6 +1327,86 @@ impl Ctx<'_> {
                 ),
                 e,
                 fix(FixKind::Runtime, "sysctl -w kernel.sched_rt_runtime_us=-1"),
+            )
+        }
+    }
+
+    /// Since 6.8, a SCHED_OTHER task on a nohz_full CPU starts the CPU's fair deadline
+    /// server, whose timer kicks the CPU about once a second (measured in the lab: 4 local
+    /// timer interrupts in 4 s on 6.12 and 6.12-rt, none on 6.1).
+    fn fair_server(&self) -> Finding {
+        let id = "tasks.fair_server";
+        let what = "the fair deadline server";
+        let on: Vec<(u32, u64)> = self
+            .target()
+            .iter()
+            .filter_map(|c| self.m.fair_server.get(&c)?.as_ref().map(|r| (c, *r)))
+            .collect();
+        let fix_text = "run the isolated thread SCHED_FIFO (isol's enter does with fifo), or turn \
+                        the server off on those CPUs: echo 0 > \
+                        /sys/kernel/debug/sched/fair_server/cpuN/runtime";
+        if !on.is_empty() {
+            let e = on
+                .iter()
+                .map(|(c, r)| {
+                    ev(
+                        format!("/sys/kernel/debug/sched/fair_server/cpu{c}/runtime"),
+                        r.to_string(),
+                    )
+                })
+                .collect();
+            let ticking: CpuSet = on.iter().filter(|(_, r)| *r > 0).map(|(c, _)| *c).collect();
+            return if ticking.is_empty() {
+                finding(
+                    id,
+                    Area::Tasks,
+                    Severity::Ok,
+                    "the fair deadline server is off on the target CPUs",
+                    e,
+                    None,
+                )
+            } else {
+                finding(
+                    id,
+                    Area::Tasks,
+                    Severity::Warn,
+                    format!(
+                        "the fair deadline server is on for CPU {}: a SCHED_OTHER task there is \
+                         kicked about once a second",
+                        ticking.to_list()
+                    ),
+                    e,
+                    fix(FixKind::Runtime, fix_text),
+                )
+            };
+        }
+        // No debugfs: decide from the kernel's version.
+        let Some(release) = self.m.release.as_ref() else {
+            return unknown(id, Area::Tasks, what, &self.m.release);
+        };
+        let mut nums = release
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse::<u32>().ok());
+        let version = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+        let e = vec![ev("/proc/sys/kernel/osrelease", release.clone())];
+        if version < (6, 8) {
+            finding(
+                id,
+                Area::Tasks,
+                Severity::Ok,
+                "this kernel has no fair deadline server (before 6.8)",
+                e,
+                None,
+            )
+        } else {
+            finding(
+                id,
+                Area::Tasks,
+                Severity::Warn,
+                "this kernel (6.8 or later) has a fair deadline server: a SCHED_OTHER task on a \
+                 nohz_full CPU is kicked about once a second (mount debugfs to see its runtime)",
+                e,
+                fix(FixKind::Runtime, fix_text),
             )
         }
     }

@@ -300,15 +300,20 @@ fn walk<'a>(root: &Path, rel: &'a str) -> io::Result<(OwnedFd, Option<&'a str>)>
         let st = rustix::fs::statat(&dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(io::Error::from)?;
         check_type(&st, true)?;
-        dir = rustix::fs::openat(
-            &dir,
-            name.as_c_str(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| link_error(e.into()))?;
+        dir = open_subdir(&dir, &name)?;
     }
     Ok((dir, Some(last)))
+}
+
+/// Open the directory `name` in `dir`, refusing a link.
+fn open_subdir(dir: &OwnedFd, name: &CString) -> io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name.as_c_str(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| link_error(e.into()))
 }
 
 /// `O_NOFOLLOW` on a link answers ELOOP (or ENOTDIR with `O_DIRECTORY`): say what it is.
@@ -579,13 +584,7 @@ impl OutputDir {
                 Err(rustix::io::Errno::EXIST) => {}
                 Err(e) => return Err(e.into()),
             }
-            dir = rustix::fs::openat(
-                &dir,
-                name.as_c_str(),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| link_error(e.into()))?;
+            dir = open_subdir(&dir, &name)?;
         }
         let fd = rustix::fs::openat(
             &dir,

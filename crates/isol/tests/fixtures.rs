@@ -185,3 +185,46 @@ fn unreadable_files_are_unknown_not_fatal() {
     let r = check::run(&m, &t);
     assert!(r.summary.unknown > 5);
 }
+
+/// `tasks.fair_server` both ways: from debugfs where it is mounted (on, off), else from the
+/// kernel's version (6.8 and later have the server, 6.1 does not).
+#[test]
+fn fair_server_check_reads_debugfs_else_the_kernel_version() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/lab-6.12");
+    let tree = tempfile::tempdir().unwrap();
+    copy(&src, tree.path());
+    let with = |release: &str, runtime: Option<&str>| {
+        std::fs::write(tree.path().join("proc/sys/kernel/osrelease"), release).unwrap();
+        let dir = tree.path().join("sys/kernel/debug/sched/fair_server/cpu1");
+        let _ = std::fs::remove_dir_all(tree.path().join("sys/kernel/debug"));
+        if let Some(r) = runtime {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("runtime"), r).unwrap();
+        }
+        let m = KernelModel::load(&SysRoot::at(tree.path()));
+        let t = Target::choose(&m, Some(&CpuSet::from_iter([1]))).unwrap();
+        severity(&check::run(&m, &t), "tasks.fair_server")
+    };
+    assert_eq!(with("6.12.117+deb12-cloud-amd64\n", None), Severity::Warn);
+    assert_eq!(with("6.1.0-56-cloud-amd64\n", None), Severity::Ok);
+    assert_eq!(
+        with("6.12.117+deb12-rt-amd64\n", Some("50000000\n")),
+        Severity::Warn
+    );
+    assert_eq!(
+        with("6.12.117+deb12-cloud-amd64\n", Some("0\n")),
+        Severity::Ok
+    );
+}
+
+fn copy(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let (p, t) = (e.path(), to.join(e.file_name()));
+        if p.is_dir() {
+            copy(&p, &t);
+        } else {
+            std::fs::copy(&p, &t).unwrap();
+        }
+    }
+}

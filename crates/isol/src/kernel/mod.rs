@@ -252,6 +252,9 @@ pub struct KernelModel {
     pub mce: Mce,
     /// Where tracefs is mounted, if it is.
     pub tracefs: Option<String>,
+    /// The fair deadline server's runtime per online CPU, in ns (debugfs
+    /// `sched/fair_server/cpuN/runtime`, kernels 6.8 and later; 0 means off).
+    pub fair_server: BTreeMap<u32, Fact<u64>>,
 }
 
 impl KernelModel {
@@ -335,6 +338,23 @@ impl KernelModel {
                 ignore_ce: Fact::read(root, &format!("{MCE}/ignore_ce"), |s| Ok(s.trim() != "0")),
             },
             tracefs,
+            fair_server: cpus
+                .online
+                .as_ref()
+                .map(|on| {
+                    on.iter()
+                        .map(|c| {
+                            let p = format!("/sys/kernel/debug/sched/fair_server/cpu{c}/runtime");
+                            (
+                                c,
+                                Fact::read(root, &p, |s| {
+                                    s.trim().parse().map_err(|e| format!("{e}"))
+                                }),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             cpus,
         }
     }

@@ -412,8 +412,13 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
             }
         }
         if settled && armed == Some(false) && timers.is_empty() && read_at >= s.settle_after_ns {
-            d.candidate = Some(read_at);
-            return;
+            // Another runnable task there: a SCHED_FIFO thread lets the tick stop while it
+            // starves a fair task, but the fair server (6.8+) or the task's own wake-ups
+            // will come for it. Not quiet; the failure names it.
+            if runnable_on(root, s.cpu, s.tid).is_empty() {
+                d.candidate = Some(read_at);
+                return;
+            }
         }
     }
     if now > s.deadline_ns {

@@ -8,11 +8,13 @@
 //! Also per kernel: what the fair deadline server does to a lone SCHED_OTHER task on a
 //! nohz_full CPU (measured), that enter refuses such a thread where the server would tick
 //! it, and that a failed enter leaves the thread's affinity, policy and locked memory as
-//! they were.
+//! they were; and, in one boot, the API's other promises: EINVAL unless pinned to an
+//! isolated CPU, 10 s without an interrupt after Spin and Sleep enters, EAGAIN naming a
+//! CPU-time timer or a second task, repeated entries.
 
 use std::sync::Mutex;
 
-use isol_lab::{lab_kernel_or_skip, Boot, Lab, Scenario};
+use isol_lab::{lab_kernel_or_skip, Boot, Lab, Run, Scenario};
 
 /// One guest at a time: TCG guests share the host's two CPUs.
 static BOOTS: Mutex<()> = Mutex::new(());
@@ -173,4 +175,137 @@ fn fair_class_and_failed_enter_on_6_1() {
 #[test]
 fn fair_class_and_failed_enter_on_6_12_rt() {
     fair_class_and_failure("rt");
+}
+
+/// The first JSON line of scenario `name`, which must have exited 0.
+fn isolate(run: &Run, name: &str) -> serde_json::Value {
+    let r = run.result(name).unwrap();
+    assert_eq!(r.status, 0, "{name}: {}", r.stdout);
+    r.stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_else(|| panic!("{name}: no JSON:\n{}", r.stdout))
+}
+
+/// The API's promises beyond the first entry, in one boot of `kernel`.
+fn promises(kernel: &str) {
+    let Some(lab) = lab_kernel_or_skip(kernel) else {
+        return;
+    };
+    let scenarios = [
+        Scenario::new("rt_unthrottled", RT_OFF),
+        Scenario::new("isolate_unpinned", "isol-lab-guest isolate 1 0.2 --no-pin"),
+        Scenario::new("isolate_housekeeping", "isol-lab-guest isolate 0 0.2"),
+        Scenario::new(
+            "isolate_spin",
+            "isol-lab-guest isolate 1 10 --wait spin --fifo",
+        ),
+        Scenario::new(
+            "isolate_sleep",
+            "isol-lab-guest isolate 1 10 --wait sleep --fifo",
+        ),
+        Scenario::new(
+            "isolate_posix_timer",
+            "isol-lab-guest isolate 1 0.2 --timer --fifo",
+        ),
+        // SCHED_FIFO: a fair thread is refused at once on kernels with a fair server; the
+        // second, fair task on the CPU is then what keeps it from being quiet (SCHED).
+        Scenario::new(
+            "isolate_shared_cpu",
+            "isol-lab-guest isolate 1 0.2 --share --fifo",
+        ),
+        Scenario::new(
+            "isolate_repeat",
+            "isol-lab-guest isolate 1 0.2 --repeat 10 --wait sleep --fifo",
+        ),
+    ];
+    let run = {
+        let _one = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+        lab.run(&Boot::default(), &scenarios)
+            .unwrap_or_else(|e| panic!("{kernel}: lab run failed: {e}"))
+    };
+    eprintln!(
+        "lab {kernel}: kernel {}, {:.1} s",
+        run.kernel,
+        run.elapsed.as_secs_f64()
+    );
+    // EINVAL unless pinned to one nohz_full, domain-isolated CPU.
+    for (name, want) in [
+        ("isolate_unpinned", "not on exactly one"),
+        ("isolate_housekeeping", "not a nohz_full CPU"),
+    ] {
+        let v = isolate(&run, name);
+        let e = &v["entries"][0];
+        assert_eq!(e["ok"], false, "{kernel} {name}: {v}");
+        assert_eq!(e["errno"], -22, "{kernel} {name}: {v}");
+        assert!(
+            e["error"].as_str().unwrap().contains(want),
+            "{kernel} {name}: {v}"
+        );
+    }
+    // Both strategies enter, then nothing interrupts for 10 s.
+    for name in ["isolate_spin", "isolate_sleep"] {
+        let v = isolate(&run, name);
+        let e = &v["entries"][0];
+        assert_eq!(e["ok"], true, "{kernel} {name}: {v}");
+        let r = &e["report"];
+        assert_eq!(r["ticking"], false, "{kernel} {name}: {v}");
+        // How long it took is a benchmark's business (bench/isolation.py), not a test's.
+        assert!(
+            r["time_to_quiet_ns"].as_u64().is_some(),
+            "{kernel} {name}: {v}"
+        );
+        // Counted independently: /proc/interrupts over 10 s, read from CPU 0.
+        assert!(v["window_s"].as_f64().unwrap() >= 10.0);
+        assert_eq!(v["irqs"], 0, "{kernel} {name}: {v}");
+        // And by the watcher's counter.
+        assert_eq!(r["interruptions"], 0, "{kernel} {name}: {v}");
+    }
+    // EAGAIN naming what keeps the tick: a CPU-time timer, a second task (named).
+    for (name, dep) in [
+        ("isolate_posix_timer", "POSIX_TIMER"),
+        ("isolate_shared_cpu", "SCHED"),
+    ] {
+        let v = isolate(&run, name);
+        let e = &v["entries"][0];
+        assert_eq!(e["ok"], false, "{kernel} {name}: {v}");
+        assert_eq!(e["errno"], -11, "{kernel} {name}: {v}");
+        let msg = e["error"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!("{dep} dependency")),
+            "{kernel} {name}: {msg}"
+        );
+    }
+    let v = isolate(&run, "isolate_shared_cpu");
+    assert!(
+        v["entries"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("isol-lab-guest/"),
+        "{kernel}: {v}"
+    );
+    // Repeated entries all succeed.
+    let v = isolate(&run, "isolate_repeat");
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 10, "{kernel}: {v}");
+    for e in entries {
+        assert_eq!(e["ok"], true, "{kernel}: {v}");
+        assert_eq!(e["report"]["ticking"], false, "{kernel}: {v}");
+    }
+}
+
+#[test]
+fn promises_hold_on_6_12() {
+    promises("6.12");
+}
+
+#[test]
+fn promises_hold_on_6_1() {
+    promises("6.1");
+}
+
+#[test]
+fn promises_hold_on_6_12_rt() {
+    promises("rt");
 }
