@@ -15,7 +15,11 @@
 //!
 //! Two ways to wait, the two sides of the 2015 design debate:
 //! * [`Wait::Spin`]: the thread spins in userspace on an atomic the watcher sets (the
-//!   patch's busy wait, without a loop in the kernel);
+//!   patch's busy wait, without a loop in the kernel). A spinning SCHED_FIFO thread would
+//!   starve another task runnable on its CPU (a kworker its own setup queued there, an RCU
+//!   kthread on PREEMPT_RT); when the watcher sees one, the thread blocks until that task
+//!   has run, then re-verifies, spinning. A task that never leaves makes enter fail
+//!   (EAGAIN, SCHED, naming it);
 //! * [`Wait::Sleep`]: the thread blocks, the watcher wakes it when the CPU is quiet, and
 //!   the thread re-verifies by spinning until the watcher sees the CPU quiet again (the
 //!   wake-wait scheme proposed in review: waking a thread disturbs the CPU it wakes on).
@@ -331,6 +335,9 @@ pub(crate) const FAILED: u8 = 2;
 pub(crate) const REVERIFY: u8 = 3;
 pub(crate) const ISOLATED: u8 = 4;
 pub(crate) const DONE: u8 = 5;
+/// The spinning thread would starve kernel work runnable on its CPU (a kworker its own
+/// setup queued, an RCU thread): it blocks until the watcher sees the work done.
+pub(crate) const YIELD: u8 = 6;
 
 /// What one isolated thread shares with the watcher.
 #[derive(Debug)]
@@ -849,6 +856,19 @@ fn wait_quiet(slot: &Slot, wait: Wait) -> Result<(), IsolError> {
         match slot.state.load(Ordering::Acquire) {
             QUIET => break,
             FAILED => return Err(watcher::failure(slot)),
+            YIELD => {
+                // Let the starved task run: block until the watcher says it is done (it
+                // then wakes us to re-verify, spinning).
+                spent += crate::monitor::monotonic_ns().saturating_sub(spinning_since);
+                while slot.state.load(Ordering::Acquire) == YIELD {
+                    if ABORT.load(Ordering::Relaxed) != 0 {
+                        return Err(IsolError::Aborted);
+                    }
+                    std::thread::park();
+                }
+                spinning_since = crate::monitor::monotonic_ns();
+                continue;
+            }
             _ => {}
         }
         if ABORT.load(Ordering::Relaxed) != 0 {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{IsolError, NotQuiet, Slot, FAILED, QUIET, REVERIFY, WAITING};
+use super::{IsolError, NotQuiet, Slot, FAILED, QUIET, REVERIFY, WAITING, YIELD};
 use crate::interrupt::{Kind, Record};
 use crate::kernel::timer_list;
 use crate::monitor::{self, Watch, WatchOptions};
@@ -30,6 +30,9 @@ pub(crate) struct Detail {
     /// When `/proc/timer_list` last showed the CPU quiet: it is quiet once every event up
     /// to then has been seen and none came after.
     candidate: Option<u64>,
+    /// When other runnable tasks on the CPU were last looked for, and what was found.
+    runnable_at: u64,
+    runnable: Vec<String>,
     last_state: u8,
     started: bool,
 }
@@ -279,7 +282,7 @@ fn account(s: &Slot, r: &Record) {
                 }
                 return;
             }
-            if matches!(state, WAITING | REVERIFY | QUIET) {
+            if matches!(state, WAITING | REVERIFY | QUIET | YIELD) {
                 if matches!(i.kind, Kind::Syscall | Kind::PageFault) {
                     // The thread's own setup, before the final phase.
                     return;
@@ -342,7 +345,7 @@ fn has_cpu_time_timers(root: &SysRoot) -> bool {
 /// Decide quiet or failure for a waiting slot.
 fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
     let state = s.state.load(Ordering::Acquire);
-    if state != WAITING && state != REVERIFY {
+    if !matches!(state, WAITING | REVERIFY | YIELD) {
         return;
     }
     if super::ABORT.load(Ordering::Relaxed) != 0 {
@@ -399,6 +402,26 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
         }
     }
     let settled = horizon >= d.window_start + s.confirm_ns;
+    // Other tasks runnable on the CPU (looked for every 10 ms at most: it reads /proc). A
+    // spinning SCHED_FIFO thread would starve them, and they would come back for the CPU.
+    if (settled || state == YIELD) && now >= d.runnable_at + 10_000_000 {
+        d.runnable_at = now;
+        d.runnable = runnable_on(root, s.cpu, s.tid);
+    }
+    let spinning = state == REVERIFY || (state == WAITING && !s.sleeps);
+    if spinning && settled && !d.runnable.is_empty() && now <= s.deadline_ns {
+        d.candidate = None;
+        s.state.store(YIELD, Ordering::Release);
+        return;
+    }
+    if state == YIELD && now <= s.deadline_ns {
+        if d.runnable.is_empty() {
+            // The work ran: back onto the CPU, and show quiet again from there.
+            s.state.store(REVERIFY, Ordering::Release);
+            s.thread.unpark();
+        }
+        return;
+    }
     let mut timers = Vec::new();
     let mut armed = None;
     if (settled && d.candidate.is_none()) || now > s.deadline_ns {
@@ -416,6 +439,7 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
             // starves a fair task, but the fair server (6.8+) or the task's own wake-ups
             // will come for it. Not quiet; the failure names it.
             if runnable_on(root, s.cpu, s.tid).is_empty() {
+                d.runnable.clear();
                 d.candidate = Some(read_at);
                 return;
             }
