@@ -367,6 +367,8 @@ pub(crate) struct Slot {
 }
 
 static ABORT: AtomicU8 = AtomicU8::new(0);
+/// Whether `enter` has done mlockall(MCL_CURRENT | MCL_FUTURE) in this process.
+static LOCKED_ALL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Stop this process's watcher now (it also stops by itself at normal exit): its tracing
 /// instance is removed and the kernel's events disabled, which patches code and sends one
@@ -670,7 +672,9 @@ impl Isolation {
     }
 
     fn prepare(&self) -> Result<(), IsolError> {
-        if self.mlock {
+        // Once per process: MCL_FUTURE keeps what comes later locked, and a second
+        // mlockall would walk every mapping again, filling per-CPU batches on this CPU.
+        if self.mlock && !LOCKED_ALL.load(Ordering::Acquire) {
             // SAFETY: mlockall takes flags only.
             if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
                 return Err(IsolError::Prepare {
@@ -679,6 +683,7 @@ impl Isolation {
                     fix: "run as root or raise the locked-memory limit (ulimit -l), or disable with Isolation::mlock(false)",
                 });
             }
+            LOCKED_ALL.store(true, Ordering::Release);
         }
         prefault_stack(self.prefault_stack);
         for &(ptr, len) in &self.regions {
@@ -734,6 +739,7 @@ impl ThreadState {
         if !self.locked && locked_kib() != 0 {
             // SAFETY: munlockall takes no arguments.
             unsafe { libc::munlockall() };
+            LOCKED_ALL.store(false, Ordering::Release);
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::monitor::{self, Watch, WatchOptions};
 use crate::{CpuSet, SysRoot};
 
 const POLL: Duration = Duration::from_millis(1);
-const HOLDBACK_NS: u64 = 2_000_000;
+const HOLDBACK_NS: u64 = 1_000_000;
 
 /// What the watcher knows about one slot beyond its atomics.
 #[derive(Debug, Default)]
@@ -118,9 +118,11 @@ pub(crate) fn settle(_slot: &Slot, until: u64) {
         Some(h) => h.shared.clone(),
         None => return,
     };
+    // Spin, reading the vDSO clock: a sleep here would idle the isolated CPU, and waking
+    // from idle restarts its tick, which the next enter would then wait out.
     let give_up = monitor::monotonic_ns() + 200_000_000;
     while shared.settled_ns.load(Ordering::Acquire) < until && monitor::monotonic_ns() < give_up {
-        std::thread::sleep(POLL);
+        std::hint::spin_loop();
     }
 }
 
@@ -314,6 +316,17 @@ fn account(s: &Slot, r: &Record) {
 
 /// Tasks in state R whose last CPU is `cpu`, other than `tid`: `comm/tid`.
 fn runnable_on(root: &SysRoot, cpu: u32, tid: i32) -> Vec<String> {
+    // Fast path: `procs_running` counts the runnable tasks of all CPUs, the reader (this
+    // watcher) and the isolated thread included. At most those two: nothing else is
+    // runnable anywhere, and all of /proc need not be read.
+    let running = root.read("/proc/stat").ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("procs_running "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    });
+    if running.is_some_and(|n| n <= 2) {
+        return Vec::new();
+    }
     let mut out = Vec::new();
     for pid in root.list("/proc").unwrap_or_default() {
         if !pid.bytes().all(|b| b.is_ascii_digit()) {
@@ -402,14 +415,17 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
         }
     }
     let settled = horizon >= d.window_start + s.confirm_ns;
-    // Other tasks runnable on the CPU (looked for every 10 ms at most: it reads /proc). A
-    // spinning SCHED_FIFO thread would starve them, and they would come back for the CPU.
-    if (settled || state == YIELD) && now >= d.runnable_at + 10_000_000 {
+    // Other tasks runnable on the CPU. Looking reads all of /proc, so it is done only where
+    // it matters: before believing a quiet reading (below), while the kernel says SCHED
+    // keeps the tick, and while the thread yields to them.
+    let spinning = state == REVERIFY || (state == WAITING && !s.sleeps);
+    let sched_kept = d.dependency.as_deref() == Some("SCHED");
+    if ((settled && spinning && sched_kept) || state == YIELD) && now >= d.runnable_at + 2_000_000 {
         d.runnable_at = now;
         d.runnable = runnable_on(root, s.cpu, s.tid);
     }
-    let spinning = state == REVERIFY || (state == WAITING && !s.sleeps);
     if spinning && settled && !d.runnable.is_empty() && now <= s.deadline_ns {
+        // A spinning SCHED_FIFO thread would starve them, and they would come back.
         d.candidate = None;
         s.state.store(YIELD, Ordering::Release);
         return;
@@ -437,9 +453,11 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
         if settled && armed == Some(false) && timers.is_empty() && read_at >= s.settle_after_ns {
             // Another runnable task there: a SCHED_FIFO thread lets the tick stop while it
             // starves a fair task, but the fair server (6.8+) or the task's own wake-ups
-            // will come for it. Not quiet; the failure names it.
-            if runnable_on(root, s.cpu, s.tid).is_empty() {
-                d.runnable.clear();
+            // will come for it. Not quiet (a spinning thread yields to it, above); the
+            // failure names it.
+            d.runnable_at = monitor::monotonic_ns();
+            d.runnable = runnable_on(root, s.cpu, s.tid);
+            if d.runnable.is_empty() {
                 d.candidate = Some(read_at);
                 return;
             }
