@@ -218,12 +218,17 @@ fn provoke(cpu: u32, delay_ms: u64) {
     let resident_tid = rx.recv().unwrap();
     let pause = || std::thread::sleep(Duration::from_millis(300));
     std::thread::sleep(Duration::from_millis(delay_ms));
-    // 1. IPIs to every CPU running this process: the resident's.
+    // 1. IPIs to every CPU running this process: the resident's. The IPI goes only where
+    //    a thread of this process runs at that instant; on a loaded host another task may
+    //    hold the CPU for a moment, so a few tries, 10 ms apart.
     // SAFETY: membarrier takes integer arguments only.
-    let rc = unsafe {
-        libc::syscall(libc::SYS_membarrier, 1 << 4, 0, 0); // REGISTER_PRIVATE_EXPEDITED
-        libc::syscall(libc::SYS_membarrier, 1 << 3, 0, 0) // PRIVATE_EXPEDITED
-    };
+    unsafe { libc::syscall(libc::SYS_membarrier, 1 << 4, 0, 0) }; // REGISTER_PRIVATE_EXPEDITED
+    let mut rc = 0;
+    for _ in 0..5 {
+        // SAFETY: as above.
+        rc |= unsafe { libc::syscall(libc::SYS_membarrier, 1 << 3, 0, 0) }; // PRIVATE_EXPEDITED
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let membarrier_tid = gettid();
     pause();
     // 2. A POSIX timer armed by the resident itself, on its CPU.
