@@ -21,19 +21,24 @@ static BOOTS: Mutex<()> = Mutex::new(());
 
 const RT_OFF: &str = "echo -1 > /proc/sys/kernel/sched_rt_runtime_us; ";
 
-fn boot(lab: &Lab, name: &str, command: String) -> serde_json::Value {
+/// Boot `lab` once (one guest at a time) and run `scenarios`.
+fn boot(lab: &Lab, scenarios: &[Scenario]) -> Run {
     let _one = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
-    let run = lab
-        .run(&Boot::default(), &[Scenario::new(name, command)])
-        .unwrap_or_else(|e| panic!("{}: lab run failed: {e}", lab.name));
+    lab.run(&Boot::default(), scenarios)
+        .unwrap_or_else(|e| panic!("{}: lab run failed: {e}", lab.name))
+}
+
+/// The first JSON line of scenario `name`, which must have exited 0.
+fn scenario_json(run: &Run, name: &str) -> serde_json::Value {
     let r = run.result(name).unwrap();
+    assert_eq!(r.status, 0, "{name}: {}", r.stdout);
     let json = r
         .stdout
         .lines()
         .find(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())
-        .unwrap_or_else(|| panic!("{} {name}: no JSON:\n{}", lab.name, r.stdout));
-    eprintln!("lab {} ({}): {name}: {json}", lab.name, run.kernel);
+        .unwrap_or_else(|| panic!("{} {name}: no JSON:\n{}", run.kernel, r.stdout));
+    eprintln!("lab {}: {name}: {json}", run.kernel);
     json
 }
 
@@ -62,7 +67,7 @@ fn first_entries(kernel: &str) {
     ];
     let mut failures = Vec::new();
     for (name, cmd) in cases {
-        let v = boot(&lab, name, cmd);
+        let v = scenario_json(&boot(&lab, &[Scenario::new(name, cmd)]), name);
         let ok = v["ok"]
             .as_bool()
             .unwrap_or_else(|| v["entries"][0]["ok"].as_bool().unwrap_or(false));
@@ -107,31 +112,20 @@ fn fair_class_and_failure(kernel: &str) {
     let Some(lab) = lab_kernel_or_skip(kernel) else {
         return;
     };
-    let _one = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
-    let run = lab
-        .run(
-            &Boot::default(),
-            &[
-                Scenario::new("ticks_other", "isol-lab-guest ticks 1 4"),
-                Scenario::new("enter_other", "isol-lab-guest isolate 1 0.2 --first"),
-                Scenario::new(
-                    "enter_timer",
-                    format!("{RT_OFF}isol-lab-guest isolate 1 0.2 --first --fifo --timer"),
-                ),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("{kernel}: lab run failed: {e}"));
-    let json = |name: &str| -> serde_json::Value {
-        let r = run.result(name).unwrap();
-        r.stdout
-            .lines()
-            .find(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).unwrap())
-            .unwrap_or_else(|| panic!("{kernel} {name}: no JSON:\n{}", r.stdout))
-    };
-    let ticks = json("ticks_other");
-    let enter = json("enter_other");
-    let timer = json("enter_timer");
+    let run = boot(
+        &lab,
+        &[
+            Scenario::new("ticks_other", "isol-lab-guest ticks 1 4"),
+            Scenario::new("enter_other", "isol-lab-guest isolate 1 0.2 --first"),
+            Scenario::new(
+                "enter_timer",
+                format!("{RT_OFF}isol-lab-guest isolate 1 0.2 --first --fifo --timer"),
+            ),
+        ],
+    );
+    let ticks = scenario_json(&run, "ticks_other");
+    let enter = scenario_json(&run, "enter_other");
+    let timer = scenario_json(&run, "enter_timer");
     eprintln!(
         "lab {kernel} ({}): ticks_other {ticks}\nenter_other {enter}\nenter_timer {timer}",
         run.kernel
@@ -177,17 +171,6 @@ fn fair_class_and_failed_enter_on_6_12_rt() {
     fair_class_and_failure("rt");
 }
 
-/// The first JSON line of scenario `name`, which must have exited 0.
-fn isolate(run: &Run, name: &str) -> serde_json::Value {
-    let r = run.result(name).unwrap();
-    assert_eq!(r.status, 0, "{name}: {}", r.stdout);
-    r.stdout
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .unwrap_or_else(|| panic!("{name}: no JSON:\n{}", r.stdout))
-}
-
 /// The API's promises beyond the first entry, in one boot of `kernel`.
 fn promises(kernel: &str) {
     let Some(lab) = lab_kernel_or_skip(kernel) else {
@@ -220,11 +203,7 @@ fn promises(kernel: &str) {
             "isol-lab-guest isolate 1 0.2 --repeat 10 --wait sleep --fifo",
         ),
     ];
-    let run = {
-        let _one = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
-        lab.run(&Boot::default(), &scenarios)
-            .unwrap_or_else(|e| panic!("{kernel}: lab run failed: {e}"))
-    };
+    let run = boot(&lab, &scenarios);
     eprintln!(
         "lab {kernel}: kernel {}, {:.1} s",
         run.kernel,
@@ -235,7 +214,7 @@ fn promises(kernel: &str) {
         ("isolate_unpinned", "not on exactly one"),
         ("isolate_housekeeping", "not a nohz_full CPU"),
     ] {
-        let v = isolate(&run, name);
+        let v = scenario_json(&run, name);
         let e = &v["entries"][0];
         assert_eq!(e["ok"], false, "{kernel} {name}: {v}");
         assert_eq!(e["errno"], -22, "{kernel} {name}: {v}");
@@ -246,7 +225,7 @@ fn promises(kernel: &str) {
     }
     // Both strategies enter, then nothing interrupts for 10 s.
     for name in ["isolate_spin", "isolate_sleep"] {
-        let v = isolate(&run, name);
+        let v = scenario_json(&run, name);
         let e = &v["entries"][0];
         assert_eq!(e["ok"], true, "{kernel} {name}: {v}");
         let r = &e["report"];
@@ -267,7 +246,7 @@ fn promises(kernel: &str) {
         ("isolate_posix_timer", "POSIX_TIMER"),
         ("isolate_shared_cpu", "SCHED"),
     ] {
-        let v = isolate(&run, name);
+        let v = scenario_json(&run, name);
         let e = &v["entries"][0];
         assert_eq!(e["ok"], false, "{kernel} {name}: {v}");
         assert_eq!(e["errno"], -11, "{kernel} {name}: {v}");
@@ -277,7 +256,7 @@ fn promises(kernel: &str) {
             "{kernel} {name}: {msg}"
         );
     }
-    let v = isolate(&run, "isolate_shared_cpu");
+    let v = scenario_json(&run, "isolate_shared_cpu");
     assert!(
         v["entries"][0]["error"]
             .as_str()
@@ -286,7 +265,7 @@ fn promises(kernel: &str) {
         "{kernel}: {v}"
     );
     // Repeated entries all succeed.
-    let v = isolate(&run, "isolate_repeat");
+    let v = scenario_json(&run, "isolate_repeat");
     let entries = v["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 10, "{kernel}: {v}");
     for e in entries {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{as_nobody, fixture, is_root, isol};
+use common::{as_nobody, copy_tree, fixture, is_root, isol};
 
 /// A marker no real kernel file contains: if it shows up in isol's output, isol read a
 /// file it must not read.
@@ -65,6 +65,13 @@ const HANG: Duration = Duration::from_secs(60);
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Assert that `out` exited with `code`, saying `word` on stderr.
+fn assert_exit(out: &Output, code: i32, word: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(err.contains(word), "{err}");
 }
 
 /// Assert a refusal: exit 64, one line on stderr naming `member` and `why`, no secret
@@ -223,19 +230,6 @@ fn a_snapshot_member_linked_to_a_secret_is_refused_not_printed_or_copied() {
     assert_refused(&out, "current_clocksource", "symbolic link");
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        let t = to.join(e.file_name());
-        if p.is_dir() {
-            copy_tree(&p, &t);
-        } else {
-            std::fs::copy(&p, &t).unwrap();
-        }
-    }
-}
-
 #[test]
 fn paths_that_climb_out_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
@@ -390,8 +384,7 @@ fn compare_files_that_hang_or_never_end_are_refused() {
             tmp.path(),
             HANG,
         );
-        assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
-        assert!(text(&out.stderr).contains(why), "{}", text(&out.stderr));
+        assert_exit(&out, 64, why);
     }
 }
 
@@ -409,20 +402,14 @@ fn tracing(dir: &Path) -> PathBuf {
 #[test]
 fn crafted_recordings_are_refused_or_replayed_without_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
-    // Replay `dir`: it must end with one of `codes`, saying `word`.
-    let replay = |dir: &Path, codes: &[i32], word: &str| {
+    // Replay `dir`: it must end with `code`, saying `word`.
+    let replay = |dir: &Path, code: i32, word: &str| {
         let out = run_capped(
             &["watch", "--replay", dir.to_str().unwrap()],
             tmp.path(),
             HANG,
         );
-        let err = text(&out.stderr);
-        assert!(
-            out.status.code().is_some_and(|c| codes.contains(&c)),
-            "{:?}: {err}",
-            out.status
-        );
-        assert!(err.contains(word), "{err}");
+        assert_exit(&out, code, word);
     };
     // A zero-size page layout.
     let work = tempfile::tempdir().unwrap();
@@ -434,14 +421,14 @@ fn crafted_recordings_are_refused_or_replayed_without_a_panic() {
          \tfield: char data;\toffset:0;\tsize:0;\tsigned:0;\n",
     )
     .unwrap();
-    replay(&dir, &[70], "not a ring-buffer page");
+    replay(&dir, 70, "not a ring-buffer page");
 
     // `sys` linked to the live /sys: refused, never read (the live trace_pipe_raw blocks).
     let work = tempfile::tempdir().unwrap();
     let dir = recording_copy(work.path());
     std::fs::remove_dir_all(dir.join("sys")).unwrap();
     std::os::unix::fs::symlink("/sys", dir.join("sys")).unwrap();
-    replay(&dir, &[64], "symbolic link");
+    replay(&dir, 64, "symbolic link");
 
     // A 5 GiB page file and a 100 MiB symbol table (sparse): refused by size, not read.
     let work = tempfile::tempdir().unwrap();
@@ -453,7 +440,7 @@ fn crafted_recordings_are_refused_or_replayed_without_a_panic() {
         .unwrap()
         .set_len(5 << 30)
         .unwrap();
-    replay(&dir, &[64], "trace_pipe_raw");
+    replay(&dir, 64, "trace_pipe_raw");
     let work = tempfile::tempdir().unwrap();
     let dir = recording_copy(work.path());
     std::fs::OpenOptions::new()
@@ -462,7 +449,7 @@ fn crafted_recordings_are_refused_or_replayed_without_a_panic() {
         .unwrap()
         .set_len(100 << 20)
         .unwrap();
-    replay(&dir, &[64], "kallsyms");
+    replay(&dir, 64, "kallsyms");
 
     // A page stamped 52 days after the recording ends: its events are dropped and said to
     // be lost, and no interruption lasts longer than the recording.
@@ -504,12 +491,7 @@ fn overflowing_durations_are_usage_errors() {
             .args([cmd, "--cpus", "1", "-d", "18446744073709551615"])
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
-        assert!(
-            text(&out.stderr).contains("longer than"),
-            "{}",
-            text(&out.stderr)
-        );
+        assert_exit(&out, 64, "longer than");
     }
 }
 
@@ -562,12 +544,7 @@ fn cleanup_without_root_says_it_cannot_see_instances() {
     let Some(out) = as_nobody(&["watch", "--cleanup"]) else {
         return;
     };
-    assert_eq!(out.status.code(), Some(70), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("needs root"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_exit(&out, 70, "needs root");
 }
 
 #[test]

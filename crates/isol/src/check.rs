@@ -1384,12 +1384,9 @@ impl Ctx<'_> {
         let Some(release) = self.m.release.as_ref() else {
             return unknown(id, Area::Tasks, what, &self.m.release);
         };
-        let mut nums = release
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|n| n.parse::<u32>().ok());
-        let version = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+        let version = crate::kernel::version(release).unwrap_or((0, 0));
         let e = vec![ev("/proc/sys/kernel/osrelease", release.clone())];
-        if version < (6, 8) {
+        if version < crate::kernel::FAIR_SERVER_SINCE {
             finding(
                 id,
                 Area::Tasks,

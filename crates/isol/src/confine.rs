@@ -276,6 +276,14 @@ pub fn scan_tree(dir: &Path, limits: &Limits) -> Result<TreeStats, Refusal> {
     Ok(stats)
 }
 
+/// The path rules of one open below a root (the tree's own caps were checked by
+/// [`scan_tree`] or the extraction).
+const WALK_LIMITS: Limits = Limits {
+    max_path: 4096,
+    max_depth: 64,
+    ..SNAPSHOT_LIMITS
+};
+
 fn cstr(name: &str) -> io::Result<CString> {
     CString::new(name).map_err(|_| refused("path contains a NUL byte"))
 }
@@ -283,17 +291,12 @@ fn cstr(name: &str) -> io::Result<CString> {
 /// Open `root` and walk `rel`'s directories one at a time, never following a link.
 /// Returns the innermost directory and the last component.
 fn walk<'a>(root: &Path, rel: &'a str) -> io::Result<(OwnedFd, Option<&'a str>)> {
-    let limits = Limits {
-        max_path: 4096,
-        max_depth: 64,
-        ..SNAPSHOT_LIMITS
-    };
     let rel = rel.trim_start_matches('/');
     let mut dir: OwnedFd = File::open(root)?.into();
     if rel.is_empty() {
         return Ok((dir, None));
     }
-    let parts = components(rel, &limits).map_err(refused)?;
+    let parts = components(rel, &WALK_LIMITS).map_err(refused)?;
     let (last, parents) = parts.split_last().expect("components are never empty");
     for c in parents {
         let name = cstr(c)?;
@@ -563,12 +566,7 @@ impl OutputDir {
     /// directory: `O_EXCL | O_NOFOLLOW` at every step, so nothing planted is followed or
     /// overwritten.
     pub fn create_file(&self, rel: &str) -> io::Result<File> {
-        let limits = Limits {
-            max_path: 4096,
-            max_depth: 64,
-            ..SNAPSHOT_LIMITS
-        };
-        let parts = components(rel, &limits).map_err(refused)?;
+        let parts = components(rel, &WALK_LIMITS).map_err(refused)?;
         let (last, parents) = parts.split_last().expect("components are never empty");
         let mut dir = rustix::fs::openat(
             &self.fd,

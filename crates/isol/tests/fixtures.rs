@@ -2,6 +2,8 @@
 //! kernels: this development host (6.18, no NO_HZ_FULL) and the lab (Debian 6.12 cloud,
 //! booted with `nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1`).
 
+mod common;
+
 use std::path::PathBuf;
 
 use isol::check::{self, Severity, Target, TargetSource};
@@ -192,7 +194,7 @@ fn unreadable_files_are_unknown_not_fatal() {
 fn fair_server_check_reads_debugfs_else_the_kernel_version() {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/lab-6.12");
     let tree = tempfile::tempdir().unwrap();
-    copy(&src, tree.path());
+    common::copy_tree(&src, tree.path());
     let with = |release: &str, runtime: Option<&str>| {
         std::fs::write(tree.path().join("proc/sys/kernel/osrelease"), release).unwrap();
         let dir = tree.path().join("sys/kernel/debug/sched/fair_server/cpu1");
@@ -215,16 +217,4 @@ fn fair_server_check_reads_debugfs_else_the_kernel_version() {
         with("6.12.117+deb12-cloud-amd64\n", Some("0\n")),
         Severity::Ok
     );
-}
-
-fn copy(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let (p, t) = (e.path(), to.join(e.file_name()));
-        if p.is_dir() {
-            copy(&p, &t);
-        } else {
-            std::fs::copy(&p, &t).unwrap();
-        }
-    }
 }

@@ -11,11 +11,14 @@
 //! run unless `ISOL_FUZZ_SEED` is given, so a failure reproduces.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::copy_tree;
 use isol::kernel::KernelModel;
 use isol::tracefs::format::{EventFormat, PageLayout};
 use isol::tracefs::ring::Page;
@@ -229,19 +232,6 @@ fn seeds_named(files: &[(String, Vec<u8>)], pred: impl Fn(&str) -> bool) -> Vec<
         .filter(|(p, _)| pred(p))
         .map(|(_, b)| b.clone())
         .collect()
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        let t = to.join(e.file_name());
-        if p.is_dir() {
-            copy_tree(&p, &t);
-        } else {
-            std::fs::copy(&p, &t).unwrap();
-        }
-    }
 }
 
 fn peak_rss_mb() -> u64 {

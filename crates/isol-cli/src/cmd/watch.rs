@@ -229,11 +229,9 @@ fn replay(dir: &std::path::Path, args: &Args, _root: &SysRoot) -> Result<u8, Fai
         Some(t) => Some(CpuSet::parse_list(t).map_err(|e| Failure::usage(format!("--cpus: {e}")))?),
         None => None,
     };
-    // The manifest is read twice (here for the header, then by the stream): both reads are
-    // confined and capped, and the header must come before the first record.
-    let manifest = isol::tracefs::record::Recorded::open(dir)
-        .map_err(replay_failure)?
-        .manifest;
+    // Opened (and checked) once: the header needs its manifest before the first record.
+    let rec = isol::tracefs::record::Recorded::open(dir).map_err(replay_failure)?;
+    let manifest = rec.manifest.clone();
     let cpus = cpus.unwrap_or_else(|| CpuSet::parse_list(&manifest.cpus).unwrap_or_default());
     let mut out = Output::new(args, cpus.clone(), manifest.start_ns);
     out.header(
@@ -247,7 +245,7 @@ fn replay(dir: &std::path::Path, args: &Args, _root: &SysRoot) -> Result<u8, Fai
     )?;
     let mut tally = Tally::new(&cpus);
     let mut failed = None;
-    let r = monitor::replay_each(dir, Some(&cpus), |batch| {
+    let r = monitor::replay_recorded(rec, Some(&cpus), |batch| {
         if failed.is_none() {
             failed = out.records(&batch, None, &mut tally).err();
         }

@@ -228,6 +228,19 @@ pub struct Workqueue {
     pub writeback: Fact<CpuSet>,
 }
 
+/// The (major, minor) version of a kernel release (`6.12.117+deb12-cloud-amd64` ->
+/// (6, 12)).
+pub fn version(release: &str) -> Option<(u32, u32)> {
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    Some((nums.next()?, nums.next()?))
+}
+
+/// The first kernel with the fair deadline server: a fair task on a nohz_full CPU gets a
+/// kick about once a second from it.
+pub const FAIR_SERVER_SINCE: (u32, u32) = (6, 8);
+
 /// Everything isol knows about the kernel, read once.
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelModel {

@@ -571,9 +571,17 @@ impl PageSource {
 pub fn replay_each(
     dir: &Path,
     cpus: Option<&CpuSet>,
+    sink: impl FnMut(Vec<Record>),
+) -> Result<Replayed, TraceError> {
+    replay_recorded(Recorded::open(dir)?, cpus, sink)
+}
+
+/// [`replay_each`] of a recording already opened (and so already checked).
+pub fn replay_recorded(
+    rec: Recorded,
+    cpus: Option<&CpuSet>,
     mut sink: impl FnMut(Vec<Record>),
 ) -> Result<Replayed, TraceError> {
-    let rec = Recorded::open(dir)?;
     let tracefs = Tracefs::locate(&rec.root)?;
     let layout = tracefs.page_layout()?;
     let schema = Schema::bind(&tracefs, true, true)?;

@@ -771,11 +771,9 @@ fn fair_server(root: &SysRoot, cpu: u32) -> Option<String> {
         return (v.trim() != "0").then(|| format!("{debugfs} = {}", v.trim()));
     }
     let release = root.read_line("/proc/sys/kernel/osrelease").ok()?;
-    let mut nums = release
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse::<u32>().ok());
-    let version = (nums.next()?, nums.next()?);
-    (version >= (6, 8)).then(|| format!("kernel {release} (6.8 or later)"))
+    let version = crate::kernel::version(&release)?;
+    (version >= crate::kernel::FAIR_SERVER_SINCE)
+        .then(|| format!("kernel {release} (6.8 or later)"))
 }
 
 /// Touch `bytes` of stack below the current frame, 16 KiB per call.
