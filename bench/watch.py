@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ISOL = os.path.join(ROOT, "target/release/isol")
 WRAP = os.path.join(ROOT, "bench/trace-cmd-wrap.sh")
 
-# The events and filters isol enables for --cpus 1 (monitor/decode.rs), as trace-cmd flags.
+# The events and filters isol enables for --cpus 1 (watch/decode.rs), as trace-cmd flags.
 TARGET = 'CPU == 1'
 EVENTS = [("irq_vectors", TARGET)] + [(e, TARGET) for e in [
     "irq:irq_handler_entry", "irq:irq_handler_exit", "irq:softirq_entry", "irq:softirq_exit",

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use isol::interrupt::{Kind, Record};
-use isol::monitor;
 use isol::tracefs::record::Recorded;
 use isol::tracefs::ring::Page;
 use isol::tracefs::Tracefs;
+use isol::watch;
 use isol_lab::expect::{assert_provocations_named, interruptions};
 use proptest::prelude::*;
 
@@ -57,7 +57,7 @@ fn every_recorded_page_decodes_in_time_order() {
 #[test]
 fn host_recording_names_every_provocation() {
     let dir = fixture("trace-host-6.18");
-    let r = monitor::replay(&dir, None).unwrap();
+    let r = watch::replay(&dir, None).unwrap();
     assert!(r.records.iter().all(|r| !matches!(r, Record::Lost { .. })));
     assert_provocations_named(&r.records, &provoke(&dir));
     // HZ=250 and a tick that never stops: about 250 ticks per second of recording.
@@ -75,7 +75,7 @@ fn host_recording_names_every_provocation() {
 #[test]
 fn lab_recording_names_every_provocation_and_the_tick_dependency() {
     let dir = fixture("trace-lab-6.12");
-    let r = monitor::replay(&dir, None).unwrap();
+    let r = watch::replay(&dir, None).unwrap();
     assert_provocations_named(&r.records, &provoke(&dir));
     // The resident is SCHED_OTHER: the nohz_full tick is kept by the SCHED dependency
     // whenever a second task is runnable.
@@ -125,7 +125,7 @@ proptest! {
         }
         std::fs::write(&raw, &bytes).unwrap();
         // Either a clean decode or Lost records naming what was undecodable; never a panic.
-        let r = monitor::replay(tmp.path(), None).unwrap();
+        let r = watch::replay(tmp.path(), None).unwrap();
         for rec in &r.records {
             if let Record::Interruption(i) = rec {
                 prop_assert_eq!(i.cpu, 1);
@@ -142,10 +142,10 @@ fn a_kernel_without_ipi_events_still_decodes_and_says_what_is_missing() {
     std::fs::remove_dir_all(tmp.path().join("sys/kernel/tracing/events/ipi")).unwrap();
     let root = isol::SysRoot::at(tmp.path());
     let schema =
-        isol::monitor::decode::Schema::bind(&Tracefs::locate(&root).unwrap(), true, true).unwrap();
+        isol::watch::decode::Schema::bind(&Tracefs::locate(&root).unwrap(), true, true).unwrap();
     assert!(schema.missing.contains(&"ipi:ipi_send_cpu".to_string()));
     assert!(schema.missing.contains(&"ipi:ipi_send_cpumask".to_string()));
-    let r = monitor::replay(tmp.path(), None).unwrap();
+    let r = watch::replay(tmp.path(), None).unwrap();
     let ipis: Vec<_> = interruptions(&r.records)
         .into_iter()
         .filter(|i| i.kind == Kind::Ipi)

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use isol::monitor::{self, Watch, WatchOptions};
+use isol::watch::{self, Watch, WatchOptions};
 use isol::{CpuSet, SysRoot};
 use isol_lab::expect::assert_provocations_named;
 use isol_lab::host::tracing as host_tracing;
@@ -30,7 +30,7 @@ fn provoked_interruptions_are_named_and_replay_identically() {
         .spawn()
         .expect("start isol-lab-guest provoke");
     std::thread::sleep(Duration::from_millis(500));
-    monitor::pin_current_thread(&CpuSet::from_iter([0])).expect("pin to CPU 0");
+    isol::pin_current_thread(&CpuSet::from_iter([0])).expect("pin to CPU 0");
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("rec");
     let mut opts = WatchOptions::new(CpuSet::from_iter([1]));
@@ -60,7 +60,7 @@ fn provoked_interruptions_are_named_and_replay_identically() {
 
     assert_provocations_named(&live, &prov);
 
-    let replayed = monitor::replay(&rec, None).expect("replay the recording");
+    let replayed = watch::replay(&rec, None).expect("replay the recording");
     // Live records come in per-poll batches, each sorted by start time; a replay is one
     // batch. The same records must come out.
     let key = |r: &isol::interrupt::Record| (r.at_ns(), serde_json::to_string(r).unwrap());

@@ -13,19 +13,19 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
     for name in ["trace-host-6.18", "trace-lab-6.12"] {
         let dir = root.join(name);
-        let once = isol::monitor::decode_only(&dir, 1).expect("decode the recording");
+        let once = isol::watch::decode_only(&dir, 1).expect("decode the recording");
         // About 20 million events per measurement.
         let rounds = (20_000_000 / once.max(1)).max(1) as usize;
         let t = Instant::now();
-        let n = isol::monitor::decode_only(&dir, rounds).unwrap();
+        let n = isol::watch::decode_only(&dir, rounds).unwrap();
         let decode = n as f64 / t.elapsed().as_secs_f64();
 
-        let replay = isol::monitor::replay(&dir, None).unwrap();
+        let replay = isol::watch::replay(&dir, None).unwrap();
         let events = replay.stats.events;
         let reps = (2_000_000 / events.max(1)).max(1);
         let t = Instant::now();
         for _ in 0..reps {
-            std::hint::black_box(isol::monitor::replay(&dir, None).unwrap());
+            std::hint::black_box(isol::watch::replay(&dir, None).unwrap());
         }
         let pipeline = (events * reps) as f64 / t.elapsed().as_secs_f64();
         println!(

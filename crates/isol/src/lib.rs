@@ -43,14 +43,16 @@ pub mod confine;
 pub mod cpus;
 pub mod interrupt;
 pub mod kernel;
-pub mod monitor;
 pub mod noise;
+mod os;
 pub mod snapshot;
 pub mod symbols;
 pub mod syscalls;
 pub mod sysroot;
 pub mod task;
 pub mod tracefs;
+pub mod watch;
 
 pub use cpus::{CpuListError, CpuSet};
+pub use os::{is_root, monotonic_ns, pin_current_thread};
 pub use sysroot::{SysError, SysRoot};

@@ -413,7 +413,7 @@ fn fuzz_every_parser_and_reader() {
                 std::slice::from_ref(&orig),
                 &|b| {
                     std::fs::write(&path, b).unwrap();
-                    let _ = isol::monitor::replay(&d, None);
+                    let _ = isol::watch::replay(&d, None);
                 },
             );
             std::fs::write(&path, orig).unwrap();

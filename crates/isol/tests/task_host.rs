@@ -28,7 +28,7 @@ fn eligibility_then_development_mode_on_this_kernel() {
     }
     std::thread::spawn(|| {
         // Not pinned: the thread may run on both CPUs.
-        isol::monitor::pin_current_thread(&CpuSet::from_iter([0, 1])).unwrap();
+        isol::pin_current_thread(&CpuSet::from_iter([0, 1])).unwrap();
         let e = Isolation::builder().cpu(1).enter().unwrap_err();
         assert!(
             matches!(&e, IsolError::Ineligible(Ineligible::NotPinned { allowed }) if allowed.len() == 2),
@@ -111,7 +111,7 @@ fn a_failed_enter_leaves_the_thread_as_it_was() {
     }
     std::thread::spawn(|| {
         // As a user's thread starts: on CPU 0, SCHED_OTHER.
-        isol::monitor::pin_current_thread(&CpuSet::from_iter([0])).unwrap();
+        isol::pin_current_thread(&CpuSet::from_iter([0])).unwrap();
         let before = thread_state();
         for b in [
             // EINVAL: CPU 1 is not nohz_full here.

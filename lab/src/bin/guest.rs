@@ -292,7 +292,7 @@ fn disturb(cpu: u32, delay_ms: u64, wakeups: u64, refresh: bool, fifo: bool) {
     });
     let sleeper_tid = trx.recv().unwrap();
     std::thread::sleep(Duration::from_millis(delay_ms));
-    let begin_ns = isol::monitor::monotonic_ns();
+    let begin_ns = isol::monotonic_ns();
     for _ in 0..wakeups {
         tx.send(()).unwrap();
         std::thread::sleep(Duration::from_millis(100));
@@ -313,7 +313,7 @@ fn disturb(cpu: u32, delay_ms: u64, wakeups: u64, refresh: bool, fifo: bool) {
     });
     let migrant_tid = mrx.recv().unwrap();
     let _ = migrant.join();
-    let end_ns = isol::monitor::monotonic_ns();
+    let end_ns = isol::monotonic_ns();
     println!(
         "{}",
         serde_json::json!({
@@ -410,7 +410,7 @@ fn isolate(args: &[String], fifo: bool) {
                 if !pin_it {
                     // Undo the pin: the thread may run anywhere, and enter must refuse.
                     let all: isol::CpuSet = (0..2).collect();
-                    isol::monitor::pin_current_thread(&all).unwrap();
+                    isol::pin_current_thread(&all).unwrap();
                 } else {
                     b = b.pin(true);
                 }

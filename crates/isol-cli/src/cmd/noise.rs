@@ -80,8 +80,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     let target = super::check::choose_target(&model, args.cpus.as_deref())?;
     let mut notices = Vec::new();
     let mut attribute = !args.no_attribution;
-    // SAFETY: geteuid has no arguments and cannot fail.
-    if attribute && unsafe { libc::geteuid() } != 0 {
+    if attribute && !isol::is_root() {
         attribute = false;
         notices.push(
             "not root: gaps are measured but not attributed (tracing needs root)".to_string(),

@@ -8,9 +8,9 @@ use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 
 use isol::interrupt::{Interruption, Record};
 use isol::kernel::KernelModel;
-use isol::monitor::summary::{Summary, Tally};
-use isol::monitor::{self, Watch, WatchOptions};
 use isol::tracefs::{TraceError, Tracefs};
+use isol::watch::summary::{Summary, Tally};
+use isol::watch::{self, Watch, WatchOptions};
 use isol::{CpuSet, SysRoot};
 
 use super::metrics::Metrics;
@@ -134,7 +134,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         )));
     }
     // Run (and spawn every helper thread) on housekeeping CPUs only.
-    monitor::pin_current_thread(&target.housekeeping).map_err(|e| {
+    isol::pin_current_thread(&target.housekeeping).map_err(|e| {
         Failure::runtime(format!(
             "cannot move the watcher to housekeeping CPUs {}: {e}",
             target.housekeeping.to_list()
@@ -178,7 +178,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     }
     // Whatever happened, stop tracing and remove the instance before reporting.
     let stats = watch.stats();
-    let end = monitor::monotonic_ns();
+    let end = isol::monotonic_ns();
     let last = watch.stop();
     if let Some(f) = failed {
         return Err(f);
@@ -199,7 +199,7 @@ fn stopped_code() -> u8 {
 }
 
 fn cleanup(root: &SysRoot) -> Result<u8, Failure> {
-    if root.is_live() && !rustix_is_root() {
+    if root.is_live() && !isol::is_root() {
         return Err(Failure::runtime(
             "--cleanup needs root: tracing instances can be seen and removed only by root;              run it as root",
         ));
@@ -217,11 +217,6 @@ fn cleanup(root: &SysRoot) -> Result<u8, Failure> {
         crate::output::println(&format!("removed {}", removed.join(", ")))?;
     }
     Ok(0)
-}
-
-fn rustix_is_root() -> bool {
-    // SAFETY: geteuid has no arguments and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 fn replay(dir: &std::path::Path, args: &Args, _root: &SysRoot) -> Result<u8, Failure> {
@@ -245,7 +240,7 @@ fn replay(dir: &std::path::Path, args: &Args, _root: &SysRoot) -> Result<u8, Fai
     )?;
     let mut tally = Tally::new(&cpus);
     let mut failed = None;
-    let r = monitor::replay_recorded(rec, Some(&cpus), |batch| {
+    let r = watch::replay_recorded(rec, Some(&cpus), |batch| {
         if failed.is_none() {
             failed = out.records(&batch, None, &mut tally).err();
         }
@@ -311,7 +306,7 @@ impl Output {
                 "type": "start",
                 "schema": SCHEMA,
                 "cpus": self.cpus.to_list(),
-                "clock": monitor::CLOCK,
+                "clock": watch::CLOCK,
                 "start_ns": self.start,
                 "notices": notices,
                 "metrics": metrics.map(|m| m.to_string()),
@@ -432,7 +427,7 @@ impl Output {
         line.trim_end().to_string()
     }
 
-    fn summary(&mut self, s: &Summary, stats: monitor::Stats) -> Result<(), Failure> {
+    fn summary(&mut self, s: &Summary, stats: watch::Stats) -> Result<(), Failure> {
         if self.json {
             let v = serde_json::json!({"type": "summary", "summary": s, "engine": stats});
             return self.emit(&v.to_string());

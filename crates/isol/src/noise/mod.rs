@@ -2,7 +2,7 @@
 //!
 //! One [`sampler`] thread per target CPU reads the TSC in a tight loop; every difference
 //! between two reads goes into a histogram, every one at or above a threshold is kept as
-//! a gap. At the same time the [`crate::monitor`] engine traces the same CPUs from a
+//! a gap. At the same time the [`crate::watch`] engine traces the same CPUs from a
 //! housekeeping CPU; afterwards each gap is joined with the interruptions inside it
 //! ([`attribute`]), on `CLOCK_MONOTONIC` through a TSC mapping measured at both ends of
 //! the run ([`tsc`]). What the kernel's osnoise tracer does in the kernel, on any kernel.
@@ -32,8 +32,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::interrupt::{Interruption, Record};
-use crate::monitor::{self, Watch, WatchOptions};
 use crate::tracefs::TraceError;
+use crate::watch::{Watch, WatchOptions};
 use crate::{CpuSet, SysRoot};
 use attribute::{CauseRow, Span};
 use sampler::{Sampler, Samples};
@@ -289,7 +289,7 @@ pub fn run(
             });
         }
     }
-    monitor::pin_current_thread(&housekeeping).map_err(|source| NoiseError::Housekeeping {
+    crate::os::pin_current_thread(&housekeeping).map_err(|source| NoiseError::Housekeeping {
         cpus: housekeeping.to_list(),
         source,
     })?;
@@ -356,8 +356,7 @@ pub fn run(
                 // work for it (RCU callbacks, page cache refills) stays off the CPU.
                 let sampler = Sampler::new(threshold_ticks, capacity);
                 let prepared = prepare_sampler(cpu, fifo);
-                // SAFETY: gettid has no arguments and cannot fail.
-                let tid = unsafe { libc::gettid() };
+                let tid = crate::os::gettid();
                 let _ = tid_tx.send((cpu, tid, prepared.is_ok()));
                 go.wait();
                 prepared?;
@@ -366,9 +365,9 @@ pub fn run(
                 } else {
                     (None, None)
                 };
-                let a = Pair::now(libc::CLOCK_MONOTONIC);
+                let a = Pair::now(crate::os::Clock::Monotonic);
                 let samples = sampler.run(tsc::read() + duration_ticks, &stop_all);
-                let b = Pair::now(libc::CLOCK_MONOTONIC);
+                let b = Pair::now(crate::os::Clock::Monotonic);
                 if let (Some(g), Some(q)) = (guard, quiesce.as_mut()) {
                     let report = g.exit();
                     q.time_to_quiet_ns = report.time_to_quiet_ns;
@@ -524,7 +523,7 @@ fn prepare_sampler(cpu: u32, fifo: Option<i32>) -> Result<(), NoiseError> {
             source: std::io::Error::other(e.to_string()),
         })?;
     }
-    monitor::pin_current_thread(&CpuSet::from_iter([cpu])).map_err(|source| NoiseError::Sampler {
+    crate::os::pin_current_thread(&CpuSet::from_iter([cpu])).map_err(|source| NoiseError::Sampler {
         cpu,
         what: "sched_setaffinity",
         source,

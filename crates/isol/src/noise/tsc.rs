@@ -1,10 +1,11 @@
 //! The time-stamp counter: the sampler's clock. Reading it costs a few ns and no syscall;
 //! its rate is calibrated against `CLOCK_MONOTONIC_RAW`, and a linear mapping measured at
 //! both ends of a run converts counter values to `CLOCK_MONOTONIC`, the trace clock of
-//! [`crate::monitor`], so gaps and interruptions are compared on one time line.
+//! [`crate::watch`], so gaps and interruptions are compared on one time line.
 
 use std::time::Duration;
 
+use crate::os::{clock_ns, Clock};
 use crate::SysRoot;
 
 /// The counter now. On x86-64 this is `rdtsc`; elsewhere `CLOCK_MONOTONIC_RAW` in ns
@@ -18,20 +19,8 @@ pub fn read() -> u64 {
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        clock_ns(libc::CLOCK_MONOTONIC_RAW)
+        clock_ns(Clock::MonotonicRaw)
     }
-}
-
-/// A clock in ns.
-pub fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`;
-    // the clocks used here (MONOTONIC, MONOTONIC_RAW) always exist on Linux.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// One counter value and the clock reading taken at the same moment (the middle of the
@@ -45,7 +34,7 @@ pub struct Pair {
 }
 
 impl Pair {
-    pub fn now(clock: libc::clockid_t) -> Pair {
+    pub(crate) fn now(clock: Clock) -> Pair {
         let mut best = Pair {
             tsc: 0,
             ns: 0,
@@ -70,12 +59,12 @@ impl Pair {
 
 /// Counter ticks per second, measured against `CLOCK_MONOTONIC_RAW` over `window`.
 pub fn calibrate(window: Duration) -> f64 {
-    let a = Pair::now(libc::CLOCK_MONOTONIC_RAW);
+    let a = Pair::now(Clock::MonotonicRaw);
     let until = a.ns + window.as_nanos() as u64;
-    while clock_ns(libc::CLOCK_MONOTONIC_RAW) < until {
+    while clock_ns(Clock::MonotonicRaw) < until {
         std::hint::spin_loop();
     }
-    let b = Pair::now(libc::CLOCK_MONOTONIC_RAW);
+    let b = Pair::now(Clock::MonotonicRaw);
     (b.tsc - a.tsc) as f64 * 1e9 / (b.ns - a.ns) as f64
 }
 
@@ -199,7 +188,7 @@ mod tests {
     fn live_counter_advances_at_a_plausible_rate() {
         let hz = calibrate(Duration::from_millis(20));
         assert!(hz > 1e8 && hz < 1e11, "{hz}");
-        let p = Pair::now(libc::CLOCK_MONOTONIC);
+        let p = Pair::now(Clock::Monotonic);
         assert!(p.width < 1_000_000, "{p:?}");
     }
 }

@@ -75,7 +75,7 @@ use serde::Serialize;
 use crate::interrupt::Kind;
 use crate::kernel::KernelModel;
 use crate::tracefs::TraceError;
-use crate::{CpuSet, SysRoot};
+use crate::{os, CpuSet, SysRoot};
 
 /// How the entering thread waits for its CPU to become quiet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -533,7 +533,7 @@ impl Isolation {
     }
 
     fn enter_checked(&self) -> Result<IsolatedGuard, IsolError> {
-        let t0 = crate::monitor::monotonic_ns();
+        let t0 = os::monotonic_ns();
         let root = SysRoot::live();
         let topo = topology();
         // 1. Check, changing nothing.
@@ -572,7 +572,7 @@ impl Isolation {
         if housekeeping.is_empty() {
             return Err(IsolError::Ineligible(Ineligible::NoHousekeeping));
         }
-        if !ticking && self.fifo.is_none() && current_policy_is_fair() {
+        if !ticking && self.fifo.is_none() && os::Policy::current().is_ok_and(|p| p.is_fair()) {
             if let Some(fs) = fair_server(&root, cpu) {
                 return Err(IsolError::NotQuiet(Box::new(NotQuiet::fair_server(
                     cpu, fs,
@@ -599,12 +599,11 @@ impl Isolation {
         // PREEMPT_RT): quiet is then only believed from one tick after the arrival.
         let tick_ns = 1_000_000_000 / u64::from(hz.unwrap_or(100).max(1));
         let settle_after_ns = if moved {
-            crate::monitor::monotonic_ns() + tick_ns
+            os::monotonic_ns() + tick_ns
         } else {
             0
         };
-        // SAFETY: gettid has no arguments and cannot fail.
-        let tid = unsafe { libc::gettid() };
+        let tid = os::gettid();
         let timeout = self.timeout.as_nanos() as u64;
         let slot = Arc::new(Slot {
             cpu,
@@ -616,7 +615,7 @@ impl Isolation {
             started_ns: t0,
             // The timeout is for the CPU to get quiet: it starts once the watcher runs (its
             // start-up, enabling tracepoints, is paid once per process).
-            deadline_ns: crate::monitor::monotonic_ns() + timeout,
+            deadline_ns: os::monotonic_ns() + timeout,
             confirm_ns: self.confirm.as_nanos() as u64,
             sleeps: self.wait == Wait::Sleep,
             settle_after_ns,
@@ -630,7 +629,7 @@ impl Isolation {
         ABORT.store(0, Ordering::SeqCst);
         if ticking {
             slot.quiet_at_ns
-                .store(crate::monitor::monotonic_ns(), Ordering::Release);
+                .store(os::monotonic_ns(), Ordering::Release);
         } else if let Err(e) = wait_quiet(&slot, self.wait) {
             watcher::unregister(&slot);
             return Err(e);
@@ -675,11 +674,10 @@ impl Isolation {
         // Once per process: MCL_FUTURE keeps what comes later locked, and a second
         // mlockall would walk every mapping again, filling per-CPU batches on this CPU.
         if self.mlock && !LOCKED_ALL.load(Ordering::Acquire) {
-            // SAFETY: mlockall takes flags only.
-            if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
+            if let Err(source) = os::lock_all_memory() {
                 return Err(IsolError::Prepare {
                     what: "mlockall(MCL_CURRENT | MCL_FUTURE)",
-                    source: std::io::Error::last_os_error(),
+                    source,
                     fix: "run as root or raise the locked-memory limit (ulimit -l), or disable with Isolation::mlock(false)",
                 });
             }
@@ -707,58 +705,29 @@ impl Isolation {
 /// What `enter` may change of the calling thread, to put back when it fails.
 struct ThreadState {
     affinity: CpuSet,
-    policy: libc::c_int,
-    param: libc::sched_param,
+    policy: os::Policy,
     /// Whether the process had memory locked before (then `enter` never unlocks it).
     locked: bool,
 }
 
 impl ThreadState {
     fn capture() -> Option<ThreadState> {
-        let affinity = get_affinity().ok()?;
-        // SAFETY: sched_getscheduler takes a tid (0: this thread) and returns a policy.
-        let policy = unsafe { libc::sched_getscheduler(0) };
-        let mut param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_getparam writes one sched_param into the valid `param`.
-        if policy < 0 || unsafe { libc::sched_getparam(0, &mut param) } != 0 {
-            return None;
-        }
         Some(ThreadState {
-            affinity,
-            policy,
-            param,
-            locked: locked_kib() != 0,
+            affinity: os::affinity().ok()?,
+            policy: os::Policy::current().ok()?,
+            locked: os::locked_kib() != 0,
         })
     }
 
     /// Put the thread back as it was; best effort (the caller reports the first error).
     fn restore(&self) {
-        // SAFETY: sched_setscheduler reads the fully initialised `param`.
-        unsafe { libc::sched_setscheduler(0, self.policy, &self.param) };
-        let _ = crate::monitor::pin_current_thread(&self.affinity);
-        if !self.locked && locked_kib() != 0 {
-            // SAFETY: munlockall takes no arguments.
-            unsafe { libc::munlockall() };
+        let _ = self.policy.apply();
+        let _ = os::pin_current_thread(&self.affinity);
+        if !self.locked && os::locked_kib() != 0 {
+            let _ = os::unlock_all_memory();
             LOCKED_ALL.store(false, Ordering::Release);
         }
     }
-}
-
-/// `VmLck` of this process, in KiB.
-fn locked_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmLck:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Whether the calling thread is in the fair class (SCHED_OTHER, BATCH or IDLE).
-fn current_policy_is_fair() -> bool {
-    // SAFETY: sched_getscheduler takes a tid (0: this thread) and returns a policy.
-    let p = unsafe { libc::sched_getscheduler(0) };
-    p == libc::SCHED_OTHER || p == libc::SCHED_BATCH || p == libc::SCHED_IDLE
 }
 
 /// The fair deadline server of `cpu`, when this kernel has one that is enabled: what it
@@ -787,22 +756,15 @@ fn prefault_stack(bytes: usize) {
 }
 
 pub(crate) fn set_fifo(priority: i32) -> Result<(), IsolError> {
-    let param = libc::sched_param {
-        sched_priority: priority,
-    };
-    // SAFETY: sched_param is fully initialised; the call only reads it.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
-        return Err(IsolError::Prepare {
-            what: "sched_setscheduler(SCHED_FIFO)",
-            source: std::io::Error::last_os_error(),
-            fix: "run as root (CAP_SYS_NICE) or drop Isolation::fifo",
-        });
-    }
-    Ok(())
+    os::set_fifo(priority).map_err(|source| IsolError::Prepare {
+        what: "sched_setscheduler(SCHED_FIFO)",
+        source,
+        fix: "run as root (CAP_SYS_NICE) or drop Isolation::fifo",
+    })
 }
 
 fn set_affinity(cpu: u32) -> Result<(), IsolError> {
-    crate::monitor::pin_current_thread(&CpuSet::from_iter([cpu])).map_err(|e| IsolError::Prepare {
+    os::pin_current_thread(&CpuSet::from_iter([cpu])).map_err(|e| IsolError::Prepare {
         what: "sched_setaffinity",
         source: e,
         fix: "check that the CPU is online and in the thread's cpuset",
@@ -810,27 +772,17 @@ fn set_affinity(cpu: u32) -> Result<(), IsolError> {
 }
 
 fn get_affinity() -> Result<CpuSet, IsolError> {
-    // SAFETY: cpu_set_t is plain data (all-zero is valid); sched_getaffinity writes at most
-    // size_of::<cpu_set_t>() bytes into it; CPU_ISSET reads within it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Err(IsolError::Prepare {
-                what: "sched_getaffinity",
-                source: std::io::Error::last_os_error(),
-                fix: "this should not fail; report it",
-            });
-        }
-        Ok((0..libc::CPU_SETSIZE as u32)
-            .filter(|&c| libc::CPU_ISSET(c as usize, &set))
-            .collect())
-    }
+    os::affinity().map_err(|source| IsolError::Prepare {
+        what: "sched_getaffinity",
+        source,
+        fix: "this should not fail; report it",
+    })
 }
 
 /// The isolated thread's side of the wait. No system call in the final (spinning) phase:
 /// the clock is read through the vDSO.
 fn wait_quiet(slot: &Slot, wait: Wait) -> Result<(), IsolError> {
-    let begin = crate::monitor::monotonic_ns();
+    let begin = os::monotonic_ns();
     // CPU time of the wait, from the vDSO clock: the spinning phases run flat out, the
     // sleeping phase costs nothing.
     let mut spinning_since = begin;
@@ -846,9 +798,9 @@ fn wait_quiet(slot: &Slot, wait: Wait) -> Result<(), IsolError> {
             if ABORT.load(Ordering::Relaxed) != 0 {
                 return Err(IsolError::Aborted);
             }
-            spent = crate::monitor::monotonic_ns().saturating_sub(spinning_since);
+            spent = os::monotonic_ns().saturating_sub(spinning_since);
             std::thread::park();
-            spinning_since = crate::monitor::monotonic_ns();
+            spinning_since = os::monotonic_ns();
         }
         // Woken because the CPU was quiet while we slept: verify it stays quiet now that
         // we run on it, spinning.
@@ -863,14 +815,14 @@ fn wait_quiet(slot: &Slot, wait: Wait) -> Result<(), IsolError> {
             YIELD => {
                 // Let the starved task run: block until the watcher says it is done (it
                 // then wakes us to re-verify, spinning).
-                spent += crate::monitor::monotonic_ns().saturating_sub(spinning_since);
+                spent += os::monotonic_ns().saturating_sub(spinning_since);
                 while slot.state.load(Ordering::Acquire) == YIELD {
                     if ABORT.load(Ordering::Relaxed) != 0 {
                         return Err(IsolError::Aborted);
                     }
                     std::thread::park();
                 }
-                spinning_since = crate::monitor::monotonic_ns();
+                spinning_since = os::monotonic_ns();
                 continue;
             }
             _ => {}
@@ -883,7 +835,7 @@ fn wait_quiet(slot: &Slot, wait: Wait) -> Result<(), IsolError> {
         }
         std::hint::spin_loop();
     }
-    let now = crate::monitor::monotonic_ns();
+    let now = os::monotonic_ns();
     spent += now.saturating_sub(spinning_since);
     slot.wait_cpu_ns.store(spent, Ordering::Release);
     slot.entered_at_ns.store(now, Ordering::Release);
@@ -922,7 +874,7 @@ impl IsolatedGuard {
 
     /// Leave isolation and report.
     pub fn exit(self) -> Report {
-        let end = crate::monitor::monotonic_ns();
+        let end = os::monotonic_ns();
         self.slot.exit_at_ns.store(end, Ordering::Release);
         // Let the watcher account for what happened up to now (waiting here may itself
         // disturb the CPU; that is after `end` and not counted).

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::{IsolError, NotQuiet, Slot, FAILED, QUIET, REVERIFY, WAITING, YIELD};
 use crate::interrupt::{Kind, Record};
 use crate::kernel::timer_list;
-use crate::monitor::{self, Watch, WatchOptions};
+use crate::watch::{Watch, WatchOptions};
 use crate::{CpuSet, SysRoot};
 
 const POLL: Duration = Duration::from_millis(1);
@@ -120,8 +120,8 @@ pub(crate) fn settle(_slot: &Slot, until: u64) {
     };
     // Spin, reading the vDSO clock: a sleep here would idle the isolated CPU, and waking
     // from idle restarts its tick, which the next enter would then wait out.
-    let give_up = monitor::monotonic_ns() + 200_000_000;
-    while shared.settled_ns.load(Ordering::Acquire) < until && monitor::monotonic_ns() < give_up {
+    let give_up = crate::os::monotonic_ns() + 200_000_000;
+    while shared.settled_ns.load(Ordering::Acquire) < until && crate::os::monotonic_ns() < give_up {
         std::hint::spin_loop();
     }
 }
@@ -158,7 +158,7 @@ fn start(root: &SysRoot, watched: &CpuSet, housekeeping: &CpuSet) -> Result<Hand
     std::thread::Builder::new()
         .name("isol-watcher".into())
         .spawn(move || {
-            let started = monitor::pin_current_thread(&hk)
+            let started = crate::os::pin_current_thread(&hk)
                 .map_err(|e| {
                     IsolError::Busy(format!(
                         "cannot pin the watcher to CPUs {}: {e}",
@@ -238,7 +238,7 @@ fn run(mut watch: Watch, root: &SysRoot, shared: &Shared) {
         for tid in shared.new_residents.lock().unwrap().drain(..) {
             watch.add_resident(tid);
         }
-        let now = monitor::monotonic_ns();
+        let now = crate::os::monotonic_ns();
         let horizon = now.saturating_sub(HOLDBACK_NS);
         let records = match watch.poll() {
             Ok(r) => r,
@@ -314,17 +314,20 @@ fn account(s: &Slot, r: &Record) {
     }
 }
 
-/// Tasks in state R whose last CPU is `cpu`, other than `tid`: `comm/tid`.
-fn runnable_on(root: &SysRoot, cpu: u32, tid: i32) -> Vec<String> {
+/// Tasks in state R whose last CPU is `cpu`, other than `tid`: `comm/tid`. `tid_runs` says
+/// whether the isolated thread itself is runnable now (it spins), or parked (it sleeps or
+/// yields).
+fn runnable_on(root: &SysRoot, cpu: u32, tid: i32, tid_runs: bool) -> Vec<String> {
     // Fast path: `procs_running` counts the runnable tasks of all CPUs, the reader (this
-    // watcher) and the isolated thread included. At most those two: nothing else is
-    // runnable anywhere, and all of /proc need not be read.
+    // watcher) included, and the isolated thread while it spins. No more than those: nothing
+    // else is runnable anywhere, and all of /proc need not be read. (A parked thread is not
+    // counted: with it, one starved task would make the count look like the spinning case.)
     let running = root.read("/proc/stat").ok().and_then(|t| {
         t.lines()
             .find_map(|l| l.strip_prefix("procs_running "))
             .and_then(|n| n.trim().parse::<u64>().ok())
     });
-    if running.is_some_and(|n| n <= 2) {
+    if running.is_some_and(|n| n <= 1 + u64::from(tid_runs)) {
         return Vec::new();
     }
     let mut out = Vec::new();
@@ -365,6 +368,8 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
         // A sleeping thread cannot see the flag: wake it.
         s.thread.unpark();
     }
+    // Whether the thread is on the CPU now (spinning), or parked (sleeping or yielding).
+    let spinning = state == REVERIFY || (state == WAITING && !s.sleeps);
     let mut d = s.detail.lock().unwrap();
     if !d.started {
         d.started = true;
@@ -373,7 +378,7 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
         // of its threads (POSIX_TIMER): the CPU can never be quiet, whatever it shows now.
         if has_cpu_time_timers(root) {
             d.dependency = Some("POSIX_TIMER".into());
-            let runnable = runnable_on(root, s.cpu, s.tid);
+            let runnable = runnable_on(root, s.cpu, s.tid, spinning);
             d.failure = Some(NotQuiet {
                 cpu: s.cpu,
                 waited: Duration::from_nanos(now.saturating_sub(s.started_ns)),
@@ -418,11 +423,10 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
     // Other tasks runnable on the CPU. Looking reads all of /proc, so it is done only where
     // it matters: before believing a quiet reading (below), while the kernel says SCHED
     // keeps the tick, and while the thread yields to them.
-    let spinning = state == REVERIFY || (state == WAITING && !s.sleeps);
     let sched_kept = d.dependency.as_deref() == Some("SCHED");
     if ((settled && spinning && sched_kept) || state == YIELD) && now >= d.runnable_at + 2_000_000 {
         d.runnable_at = now;
-        d.runnable = runnable_on(root, s.cpu, s.tid);
+        d.runnable = runnable_on(root, s.cpu, s.tid, spinning);
     }
     if spinning && settled && !d.runnable.is_empty() && now <= s.deadline_ns {
         // A spinning SCHED_FIFO thread would starve them, and they would come back.
@@ -441,7 +445,7 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
     let mut timers = Vec::new();
     let mut armed = None;
     if (settled && d.candidate.is_none()) || now > s.deadline_ns {
-        let read_at = monitor::monotonic_ns();
+        let read_at = crate::os::monotonic_ns();
         if let Ok(text) = root.read("/proc/timer_list") {
             if let Ok(tl) = timer_list::parse(&text) {
                 armed = tl.tick_quiet(s.cpu).map(|q| !q);
@@ -455,8 +459,8 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
             // starves a fair task, but the fair server (6.8+) or the task's own wake-ups
             // will come for it. Not quiet (a spinning thread yields to it, above); the
             // failure names it.
-            d.runnable_at = monitor::monotonic_ns();
-            d.runnable = runnable_on(root, s.cpu, s.tid);
+            d.runnable_at = crate::os::monotonic_ns();
+            d.runnable = runnable_on(root, s.cpu, s.tid, spinning);
             if d.runnable.is_empty() {
                 d.candidate = Some(read_at);
                 return;
@@ -469,7 +473,7 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
         interruptions.sort_by_key(|e| std::cmp::Reverse(e.1));
         timers.retain(|t| !t.is_empty());
         timers.dedup();
-        let runnable = runnable_on(root, s.cpu, s.tid);
+        let runnable = runnable_on(root, s.cpu, s.tid, spinning);
         let (dependency, source) = match &d.dependency {
             Some(dep) => (Some(dep.clone()), Some("tick_stop".to_string())),
             None if has_cpu_time_timers(root) => (
@@ -493,5 +497,38 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
         });
         s.state.store(FAILED, Ordering::Release);
         s.thread.unpark();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runnable_on;
+    use crate::SysRoot;
+
+    /// A root with `procs_running` = 2: the watcher and one starved task on CPU 1.
+    fn root_with_starved_task() -> (tempfile::TempDir, SysRoot) {
+        let dir = tempfile::tempdir().unwrap();
+        let task = dir.path().join("proc/300/task/301");
+        std::fs::create_dir_all(&task).unwrap();
+        std::fs::write(
+            dir.path().join("proc/stat"),
+            "cpu  1 2 3\nprocs_running 2\n",
+        )
+        .unwrap();
+        // Field 39 (processor) = 1, state R, SCHED_OTHER.
+        let stat = "301 (starved) R 1 1 1 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 2 0 100 0 0 \
+                    18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+        std::fs::write(task.join("stat"), stat).unwrap();
+        let root = SysRoot::at(dir.path());
+        (dir, root)
+    }
+
+    #[test]
+    fn a_starved_task_is_found_while_the_isolated_thread_is_parked() {
+        let (_dir, root) = root_with_starved_task();
+        // Parked (yielding or sleeping): two runnable tasks are the watcher and another one.
+        assert_eq!(runnable_on(&root, 1, 200, false), vec!["starved/301"]);
+        // Spinning: two runnable tasks are the watcher and the isolated thread itself.
+        assert!(runnable_on(&root, 1, 200, true).is_empty());
     }
 }

@@ -5,7 +5,7 @@
 //! watches it:
 //! * buffers are read with `O_NONBLOCK` and never `poll`ed: a blocked reader makes the
 //!   writing CPU raise an irq_work to wake it, which is exactly the noise being measured;
-//! * the caller reads from a housekeeping CPU, on a timer (see [`crate::monitor`]);
+//! * the caller reads from a housekeeping CPU, on a timer (see [`crate::watch`]);
 //! * events are enabled with `tracing_on` = 0 and recording starts only after all of them
 //!   are on, so the code patching of enabling tracepoints (an IPI to every CPU) is not
 //!   reported as an interruption. Enabling and disabling tracepoints does send those IPIs:

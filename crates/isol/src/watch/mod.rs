@@ -193,18 +193,6 @@ fn comm_lookup_live(root: SysRoot) -> Box<dyn Fn(i32) -> Option<String> + Send> 
     })
 }
 
-/// CLOCK_MONOTONIC now, in ns: the time base of the `mono` trace clock.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`;
-    // CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// User tasks running on `cpus` right now (state R, not kernel threads): the CPUs'
 /// residents, whose running is what interruptions interrupt.
 pub fn residents_now(root: &SysRoot, cpus: &CpuSet) -> Vec<i32> {
@@ -226,26 +214,6 @@ pub fn residents_now(root: &SysRoot, cpus: &CpuSet) -> Vec<i32> {
         }
     }
     out
-}
-
-/// Restrict the calling thread to `cpus` (the housekeeping CPUs), so that the watcher
-/// never runs on a CPU it watches.
-pub fn pin_current_thread(cpus: &CpuSet) -> std::io::Result<()> {
-    // SAFETY: cpu_set_t is a plain bitmap for which all-zero is valid; CPU_SET only touches
-    // bits inside it (CPUs beyond its capacity are skipped), and sched_setaffinity reads
-    // exactly size_of::<cpu_set_t>() bytes from it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for c in cpus.iter() {
-            if (c as usize) < libc::CPU_SETSIZE as usize {
-                libc::CPU_SET(c as usize, &mut set);
-            }
-        }
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// A live watch. Dropping it removes the tracing instance.
@@ -351,7 +319,7 @@ impl Watch {
             .collect::<Result<Vec<_>, _>>()?;
         // Recording starts only now, after the code patching of enabling events.
         inst.write("tracing_on", "1")?;
-        let started_ns = monotonic_ns();
+        let started_ns = crate::os::monotonic_ns();
         let mut residents = opts.residents.clone();
         residents.extend(residents_now(root, &opts.cpus));
         let machine = Machine::new(
@@ -425,7 +393,7 @@ impl Watch {
     /// Read what the kernel has recorded so far and return the records that are complete.
     /// Never blocks; call it every 100 ms or so from a housekeeping CPU.
     pub fn poll(&mut self) -> Result<Vec<Record>, TraceError> {
-        let horizon = monotonic_ns().saturating_sub(self.opts.holdback_ns);
+        let horizon = crate::os::monotonic_ns().saturating_sub(self.opts.holdback_ns);
         self.read_all()?;
         self.decoder.drain(&mut self.machine, horizon);
         Ok(self.machine.take())
@@ -434,7 +402,7 @@ impl Watch {
     /// Stop recording, report everything left, remove the instance and finish the
     /// recording if one was asked for.
     pub fn stop(mut self) -> Result<Vec<Record>, TraceError> {
-        let end = monotonic_ns();
+        let end = crate::os::monotonic_ns();
         if let Some(i) = &self.instance {
             i.write("tracing_on", "0")?;
         }
