@@ -49,6 +49,7 @@ pub mod snapshot;
 pub mod symbols;
 pub mod syscalls;
 pub mod sysroot;
+pub mod target;
 pub mod task;
 pub mod tracefs;
 pub mod watch;

@@ -135,9 +135,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         e @ (noise::NoiseError::ThresholdBelowLoop { .. }
         | noise::NoiseError::ZeroDuration
         | noise::NoiseError::NoCpus
-        | noise::NoiseError::Offline { .. }
-        | noise::NoiseError::NoHousekeeping { .. }
-        | noise::NoiseError::RtThrottled { .. }) => Failure::usage(e.to_string()),
+        | noise::NoiseError::Target(_)) => Failure::usage(e.to_string()),
         e => Failure::runtime(e.to_string()),
     })?;
     notices.append(&mut report.notices);

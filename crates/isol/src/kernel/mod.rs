@@ -274,30 +274,20 @@ impl KernelModel {
     /// Read the whole model from `root`. Never fails: parts that cannot be read are
     /// [`Fact::Unknown`].
     pub fn load(root: &SysRoot) -> KernelModel {
-        let release = Fact::read(root, "/proc/sys/kernel/osrelease", |s| {
-            Ok(s.trim().to_string())
-        });
-        let cpus = Cpus::load(root);
-        let last = cpus.last_possible();
-        let cmdline = Fact::read(root, "/proc/cmdline", |s| Ok(cmdline::parse(s, last)));
-        let config = load_config(root, release.as_ref().map(String::as_str));
+        let Base {
+            release,
+            cpus,
+            cmdline,
+            config,
+            mounts,
+            cgroup_mounts,
+            cpusets,
+        } = Base::load(root);
         let table = |p: &str| {
             Fact::read(root, p, |s| {
                 InterruptTable::parse(s).map_err(|e| e.to_string())
             })
         };
-        let mounts = Fact::read(root, "/proc/self/mounts", |s| Ok(s.to_string()));
-        let cgroup_mounts = match &mounts {
-            Fact::Known(m) => Fact::Known(cgroup::parse_mounts(m)),
-            Fact::Unknown { path, unknown } => Fact::Unknown {
-                path: path.clone(),
-                unknown: unknown.clone(),
-            },
-        };
-        let cpusets = cgroup_mounts
-            .as_ref()
-            .map(|m| cgroup::load(root, m))
-            .unwrap_or_default();
         let tracefs = mounts.as_ref().and_then(|m| {
             m.lines().find_map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
@@ -374,43 +364,106 @@ impl KernelModel {
 
     /// CPUs that are in a valid isolated cgroup v2 partition.
     pub fn partition_isolated(&self) -> CpuSet {
-        self.cpusets
-            .iter()
-            .filter(|c| c.isolated_partition())
-            .filter_map(|c| c.effective.clone())
-            .fold(CpuSet::new(), |a, b| a.union(&b))
+        partition_isolated(&self.cpusets)
     }
 
     /// CPUs removed from scheduler load balancing: `isolated` (boot) or an isolated
     /// cpuset partition (runtime).
     pub fn domain_isolated(&self) -> CpuSet {
-        let boot = self.cpus.isolated.as_ref().cloned().unwrap_or_else(|| {
-            self.cmdline
-                .as_ref()
-                .map(|c| c.domain_isolated())
-                .unwrap_or_default()
-        });
-        boot.union(&self.partition_isolated())
+        domain_isolated(&self.cpus, &self.cmdline, &self.cpusets)
     }
 
     /// CPUs running without the periodic tick when busy (`nohz_full`). Read from sysfs,
     /// which reflects what the kernel accepted, else from the command line.
     pub fn nohz_full(&self) -> CpuSet {
-        match &self.cpus.nohz_full {
-            Fact::Known(s) => s.clone(),
-            _ if self
-                .config
-                .as_ref()
-                .is_some_and(|c| !c.enabled("NO_HZ_FULL")) =>
-            {
-                CpuSet::new()
-            }
-            _ => self
-                .cmdline
-                .as_ref()
-                .and_then(|c| c.nohz_full.clone())
-                .unwrap_or_default(),
+        nohz_full(&self.cpus, &self.config, &self.cmdline)
+    }
+}
+
+/// The part of the model every other part depends on, and all a [`crate::target`] needs:
+/// the release, the CPUs, the command line, the config and the cpusets.
+pub(crate) struct Base {
+    pub(crate) release: Fact<String>,
+    pub(crate) cpus: Cpus,
+    pub(crate) cmdline: Fact<BootParams>,
+    pub(crate) config: Fact<KernelConfig>,
+    mounts: Fact<String>,
+    cgroup_mounts: Fact<Vec<cgroup::CgroupMount>>,
+    pub(crate) cpusets: Vec<cgroup::Cpuset>,
+}
+
+impl Base {
+    pub(crate) fn load(root: &SysRoot) -> Base {
+        let release = Fact::read(root, "/proc/sys/kernel/osrelease", |s| {
+            Ok(s.trim().to_string())
+        });
+        let cpus = Cpus::load(root);
+        let last = cpus.last_possible();
+        let cmdline = Fact::read(root, "/proc/cmdline", |s| Ok(cmdline::parse(s, last)));
+        let config = load_config(root, release.as_ref().map(String::as_str));
+        let mounts = Fact::read(root, "/proc/self/mounts", |s| Ok(s.to_string()));
+        let cgroup_mounts = match &mounts {
+            Fact::Known(m) => Fact::Known(cgroup::parse_mounts(m)),
+            Fact::Unknown { path, unknown } => Fact::Unknown {
+                path: path.clone(),
+                unknown: unknown.clone(),
+            },
+        };
+        let cpusets = cgroup_mounts
+            .as_ref()
+            .map(|m| cgroup::load(root, m))
+            .unwrap_or_default();
+        Base {
+            release,
+            cpus,
+            cmdline,
+            config,
+            mounts,
+            cgroup_mounts,
+            cpusets,
         }
+    }
+}
+
+/// CPUs removed from scheduler load balancing: `isolated` (boot, else the command line)
+/// or an isolated cpuset partition (runtime).
+pub(crate) fn domain_isolated(
+    cpus: &Cpus,
+    cmdline: &Fact<BootParams>,
+    cpusets: &[cgroup::Cpuset],
+) -> CpuSet {
+    let boot = cpus.isolated.as_ref().cloned().unwrap_or_else(|| {
+        cmdline
+            .as_ref()
+            .map(|c| c.domain_isolated())
+            .unwrap_or_default()
+    });
+    boot.union(&partition_isolated(cpusets))
+}
+
+/// CPUs in a valid isolated cgroup v2 partition.
+fn partition_isolated(cpusets: &[cgroup::Cpuset]) -> CpuSet {
+    cpusets
+        .iter()
+        .filter(|c| c.isolated_partition())
+        .filter_map(|c| c.effective.clone())
+        .fold(CpuSet::new(), |a, b| a.union(&b))
+}
+
+/// `nohz_full` CPUs: from sysfs (what the kernel accepted), else none when the config
+/// lacks `NO_HZ_FULL`, else the command line.
+pub(crate) fn nohz_full(
+    cpus: &Cpus,
+    config: &Fact<KernelConfig>,
+    cmdline: &Fact<BootParams>,
+) -> CpuSet {
+    match &cpus.nohz_full {
+        Fact::Known(s) => s.clone(),
+        _ if config.as_ref().is_some_and(|c| !c.enabled("NO_HZ_FULL")) => CpuSet::new(),
+        _ => cmdline
+            .as_ref()
+            .and_then(|c| c.nohz_full.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -32,6 +32,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::interrupt::{Interruption, Record};
+use crate::target::{refuse_rt_throttling, Target, TargetError, Topology};
 use crate::tracefs::TraceError;
 use crate::watch::{Watch, WatchOptions};
 use crate::{CpuSet, SysRoot};
@@ -87,13 +88,9 @@ pub enum NoiseError {
     ZeroDuration,
     #[error("no CPU to measure: give at least one")]
     NoCpus,
-    #[error("CPU {cpu} is not online (online: {online}); bring it online or leave it out")]
-    Offline { cpu: u32, online: String },
-    #[error(
-        "CPUs {cpus} are every online CPU: the tracer and this process need a housekeeping \
-         CPU that is not measured; leave at least one out"
-    )]
-    NoHousekeeping { cpus: String },
+    /// An offline CPU, no housekeeping CPU left, or SCHED_FIFO throttled.
+    #[error(transparent)]
+    Target(#[from] TargetError),
     #[error(
         "threshold {threshold_ns} ns is below the sampler's loop period ({loop_ns:.1} ns on \
          this machine): no gap that short can be seen; give at least {min} ns"
@@ -103,12 +100,6 @@ pub enum NoiseError {
         loop_ns: f64,
         min: u64,
     },
-    #[error(
-        "SCHED_FIFO was asked for but RT throttling is on (kernel.sched_rt_runtime_us = \
-         {runtime_us}): the throttle would take the CPU away 5 % of every second and show \
-         up as noise; set it to -1 (`sysctl kernel.sched_rt_runtime_us=-1`) or drop --fifo"
-    )]
-    RtThrottled { runtime_us: i64 },
     #[error("sampler on CPU {cpu}: {what}: {source}")]
     Sampler {
         cpu: u32,
@@ -261,33 +252,10 @@ pub fn run(
     if opts.cpus.is_empty() {
         return Err(NoiseError::NoCpus);
     }
-    let online_text = root
-        .read_line("/sys/devices/system/cpu/online")
-        .unwrap_or_default();
-    let online = CpuSet::parse_list(&online_text).unwrap_or_default();
-    if let Some(cpu) = opts.cpus.iter().find(|c| !online.contains(*c)) {
-        return Err(NoiseError::Offline {
-            cpu,
-            online: online_text,
-        });
-    }
-    let housekeeping = online.difference(&opts.cpus);
-    if housekeeping.is_empty() {
-        return Err(NoiseError::NoHousekeeping {
-            cpus: opts.cpus.to_list(),
-        });
-    }
+    let target = Target::choose_in(&Topology::read(root), Some(&opts.cpus))?;
+    let housekeeping = target.housekeeping;
     if opts.fifo.is_some() {
-        let runtime = root
-            .read_line("/proc/sys/kernel/sched_rt_runtime_us")
-            .ok()
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(-1);
-        if runtime != -1 {
-            return Err(NoiseError::RtThrottled {
-                runtime_us: runtime,
-            });
-        }
+        refuse_rt_throttling(root)?;
     }
     crate::os::pin_current_thread(&housekeeping).map_err(|source| NoiseError::Housekeeping {
         cpus: housekeeping.to_list(),
@@ -852,7 +820,10 @@ mod validation {
         ));
         assert!(matches!(run_on("0-3", "", second), Err(NoiseError::NoCpus)));
         let e = run_on("0,2-3", "1-2", second).unwrap_err();
-        assert!(matches!(e, NoiseError::Offline { cpu: 1, .. }), "{e}");
+        assert!(
+            matches!(&e, NoiseError::Target(TargetError::Offline { cpus, .. }) if cpus.contains(1)),
+            "{e}"
+        );
         assert!(e.to_string().contains("online: 0,2-3"), "{e}");
         let e = run_on("0-1", "0-1", second).unwrap_err();
         assert!(e.to_string().contains("housekeeping"), "{e}");
@@ -880,7 +851,10 @@ mod validation {
         opts.fifo = Some(1);
         let e = run(&root, &opts, &AtomicBool::new(false), |_| {}).unwrap_err();
         assert!(
-            matches!(e, NoiseError::RtThrottled { runtime_us: 950000 }),
+            matches!(
+                e,
+                NoiseError::Target(TargetError::RtThrottled { runtime_us: 950000 })
+            ),
             "{e}"
         );
     }

@@ -73,7 +73,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::interrupt::Kind;
-use crate::kernel::KernelModel;
+use crate::target::{refuse_rt_throttling, TargetError, Topology};
 use crate::tracefs::TraceError;
 use crate::{os, CpuSet, SysRoot};
 
@@ -112,16 +112,10 @@ pub enum Ineligible {
          with isolcpus=domain,{cpu} or make it an isolated cgroup v2 cpuset partition"
     )]
     NotDomainIsolated { cpu: u32 },
-    #[error("CPU {cpu} is not online (online: {online})")]
-    Offline { cpu: u32, online: String },
-    #[error(
-        "SCHED_FIFO was asked for but RT throttling is on (kernel.sched_rt_runtime_us = \
-         {runtime_us}): the throttle would take the CPU away; set it to -1 \
-         (`sysctl kernel.sched_rt_runtime_us=-1`)"
-    )]
-    RtThrottled { runtime_us: i64 },
-    #[error("no housekeeping CPU is left for the watcher: every online CPU is isolated")]
-    NoHousekeeping,
+    /// The CPU is offline, would leave no housekeeping CPU, or SCHED_FIFO would be
+    /// throttled.
+    #[error(transparent)]
+    Target(#[from] TargetError),
 }
 
 /// What kept the CPU from becoming quiet (the patch's EAGAIN).
@@ -384,28 +378,33 @@ pub fn abort_wait() {
     ABORT.store(1, Ordering::SeqCst);
 }
 
-/// The parts of the kernel model `enter` needs. Boot-time facts, read once per process
-/// (the full model reads every thread; an enter should not).
-#[derive(Debug, Clone)]
-struct Topology {
-    online: CpuSet,
-    nohz_full: CpuSet,
-    domain_isolated: CpuSet,
-    hz: Option<u32>,
+impl From<TargetError> for IsolError {
+    fn from(e: TargetError) -> Self {
+        IsolError::Ineligible(Ineligible::Target(e))
+    }
 }
 
+/// The CPU layout `enter` needs: boot-time facts, read once per process (a light read;
+/// the full model would walk every thread).
 fn topology() -> Topology {
     static TOPO: std::sync::OnceLock<Topology> = std::sync::OnceLock::new();
-    TOPO.get_or_init(|| {
-        let model = KernelModel::load(&SysRoot::live());
-        Topology {
-            online: model.cpus.online.as_ref().cloned().unwrap_or_default(),
-            nohz_full: model.nohz_full(),
-            domain_isolated: model.domain_isolated(),
-            hz: model.config.as_ref().and_then(|c| c.hz()),
-        }
-    })
-    .clone()
+    TOPO.get_or_init(|| Topology::read(&SysRoot::live()))
+        .clone()
+}
+
+/// The online CPUs but `isolated`, which must leave one.
+fn housekeeping(topo: &Topology, isolated: &CpuSet) -> Result<CpuSet, IsolError> {
+    let online = topo.online()?;
+    let housekeeping = online.difference(isolated);
+    if housekeeping.is_empty() {
+        return Err(IsolError::Ineligible(Ineligible::Target(
+            TargetError::NoHousekeeping {
+                cpus: isolated.intersection(online),
+                online: online.clone(),
+            },
+        )));
+    }
+    Ok(housekeeping)
 }
 
 /// Start this process's watcher now, for the isolated CPUs of this kernel (`cpus` for a
@@ -419,10 +418,7 @@ pub fn start_watcher(cpus: Option<&CpuSet>) -> Result<(), IsolError> {
     if let Some(c) = cpus {
         watched = watched.union(c);
     }
-    let housekeeping = topo.online.difference(&watched);
-    if housekeeping.is_empty() {
-        return Err(IsolError::Ineligible(Ineligible::NoHousekeeping));
-    }
+    let housekeeping = housekeeping(&topo, &watched)?;
     watcher::ensure(&root, &watched, &housekeeping)
 }
 
@@ -537,7 +533,7 @@ impl Isolation {
         let root = SysRoot::live();
         let topo = topology();
         // 1. Check, changing nothing.
-        let cpu = self.target_cpu(&topo.online)?;
+        let cpu = self.target_cpu(topo.online()?)?;
         let nohz = topo.nohz_full.contains(cpu);
         let isolated = topo.domain_isolated.contains(cpu);
         let ticking = !(nohz && isolated);
@@ -555,23 +551,11 @@ impl Isolation {
             }));
         }
         if self.fifo.is_some() {
-            let runtime = root
-                .read_line("/proc/sys/kernel/sched_rt_runtime_us")
-                .ok()
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(-1);
-            if runtime != -1 {
-                return Err(IsolError::Ineligible(Ineligible::RtThrottled {
-                    runtime_us: runtime,
-                }));
-            }
+            refuse_rt_throttling(&root)?;
         }
         let mut isolated_cpus = topo.nohz_full.union(&topo.domain_isolated);
         isolated_cpus.insert(cpu);
-        let housekeeping = topo.online.difference(&isolated_cpus);
-        if housekeeping.is_empty() {
-            return Err(IsolError::Ineligible(Ineligible::NoHousekeeping));
-        }
+        let housekeeping = housekeeping(&topo, &isolated_cpus)?;
         if !ticking && self.fifo.is_none() && os::Policy::current().is_ok_and(|p| p.is_fair()) {
             if let Some(fs) = fair_server(&root, cpu) {
                 return Err(IsolError::NotQuiet(Box::new(NotQuiet::fair_server(
@@ -662,10 +646,12 @@ impl Isolation {
             cpu
         };
         if !online.contains(cpu) {
-            return Err(IsolError::Ineligible(Ineligible::Offline {
-                cpu,
-                online: online.to_list(),
-            }));
+            return Err(IsolError::Ineligible(Ineligible::Target(
+                TargetError::Offline {
+                    cpus: CpuSet::from_iter([cpu]),
+                    online: online.clone(),
+                },
+            )));
         }
         Ok(cpu)
     }
@@ -945,7 +931,7 @@ mod tests {
 
     #[test]
     fn errors_map_to_the_patch_errno_values() {
-        let e = IsolError::Ineligible(Ineligible::NoHousekeeping);
+        let e = IsolError::Ineligible(Ineligible::Target(TargetError::SingleCpu));
         assert_eq!(e.errno(), -libc::EINVAL);
         let e = IsolError::NotQuiet(Box::new(not_quiet(None, "")));
         assert_eq!(e.errno(), -libc::EAGAIN);
@@ -969,7 +955,7 @@ mod tests {
     fn ineligibility_says_how_to_fix_it() {
         let m = Ineligible::NotDomainIsolated { cpu: 5 }.to_string();
         assert!(m.contains("isolcpus=domain,5"), "{m}");
-        let m = Ineligible::RtThrottled { runtime_us: 950000 }.to_string();
+        let m = Ineligible::Target(TargetError::RtThrottled { runtime_us: 950000 }).to_string();
         assert!(m.contains("sched_rt_runtime_us=-1"), "{m}");
     }
 }

@@ -1,0 +1,144 @@
+use super::*;
+
+impl Ctx<'_> {
+    pub(super) fn irq_affinity(&self, effective: bool) -> Finding {
+        let what = if effective {
+            "is delivered to"
+        } else {
+            "may be delivered to"
+        };
+        let Some(irqs) = self.m.irqs.as_ref() else {
+            return self.unknown("IRQ affinity", &self.m.irqs);
+        };
+        let mut hits = Vec::new();
+        let mut e = Vec::new();
+        for a in irqs.values() {
+            // Managed IRQs are judged by their own check.
+            if a.managed == Some(true) {
+                continue;
+            }
+            let set = if effective {
+                a.effective.as_ref()
+            } else {
+                a.affinity.as_ref()
+            };
+            if let Some(s) = set.filter(|s| s.intersects(self.target())) {
+                let name = if a.actions.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", a.actions.join(","))
+                };
+                hits.push(format!("{}{}", a.irq, name));
+                e.push(ev(
+                    format!(
+                        "/proc/irq/{}/{}",
+                        a.irq,
+                        if effective {
+                            "effective_affinity_list"
+                        } else {
+                            "smp_affinity_list"
+                        }
+                    ),
+                    cpus(s),
+                ));
+            }
+        }
+        if hits.is_empty() {
+            self.finding(
+                Severity::Ok,
+                format!("no device IRQ {what} the target CPUs ({} IRQs)", irqs.len()),
+                vec![ev("/proc/irq/*", format!("{} IRQs", irqs.len()))],
+                None,
+            )
+        } else {
+            let sev = if effective {
+                Severity::Fail
+            } else {
+                Severity::Warn
+            };
+            self.finding(sev, format!("{} device IRQ{} {} CPUs {}: {}", hits.len(), if hits.len() == 1 { "" } else { "s" }, if hits.len() == 1 { what.to_string() } else { what.replacen("is ", "are ", 1) }, self.target(), some_of(&hits, 5)), e,
+                fix(FixKind::Runtime, format!("for each IRQ N: echo {} > /proc/irq/N/smp_affinity_list (and stop irqbalance or ban the CPUs)", self.hk())))
+        }
+    }
+
+    pub(super) fn managed_irqs(&self) -> Finding {
+        let Some(irqs) = self.m.irqs.as_ref() else {
+            return self.unknown("managed IRQs", &self.m.irqs);
+        };
+        let on_target = |a: &&crate::kernel::IrqAffinity| {
+            a.effective
+                .as_ref()
+                .is_some_and(|s| s.intersects(self.target()))
+        };
+        let undecided = irqs
+            .values()
+            .filter(on_target)
+            .filter(|a| a.managed.is_none())
+            .count();
+        if undecided > 0 {
+            return self.finding(Severity::Unknown,
+                format!("{undecided} IRQs delivered to the target may be kernel-managed (unchangeable); the kernel does not say"),
+                vec![ev("/sys/kernel/debug/irq/irqs", "absent: debugfs not mounted, or CONFIG_GENERIC_IRQ_DEBUGFS off")],
+                fix(FixKind::Runtime, "mount -t debugfs none /sys/kernel/debug"),
+            );
+        }
+        let hits: Vec<String> = irqs
+            .values()
+            .filter(on_target)
+            .filter(|a| a.managed == Some(true))
+            .map(|a| a.irq.to_string())
+            .collect();
+        let e = vec![ev(
+            "/sys/kernel/debug/irq/irqs/*",
+            format!("{} managed IRQs on the target", hits.len()),
+        )];
+        if hits.is_empty() {
+            self.finding(
+                Severity::Ok,
+                "no kernel-managed IRQ is delivered to the target CPUs",
+                e,
+                None,
+            )
+        } else {
+            self.finding(Severity::Warn, format!("kernel-managed IRQs {} are delivered to the target; their affinity cannot be changed at runtime", some_of(&hits, 6)), e,
+                fix(FixKind::Boot, format!("isolcpus=managed_irq,{}", self.target())))
+        }
+    }
+
+    pub(super) fn default_irq_affinity(&self) -> Finding {
+        let Some(d) = self.m.default_irq_affinity.as_ref() else {
+            return self.unknown("default IRQ affinity", &self.m.default_irq_affinity);
+        };
+        let e = vec![ev("/proc/irq/default_smp_affinity", cpus(d))];
+        let hit = d.intersection(self.target());
+        if hit.is_empty() {
+            self.finding(
+                Severity::Ok,
+                "new IRQs default to housekeeping CPUs",
+                e,
+                None,
+            )
+        } else {
+            let nr = self
+                .m
+                .cpus
+                .possible
+                .as_ref()
+                .and_then(|p| p.last())
+                .map_or(1, |l| l + 1);
+            self.finding(
+                Severity::Warn,
+                format!("new IRQs may be delivered to CPUs {hit}"),
+                e,
+                fix(
+                    FixKind::Runtime,
+                    format!(
+                        "echo {} > /proc/irq/default_smp_affinity (or boot with irqaffinity={})",
+                        self.t.housekeeping.to_mask(nr),
+                        self.hk()
+                    ),
+                ),
+            )
+        }
+    }
+}
