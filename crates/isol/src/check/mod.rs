@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::cpus::CpuSet;
-use crate::kernel::{Fact, KernelModel};
+use crate::kernel::{Fact, KernelModel, Unknown};
 pub use crate::target::{Target, TargetError, TargetSource};
 
 mod boot;
@@ -430,7 +430,7 @@ fn cpus(s: &CpuSet) -> String {
 fn absent(path: &str) -> Fact<()> {
     Fact::Unknown {
         path: path.to_string(),
-        unknown: "absent".into(),
+        why: Unknown::Absent,
     }
 }
 
@@ -477,17 +477,19 @@ impl Ctx<'_> {
 
     /// This check could not decide: `fact`, about `what`, could not be read.
     fn unknown<T>(&self, what: &str, fact: &Fact<T>) -> Finding {
-        let why = fact.why_unknown().unwrap_or_default();
-        let (file, reason) = why.rsplit_once(": ").unwrap_or((why.as_str(), ""));
-        let next = if reason == "needs root" {
-            "run isol as root"
-        } else {
-            "this kernel does not expose it"
+        let (file, why) = fact.unknown().unwrap_or(("", &Unknown::Error));
+        let next = match why {
+            Unknown::NeedsRoot => "run isol as root",
+            Unknown::Malformed(_) | Unknown::Refused => {
+                "the file does not read as the kernel writes it; attach `isol snapshot` to a bug report"
+            }
+            Unknown::Masked => "run isol outside the container, or unmask the path",
+            Unknown::Absent | Unknown::Error => "this kernel does not expose it",
         };
         self.finding(
             Severity::Unknown,
-            format!("{what}: unknown ({reason})"),
-            vec![ev(file, reason)],
+            format!("{what}: unknown ({why})"),
+            vec![ev(file, why.to_string())],
             fix(FixKind::Runtime, next),
         )
     }
@@ -507,5 +509,53 @@ impl Ctx<'_> {
             "nohz_full={t} isolcpus=nohz,domain,managed_irq,{t} rcu_nocbs={t} irqaffinity={}",
             self.hk()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ids documented in `docs/check-json.md`, in order: the rows of its table of
+    /// checks (`| \`area.name\` | ... |`).
+    fn documented() -> Vec<String> {
+        let doc = include_str!("../../../../docs/check-json.md");
+        let areas = [
+            Area::Kernel,
+            Area::Boot,
+            Area::Cpu,
+            Area::Irq,
+            Area::Tasks,
+            Area::Services,
+            Area::Timers,
+        ];
+        doc.lines()
+            .filter_map(|l| l.strip_prefix("| `")?.split_once("` |").map(|(id, _)| id))
+            .filter(|id| {
+                id.split_once('.')
+                    .is_some_and(|(area, _)| areas.iter().any(|a| a.as_str() == area))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_docs_list_every_check_in_the_table_and_no_other() {
+        let table: Vec<String> = CHECKS.iter().map(|c| c.id.to_string()).collect();
+        assert_eq!(
+            documented(),
+            table,
+            "docs/check-json.md and CHECKS disagree"
+        );
+    }
+
+    #[test]
+    fn each_id_is_in_its_area_and_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for c in CHECKS {
+            assert!(seen.insert(c.id), "{} twice", c.id);
+            let (area, _) = c.id.split_once('.').unwrap();
+            assert_eq!(area, c.area.as_str(), "{}", c.id);
+        }
     }
 }

@@ -32,13 +32,65 @@ pub use timer_list::TimerList;
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Fact<T> {
+    /// The value.
     Known(T),
+    /// The file could not be read, or did not parse.
     Unknown {
         /// The kernel file.
         path: String,
-        /// `absent`, `needs root`, `masked`, `error`, or `malformed: <why>`.
-        unknown: String,
+        /// Why (serialised as `unknown`: `absent`, `needs root`, ...).
+        #[serde(rename = "unknown")]
+        why: Unknown,
     },
+}
+
+/// Why a fact is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unknown {
+    /// The file does not exist on this kernel.
+    Absent,
+    /// Reading it needs root.
+    NeedsRoot,
+    /// Hidden by a container runtime (reads as empty).
+    Masked,
+    /// A captured tree holds something isol will not read there.
+    Refused,
+    /// Another I/O error.
+    Error,
+    /// The file was read but does not parse: why.
+    Malformed(String),
+}
+
+impl Unknown {
+    /// The reason behind a read error.
+    pub fn of(e: &SysError) -> Unknown {
+        match e {
+            SysError::NotFound { .. } => Unknown::Absent,
+            SysError::NeedsRoot { .. } => Unknown::NeedsRoot,
+            SysError::Masked { .. } => Unknown::Masked,
+            SysError::Refused { .. } => Unknown::Refused,
+            SysError::Io { .. } => Unknown::Error,
+        }
+    }
+}
+
+impl std::fmt::Display for Unknown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unknown::Absent => f.write_str("absent"),
+            Unknown::NeedsRoot => f.write_str("needs root"),
+            Unknown::Masked => f.write_str("masked"),
+            Unknown::Refused => f.write_str("refused"),
+            Unknown::Error => f.write_str("error"),
+            Unknown::Malformed(why) => write!(f, "malformed: {why}"),
+        }
+    }
+}
+
+impl Serialize for Unknown {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl<T> Fact<T> {
@@ -60,7 +112,7 @@ impl<T> Fact<T> {
             Ok(v) => Fact::Known(v),
             Err(why) => Fact::Unknown {
                 path: path.to_string(),
-                unknown: format!("malformed: {why}"),
+                why: Unknown::Malformed(why),
             },
         }
     }
@@ -69,7 +121,7 @@ impl<T> Fact<T> {
     pub fn from_error(e: &SysError) -> Fact<T> {
         Fact::Unknown {
             path: e.path().to_string(),
-            unknown: e.kind().to_string(),
+            why: Unknown::of(e),
         }
     }
 
@@ -93,13 +145,27 @@ impl<T> Fact<T> {
     pub fn why_unknown(&self) -> Option<String> {
         match self {
             Fact::Known(_) => None,
-            Fact::Unknown { path, unknown } => Some(format!("{path}: {unknown}")),
+            Fact::Unknown { path, why } => Some(format!("{path}: {why}")),
         }
     }
 
     /// Whether the file was absent (as opposed to unreadable).
     pub fn is_absent(&self) -> bool {
-        matches!(self, Fact::Unknown { unknown, .. } if unknown == "absent")
+        matches!(
+            self,
+            Fact::Unknown {
+                why: Unknown::Absent,
+                ..
+            }
+        )
+    }
+
+    /// Why it is unknown: the file and the reason.
+    pub fn unknown(&self) -> Option<(&str, &Unknown)> {
+        match self {
+            Fact::Known(_) => None,
+            Fact::Unknown { path, why } => Some((path, why)),
+        }
     }
 }
 
@@ -404,9 +470,9 @@ impl Base {
         let mounts = Fact::read(root, "/proc/self/mounts", |s| Ok(s.to_string()));
         let cgroup_mounts = match &mounts {
             Fact::Known(m) => Fact::Known(cgroup::parse_mounts(m)),
-            Fact::Unknown { path, unknown } => Fact::Unknown {
+            Fact::Unknown { path, why } => Fact::Unknown {
                 path: path.clone(),
-                unknown: unknown.clone(),
+                why: why.clone(),
             },
         };
         let cpusets = cgroup_mounts
@@ -484,7 +550,7 @@ fn load_config(root: &SysRoot, release: Option<&str>) -> Fact<KernelConfig> {
                 Ok(t) => Fact::Known(KernelConfig::parse(&t, &path)),
                 Err(e) => Fact::Unknown {
                     path: format!("/proc/config.gz, {path}"),
-                    unknown: e.kind().to_string(),
+                    why: Unknown::of(&e),
                 },
             }
         }
@@ -586,11 +652,11 @@ mod tests {
         let none = Mce {
             check_interval: Fact::Unknown {
                 path: "x".into(),
-                unknown: "absent".into(),
+                why: Unknown::Absent,
             },
             ignore_ce: Fact::Unknown {
                 path: "y".into(),
-                unknown: "absent".into(),
+                why: Unknown::Absent,
             },
         };
         assert_eq!(none.polling(), Some(false), "no MCE support");

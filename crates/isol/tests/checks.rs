@@ -1,0 +1,389 @@
+//! Every check, both ways: for each id, a fixture captured from a real kernel (host 6.18,
+//! lab 6.12) or a copy of it changed in one place, where the check passes, and one where
+//! it does not (warn, fail or unknown). Then the whole report on both fixtures, golden.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use isol::check::{self, Severity, Target, TargetSource};
+use isol::kernel::KernelModel;
+use isol::{CpuSet, SysRoot};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+/// A change to a copy of a fixture: write `content` at `path`, or remove it (`None`).
+type Edit = (&'static str, Option<&'static str>);
+
+/// How to build the model and the target for one case.
+#[derive(Clone, Copy)]
+enum Given {
+    /// The CPUs isol would choose itself.
+    Chosen,
+    /// A target built by hand (as an API user may), not validated.
+    Raw {
+        cpus: &'static str,
+        housekeeping: &'static str,
+    },
+}
+
+/// Run the checks on `fixture` changed by `edits`: the finding `id`.
+fn finding(fixture: &str, edits: &[Edit], given: Given, id: &str) -> check::Finding {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("root");
+    common::copy_tree(&fixtures().join(fixture), &dir);
+    for (path, content) in edits {
+        let p = dir.join(path.trim_start_matches('/'));
+        match content {
+            Some(c) => {
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, c).unwrap();
+            }
+            None => std::fs::remove_file(&p).unwrap_or_else(|e| panic!("{path}: {e}")),
+        }
+    }
+    let model = KernelModel::load(&SysRoot::at(&dir));
+    let target = match given {
+        Given::Chosen => Target::choose(&model, None).unwrap(),
+        Given::Raw { cpus, housekeeping } => Target {
+            cpus: CpuSet::parse_list(cpus).unwrap(),
+            source: TargetSource::Given,
+            housekeeping: CpuSet::parse_list(housekeeping).unwrap(),
+        },
+    };
+    let report = check::run(&model, &target);
+    report
+        .findings
+        .into_iter()
+        .find(|f| f.id == id)
+        .unwrap_or_else(|| panic!("no finding {id}"))
+}
+
+const LAB: &str = "lab-6.12";
+const HOST: &str = "host-6.18";
+const LAB_CONFIG: &str = "/boot/config-6.12.117+deb12-cloud-amd64";
+const HOST_CONFIG: &str = "/proc/config.gz";
+
+/// One id: where it passes and where it does not.
+struct Case {
+    id: &'static str,
+    pass: (&'static str, &'static [Edit], Given),
+    not: (&'static str, &'static [Edit], Given),
+    /// What the failing side must say (in the summary).
+    says: &'static str,
+}
+
+const fn plain(
+    fixture: &'static str,
+    edits: &'static [Edit],
+) -> (&'static str, &'static [Edit], Given) {
+    (fixture, edits, Given::Chosen)
+}
+
+/// The lab's kernel config with one option turned off.
+fn lab_config_without(option: &str) -> String {
+    let text = std::fs::read_to_string(
+        fixtures()
+            .join(LAB)
+            .join(LAB_CONFIG.trim_start_matches('/')),
+    )
+    .unwrap();
+    let on = format!("CONFIG_{option}=y\n");
+    assert!(text.contains(&on), "the lab config has {on}");
+    text.replace(&on, &format!("# CONFIG_{option} is not set\n"))
+}
+
+fn cases() -> Vec<Case> {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let no_rcu_nocb: &'static [Edit] = Box::leak(Box::new([(
+        LAB_CONFIG,
+        Some(leak(lab_config_without("RCU_NOCB_CPU"))),
+    )]));
+    let no_isolation: &'static [Edit] = Box::leak(Box::new([(
+        LAB_CONFIG,
+        Some(leak(lab_config_without("CPU_ISOLATION"))),
+    )]));
+    vec![
+        Case { id: "kernel.no_hz_full", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "without CONFIG_NO_HZ_FULL" },
+        Case { id: "kernel.rcu_nocb_cpu", pass: plain(LAB, &[]), not: plain(LAB, no_rcu_nocb), says: "without CONFIG_RCU_NOCB_CPU" },
+        Case { id: "kernel.cpu_isolation", pass: plain(LAB, &[]), not: plain(LAB, no_isolation), says: "without CONFIG_CPU_ISOLATION" },
+        Case { id: "kernel.tracing", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "tracefs is not mounted" },
+        Case { id: "boot.nohz_full", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "not nohz_full" },
+        Case { id: "boot.domain_isolated", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "scheduler load balancing" },
+        Case { id: "boot.rcu_nocbs", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "RCU callbacks still run" },
+        Case { id: "boot.managed_irq", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "managed interrupts" },
+        Case {
+            id: "boot.skew_tick",
+            pass: plain(LAB, &[("/proc/cmdline", Some("console=ttyS0 nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 skew_tick=1\n"))]),
+            not: plain(LAB, &[]),
+            says: "ticks fire on all CPUs at once",
+        },
+        Case { id: "boot.tsc_reliable", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "clocksource watchdog" },
+        Case {
+            id: "cpu.online",
+            pass: plain(LAB, &[]),
+            not: (LAB, &[("/sys/devices/system/cpu/online", Some("0\n"))], Given::Raw { cpus: "1", housekeeping: "0" }),
+            says: "offline",
+        },
+        Case {
+            id: "cpu.housekeeping",
+            pass: plain(LAB, &[]),
+            not: (LAB, &[], Given::Raw { cpus: "0-1", housekeeping: "" }),
+            says: "no housekeeping CPU",
+        },
+        Case {
+            id: "cpu.smt_siblings",
+            pass: plain(LAB, &[]),
+            not: plain(LAB, &[("/sys/devices/system/cpu/cpu1/topology/thread_siblings_list", Some("0-1\n"))]),
+            says: "SMT siblings run housekeeping work",
+        },
+        Case {
+            id: "cpu.governor",
+            pass: plain(LAB, &[("/sys/devices/system/cpu/cpu1/cpufreq/scaling_governor", Some("performance\n"))]),
+            not: plain(LAB, &[("/sys/devices/system/cpu/cpu1/cpufreq/scaling_governor", Some("powersave\n"))]),
+            says: "powersave",
+        },
+        Case {
+            id: "cpu.idle_states",
+            pass: plain(LAB, &[]),
+            not: plain(LAB, &[
+                ("/sys/devices/system/cpu/cpu1/cpuidle/state2/name", Some("C6\n")),
+                ("/sys/devices/system/cpu/cpu1/cpuidle/state2/latency", Some("133\n")),
+                ("/sys/devices/system/cpu/cpu1/cpuidle/state2/disable", Some("0\n")),
+            ]),
+            says: "deep idle states",
+        },
+        Case { id: "cpu.tsc_invariant", pass: plain(HOST, &[]), not: plain(LAB, &[]), says: "not invariant" },
+        Case {
+            id: "cpu.clocksource",
+            pass: plain(LAB, &[]),
+            not: plain(LAB, &[("/sys/devices/system/clocksource/clocksource0/current_clocksource", Some("hpet\n"))]),
+            says: "clocksource is hpet",
+        },
+        Case { id: "irq.affinity", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "may be delivered to CPUs 1" },
+        Case { id: "irq.effective_affinity", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "are delivered to CPUs 1" },
+        Case { id: "irq.managed", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "kernel-managed" },
+        Case { id: "irq.default_affinity", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "new IRQs may be delivered" },
+        Case {
+            id: "tasks.kthreads",
+            pass: plain(LAB, &[
+                ("/proc/42/task/42/status", Some("Name:\tkcompactd0\nCpus_allowed:\t1\nCpus_allowed_list:\t0\n")),
+                ("/proc/52/task/52/status", Some("Name:\tkswapd0\nCpus_allowed:\t1\nCpus_allowed_list:\t0\n")),
+            ]),
+            not: plain(LAB, &[]),
+            says: "kcompactd0/42",
+        },
+        Case { id: "tasks.user", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "user threads may run on the target" },
+        Case {
+            id: "tasks.rt_throttling",
+            pass: plain(LAB, &[("/proc/sys/kernel/sched_rt_runtime_us", Some("-1\n"))]),
+            not: plain(LAB, &[]),
+            says: "RT throttling",
+        },
+        Case {
+            id: "tasks.fair_server",
+            pass: plain(LAB, &[("/sys/kernel/debug/sched/fair_server/cpu1/runtime", Some("0\n"))]),
+            not: plain(LAB, &[]),
+            says: "fair deadline server",
+        },
+        Case { id: "services.workqueue", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "unbound workqueue work may run" },
+        Case {
+            id: "services.writeback",
+            pass: plain(LAB, &[("/sys/devices/virtual/workqueue/writeback/cpumask", Some("1\n"))]),
+            not: plain(LAB, &[]),
+            says: "writeback work may run on CPUs 1",
+        },
+        Case { id: "services.watchdog_cpumask", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "lockup watchdog" },
+        Case {
+            id: "services.nmi_watchdog",
+            pass: plain(LAB, &[]),
+            not: plain(LAB, &[("/proc/sys/kernel/nmi_watchdog", Some("1\n"))]),
+            says: "NMI watchdog interrupts",
+        },
+        Case {
+            id: "services.timer_migration",
+            pass: plain(LAB, &[]),
+            not: plain(LAB, &[("/proc/sys/kernel/timer_migration", Some("0\n"))]),
+            says: "timer migration is off",
+        },
+        Case {
+            id: "services.vmstat_interval",
+            pass: plain(LAB, &[("/proc/sys/vm/stat_interval", Some("10\n"))]),
+            not: plain(LAB, &[]),
+            says: "vmstat_update runs every second",
+        },
+        Case {
+            id: "services.numa_balancing",
+            pass: plain(LAB, &[]),
+            not: plain(LAB, &[("/proc/sys/kernel/numa_balancing", Some("1\n"))]),
+            says: "NUMA balancing unmaps pages",
+        },
+        Case {
+            id: "services.thp",
+            pass: plain(LAB, &[]),
+            not: plain(LAB, &[("/sys/kernel/mm/transparent_hugepage/enabled", Some("[always] madvise never\n"))]),
+            says: "always",
+        },
+        Case {
+            id: "services.ksm",
+            pass: plain(LAB, &[]),
+            not: plain(LAB, &[("/sys/kernel/mm/ksm/run", Some("1\n"))]),
+            says: "KSM",
+        },
+        Case {
+            id: "services.mce_poll",
+            pass: plain(LAB, &[]),
+            not: plain(LAB, &[
+                ("/sys/devices/system/machinecheck/machinecheck0/check_interval", Some("300\n")),
+                ("/sys/devices/system/machinecheck/machinecheck0/ignore_ce", Some("0\n")),
+            ]),
+            says: "machine-check poll timer fires",
+        },
+        Case { id: "timers.armed", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "hrtimers armed on the target" },
+        Case { id: "timers.tick", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "the tick is running on CPUs 1" },
+    ]
+}
+
+#[test]
+fn every_check_passes_in_one_fixture_and_not_in_another() {
+    let cases = cases();
+    // Every id the checks produce has a case, and no case names an id they do not.
+    let report_ids: Vec<&str> = {
+        let model = KernelModel::load(&SysRoot::at(fixtures().join(LAB)));
+        let target = Target::choose(&model, None).unwrap();
+        check::run(&model, &target)
+            .findings
+            .iter()
+            .map(|f| f.id)
+            .collect()
+    };
+    let mut case_ids: Vec<&str> = cases.iter().map(|c| c.id).collect();
+    let mut sorted = report_ids.clone();
+    sorted.sort();
+    case_ids.sort();
+    assert_eq!(case_ids, sorted, "a case for every check id");
+    let mut failures = Vec::new();
+    for c in &cases {
+        let (fx, edits, given) = c.pass;
+        let f = finding(fx, edits, given, c.id);
+        if f.severity != Severity::Ok {
+            failures.push(format!(
+                "{}: expected ok on {fx}, got {:?}: {}",
+                c.id, f.severity, f.summary
+            ));
+        }
+        let (fx, edits, given) = c.not;
+        let f = finding(fx, edits, given, c.id);
+        if f.severity == Severity::Ok || !f.summary.contains(c.says) {
+            failures.push(format!(
+                "{}: expected not ok on {fx} saying {:?}, got {:?}: {}",
+                c.id, c.says, f.severity, f.summary
+            ));
+        } else if f.fix.is_none() {
+            failures.push(format!("{}: not ok without a fix", c.id));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn a_malformed_config_is_reported_as_malformed_not_missing() {
+    let f = finding(
+        LAB,
+        &[
+            (LAB_CONFIG, None),
+            ("/proc/config.gz", Some("not gzip at all")),
+        ],
+        Given::Chosen,
+        "kernel.rcu_nocb_cpu",
+    );
+    // The lab has rcuo kthreads: offloading is at work whatever the config says.
+    assert_eq!(f.severity, Severity::Ok, "{}", f.summary);
+    assert!(
+        f.evidence
+            .iter()
+            .any(|e| e.file == "/proc/config.gz" && e.value.starts_with("malformed: ")),
+        "{:?}",
+        f.evidence
+    );
+    let f = finding(
+        HOST,
+        &[(HOST_CONFIG, Some("not gzip at all"))],
+        Given::Chosen,
+        "kernel.rcu_nocb_cpu",
+    );
+    assert_eq!(f.severity, Severity::Unknown, "{}", f.summary);
+    assert_eq!(f.evidence[0].file, "/proc/config.gz");
+    assert!(
+        f.evidence[0].value.starts_with("malformed: not gzip"),
+        "{:?}",
+        f.evidence
+    );
+    assert!(
+        f.summary.contains("unknown (malformed: not gzip"),
+        "{}",
+        f.summary
+    );
+}
+
+#[test]
+fn without_a_config_the_running_kernel_decides_and_says_how() {
+    // Lab 6.12: cpu/nohz_full exists, cpu/isolated is 1, rcuo kthreads run.
+    for (id, by) in [
+        ("kernel.no_hz_full", "/sys/devices/system/cpu/nohz_full"),
+        ("kernel.cpu_isolation", "/sys/devices/system/cpu/nohz_full"),
+        ("kernel.rcu_nocb_cpu", "/proc/*/task/*/comm"),
+    ] {
+        let f = finding(LAB, &[(LAB_CONFIG, None)], Given::Chosen, id);
+        assert_eq!(f.severity, Severity::Ok, "{id}: {}", f.summary);
+        assert!(
+            f.summary.contains(&format!("decided by {by}")),
+            "{id}: {}",
+            f.summary
+        );
+    }
+    // Host 6.18 without NO_HZ_FULL: no cpu/nohz_full file, so no CONFIG_NO_HZ_FULL.
+    let f = finding(
+        HOST,
+        &[(HOST_CONFIG, None)],
+        Given::Chosen,
+        "kernel.no_hz_full",
+    );
+    assert_eq!(f.severity, Severity::Fail, "{}", f.summary);
+    assert!(
+        f.summary.contains("nohz_full being absent"),
+        "{}",
+        f.summary
+    );
+    // Nothing on the host shows RCU offloading: unknown, not a guess.
+    let f = finding(
+        HOST,
+        &[(HOST_CONFIG, None)],
+        Given::Chosen,
+        "kernel.rcu_nocb_cpu",
+    );
+    assert_eq!(f.severity, Severity::Unknown, "{}", f.summary);
+}
+
+/// The whole report on both fixtures, as JSON. `ISOL_BLESS=1` rewrites the golden files.
+#[test]
+fn reports_on_both_fixtures_are_golden() {
+    for fixture in [HOST, LAB] {
+        let model = KernelModel::load(&SysRoot::at(fixtures().join(fixture)));
+        let target = Target::choose(&model, None).unwrap();
+        let report = check::run(&model, &target);
+        let json = serde_json::to_string_pretty(&report).unwrap() + "\n";
+        let golden = fixtures().join(format!("check-{fixture}.json"));
+        if std::env::var_os("ISOL_BLESS").is_some() {
+            std::fs::write(&golden, &json).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e} (ISOL_BLESS=1 writes it)", golden.display()));
+        assert_eq!(
+            json, want,
+            "{fixture}: the report changed; if on purpose, ISOL_BLESS=1"
+        );
+    }
+}
