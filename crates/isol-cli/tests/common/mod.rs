@@ -94,3 +94,11 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Longer than any refusal may take: a run past it is a hang.
+pub const HANG: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Bytes as text, for messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}

@@ -23,22 +23,22 @@
 
 pub mod attribute;
 pub mod sampler;
+mod steps;
 pub mod tsc;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::interrupt::{Interruption, Record};
-use crate::target::{refuse_rt_throttling, Target, TargetError, Topology};
+use crate::interrupt::Interruption;
+use crate::target::TargetError;
 use crate::tracefs::TraceError;
-use crate::watch::{Watch, WatchOptions};
 use crate::{CpuSet, SysRoot};
 use attribute::{CauseRow, Span};
 use sampler::{Sampler, Samples};
-use tsc::{Mapping, Pair, TscInfo};
+use steps::{Held, Plan};
+use tsc::{Mapping, TscInfo};
 
 /// JSON schema of [`Report`] (docs/noise-json.md).
 pub const SCHEMA: &str = "isol.noise/v1";
@@ -240,295 +240,24 @@ pub fn typical_loop_ticks(window_ticks: u64) -> u64 {
 
 /// Measure. `stop` ends the run early (Ctrl-C); `progress` is called about every 100 ms
 /// from the calling thread, which runs on housekeeping CPUs from the start.
+///
+/// The steps, in the only order the types allow: `Plan::validate` (refusals, the caller
+/// moved to housekeeping CPUs, the counter calibrated); `Held::prepare` (each sampler's
+/// memory set up on a housekeeping CPU, then SCHED_FIFO, then pinned, then held);
+/// `Held::start_watch` (tracing started from housekeeping, with the samplers as the CPUs'
+/// residents); `Held::release`; `Running::collect`; `Plan::report`.
 pub fn run(
     root: &SysRoot,
     opts: &NoiseOptions,
     stop: &AtomicBool,
-    mut progress: impl FnMut(Progress),
+    progress: impl FnMut(Progress),
 ) -> Result<Report, NoiseError> {
-    if opts.duration.is_zero() {
-        return Err(NoiseError::ZeroDuration);
-    }
-    if opts.cpus.is_empty() {
-        return Err(NoiseError::NoCpus);
-    }
-    let target = Target::choose_in(&Topology::read(root), Some(&opts.cpus))?;
-    let housekeeping = target.housekeeping;
-    if opts.fifo.is_some() {
-        refuse_rt_throttling(root)?;
-    }
-    crate::os::pin_current_thread(&housekeeping).map_err(|source| NoiseError::Housekeeping {
-        cpus: housekeeping.to_list(),
-        source,
-    })?;
-    let mut notices = Vec::new();
-    let info = TscInfo::read(root);
-    notices.extend(info.warning());
-    let hz = tsc::calibrate(Duration::from_millis(100));
-    let ns_per_tick = 1e9 / hz;
-    let typical_ns = typical_loop_ticks((hz / 50.0) as u64) as f64 * ns_per_tick;
-    let threshold_ns = match opts.threshold_ns {
-        Some(t) if (t as f64) < typical_ns => {
-            return Err(NoiseError::ThresholdBelowLoop {
-                threshold_ns: t,
-                loop_ns: typical_ns,
-                min: typical_ns.ceil() as u64,
-            })
-        }
-        Some(t) => t,
-        None => nice_ceil(THRESHOLD_LOOPS as f64 * typical_ns),
-    };
-    let threshold_ticks = ((threshold_ns as f64) * hz / 1e9).ceil() as u64;
-    let secs = opts.duration.as_secs_f64();
-    let capacity = opts
-        .gap_capacity
-        .unwrap_or(((secs * 50_000.0) as usize).clamp(100_000, 8 << 20));
-    let nohz_full = CpuSet::parse_list(
-        &root
-            .read_line("/sys/devices/system/cpu/nohz_full")
-            .unwrap_or_default(),
-    )
-    .unwrap_or_default();
-
-    keep_memory_mapped();
-    let quiesce_cpus = if opts.quiesce {
-        opts.cpus.intersection(&nohz_full)
-    } else {
-        CpuSet::new()
-    };
-    if !quiesce_cpus.is_empty() {
-        // Started here, on a housekeeping CPU: started by a sampler, the watcher thread
-        // would begin life on the sampler's CPU, with its scheduling policy.
-        if let Err(e) = crate::task::start_watcher(None) {
-            notices.push(format!(
-                "cannot wait for the tick to stop before measuring: {e}"
-            ));
-        }
-    }
-
-    // Samplers: memory prepared on a housekeeping CPU, then SCHED_FIFO, then pinned, then
-    // held until the watch has started.
-    let go = Arc::new(Barrier::new(opts.cpus.len() + 1));
-    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-    let duration_ticks = (secs * hz) as u64;
-    let stop_all = Arc::new(AtomicBool::new(false));
-    let mut handles = Vec::new();
-    for cpu in opts.cpus.iter() {
-        let (go, tid_tx, stop_all) = (go.clone(), tid_tx.clone(), stop_all.clone());
-        let fifo = opts.fifo;
-        let quiesce = quiesce_cpus.contains(cpu);
-        let h = std::thread::Builder::new()
-            .name(format!("isol-noise-{cpu}"))
-            .spawn(move || -> Result<SamplerOut, NoiseError> {
-                // Allocate, fault in and lock here, before moving: the kernel's deferred
-                // work for it (RCU callbacks, page cache refills) stays off the CPU.
-                let sampler = Sampler::new(threshold_ticks, capacity);
-                let prepared = prepare_sampler(cpu, fifo);
-                let tid = crate::os::gettid();
-                let _ = tid_tx.send((cpu, tid, prepared.is_ok()));
-                go.wait();
-                prepared?;
-                let (guard, mut quiesce) = if quiesce {
-                    enter_quiet(cpu)
-                } else {
-                    (None, None)
-                };
-                let a = Pair::now(crate::os::Clock::Monotonic);
-                let samples = sampler.run(tsc::read() + duration_ticks, &stop_all);
-                let b = Pair::now(crate::os::Clock::Monotonic);
-                if let (Some(g), Some(q)) = (guard, quiesce.as_mut()) {
-                    let report = g.exit();
-                    q.time_to_quiet_ns = report.time_to_quiet_ns;
-                    q.isolation_interruptions = Some(report.interruptions);
-                }
-                Ok(SamplerOut {
-                    cpu,
-                    samples,
-                    mapping: Mapping { a, b },
-                    quiesce,
-                })
-            })
-            .map_err(|source| NoiseError::Sampler {
-                cpu,
-                what: "spawn the thread",
-                source,
-            })?;
-        handles.push((cpu, h));
-    }
-    drop(tid_tx);
-    let mut residents = Vec::new();
-    for _ in 0..opts.cpus.len() {
-        if let Ok((_, tid, _)) = tid_rx.recv() {
-            residents.push(tid);
-        }
-    }
-
-    let mut watch = if opts.attribute {
-        let mut w = WatchOptions::new(opts.cpus.clone());
-        w.residents = residents;
-        w.syscalls = true;
-        w.buffer_kb = opts.buffer_kb;
-        match Watch::start(root, w) {
-            Ok(w) => {
-                notices.extend(w.notices().iter().cloned());
-                Some(w)
-            }
-            Err(e) => {
-                // Release the samplers before giving up, so their threads end.
-                stop_all.store(true, Ordering::Relaxed);
-                go.wait();
-                for (_, h) in handles {
-                    let _ = h.join();
-                }
-                return Err(NoiseError::Trace(e));
-            }
-        }
-    } else {
-        None
-    };
-    go.wait();
-    let t0 = std::time::Instant::now();
-    let mut records: Vec<Record> = Vec::new();
-    let count = |rs: &[Record]| {
-        rs.iter()
-            .filter(|r| matches!(r, Record::Interruption(_)))
-            .count() as u64
-    };
-    let mut seen = 0u64;
-    while !handles.iter().all(|(_, h)| h.is_finished()) {
-        std::thread::sleep(Duration::from_millis(100));
-        if stop.load(Ordering::Relaxed) {
-            stop_all.store(true, Ordering::Relaxed);
-        }
-        if let Some(w) = watch.as_mut() {
-            let r = w.poll()?;
-            seen += count(&r);
-            records.extend(r);
-        }
-        progress(Progress {
-            elapsed: t0.elapsed(),
-            total: opts.duration,
-            interruptions: seen,
-        });
-    }
-    let mut outs = Vec::new();
-    for (cpu, h) in handles {
-        let r = h.join().map_err(|_| NoiseError::Sampler {
-            cpu,
-            what: "the sampler thread",
-            source: std::io::Error::other("it panicked"),
-        })?;
-        outs.push(r?);
-    }
-    let attributed = watch.is_some();
-    if let Some(w) = watch.take() {
-        // Let the last events reach the buffers.
-        std::thread::sleep(Duration::from_millis(20));
-        records.extend(w.stop()?);
-    }
-    let cpus = outs
-        .iter()
-        .map(|o| {
-            let irqs: Vec<Interruption> = records
-                .iter()
-                .filter_map(|r| match r {
-                    Record::Interruption(i) if i.cpu == o.cpu => Some(i.clone()),
-                    _ => None,
-                })
-                .collect();
-            let lost = records
-                .iter()
-                .filter_map(|r| match r {
-                    Record::Lost { cpu, events, .. } if *cpu == o.cpu => Some(events.unwrap_or(1)),
-                    _ => None,
-                })
-                .sum();
-            summarize(o, hz, threshold_ns, &irqs, attributed, lost)
-        })
-        .collect::<Vec<_>>();
-    for c in &cpus {
-        if c.dropped_gaps > 0 {
-            notices.push(format!(
-                "CPU {}: {} gaps beyond the {} kept are counted but not attributed; raise the \
-                 threshold",
-                c.cpu, c.dropped_gaps, capacity
-            ));
-        }
-        if c.lost_events > 0 {
-            notices.push(format!(
-                "CPU {}: the trace lost {} events: some gaps may show as unexplained; give a \
-                 larger --buffer-kb",
-                c.cpu, c.lost_events
-            ));
-        }
-    }
-    Ok(Report {
-        schema: SCHEMA.into(),
-        kernel: root
-            .read_line("/proc/sys/kernel/osrelease")
-            .unwrap_or_default(),
-        tsc: info,
-        tsc_hz: hz,
-        requested_ns: opts.duration.as_nanos() as u64,
-        threshold_ns,
-        threshold_default: opts.threshold_ns.is_none(),
-        fifo: opts.fifo,
-        attributed,
-        notices,
-        cpus,
-    })
-}
-
-/// Make the calling thread SCHED_FIFO if asked, then pin it to `cpu`. In that order: a
-/// thread that runs on a nohz_full CPU as SCHED_OTHER, even briefly, starts the CPU's fair
-/// deadline server, whose timer (on a housekeeping CPU) pokes the CPU up to a second later
-/// (seen in the lab as an irq_work IPI from `irq_work_queue_on`).
-fn prepare_sampler(cpu: u32, fifo: Option<i32>) -> Result<(), NoiseError> {
-    if let Some(p) = fifo {
-        crate::task::set_fifo(p).map_err(|e| NoiseError::Sampler {
-            cpu,
-            what: "sched_setscheduler(SCHED_FIFO)",
-            source: std::io::Error::other(e.to_string()),
-        })?;
-    }
-    crate::os::pin_current_thread(&CpuSet::from_iter([cpu])).map_err(|source| NoiseError::Sampler {
-        cpu,
-        what: "sched_setaffinity",
-        source,
-    })
-}
-
-/// Wait, through task isolation, until the CPU's tick has stopped.
-fn enter_quiet(cpu: u32) -> (Option<crate::task::IsolatedGuard>, Option<Quiesce>) {
-    use crate::task::{Isolation, Wait};
-    let r = Isolation::builder()
-        .cpu(cpu)
-        .pin(true)
-        .mlock(false)
-        .prefault_stack(0)
-        .wait(Wait::Spin)
-        .timeout(Duration::from_secs(5))
-        .enter();
-    match r {
-        Ok(g) => {
-            let q = Quiesce {
-                quiet: true,
-                time_to_quiet_ns: None,
-                reason: None,
-                isolation_interruptions: None,
-            };
-            (Some(g), Some(q))
-        }
-        Err(e) => (
-            None,
-            Some(Quiesce {
-                quiet: false,
-                time_to_quiet_ns: None,
-                reason: Some(e.to_string()),
-                isolation_interruptions: None,
-            }),
-        ),
-    }
+    let plan = Plan::validate(root, opts)?;
+    let held = Held::prepare(&plan, opts)?;
+    let (held, watch) = held.start_watch(root, opts)?;
+    let running = held.release();
+    let collected = running.collect(watch, opts.duration, stop, progress)?;
+    Ok(plan.report(root, opts, collected))
 }
 
 /// The smallest 1, 2 or 5 × 10^n at or above `v` (at least 10).
@@ -541,20 +270,6 @@ pub fn nice_ceil(v: f64) -> u64 {
             }
         }
         base *= 10;
-    }
-}
-
-/// Make this process's allocator keep what it maps (glibc: one arena, no `mmap` below
-/// 32 MiB, no trimming). Unmapping memory, or moving it with `mremap` when a vector grows,
-/// flushes the TLB of every CPU running a thread of the process: an IPI to each sampler,
-/// measured as noise isol made itself. The setting stays for the life of the process.
-fn keep_memory_mapped() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tunables; every value is within its range.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }
 
@@ -677,6 +392,7 @@ mod tests {
     use super::*;
     use crate::interrupt::Kind;
     use sampler::{Buckets, Gap};
+    use tsc::Pair;
 
     #[test]
     fn default_thresholds_are_round_numbers() {

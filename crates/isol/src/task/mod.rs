@@ -63,18 +63,21 @@
 //! patches code and sends one IPI to every CPU. Later enters and exits send none; the
 //! watcher lives until the process ends.
 
+mod error;
+mod guard;
 mod watcher;
+
+pub use error::{Ineligible, IsolError, NotQuiet, FAIR_SERVER};
+pub use guard::{IsolatedGuard, Report};
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::interrupt::Kind;
 use crate::target::{refuse_rt_throttling, TargetError, Topology};
-use crate::tracefs::TraceError;
 use crate::{os, CpuSet, SysRoot};
 
 /// How the entering thread waits for its CPU to become quiet.
@@ -91,218 +94,6 @@ impl fmt::Display for Wait {
             Wait::Spin => "spin",
             Wait::Sleep => "sleep",
         })
-    }
-}
-
-/// Why a thread may not be isolated (the patch's EINVAL).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Ineligible {
-    #[error(
-        "the thread may run on CPUs {allowed}, not on exactly one; pin it first \
-         (sched_setaffinity, `taskset -c N`, or Isolation::pin)"
-    )]
-    NotPinned { allowed: CpuSet },
-    #[error(
-        "CPU {cpu} is not a nohz_full CPU (nohz_full: {nohz_full}); its tick never stops: \
-         boot with nohz_full={cpu}, or allow a ticking CPU for development"
-    )]
-    NotNohzFull { cpu: u32, nohz_full: String },
-    #[error(
-        "CPU {cpu} is not domain-isolated: the scheduler balances other tasks onto it; boot \
-         with isolcpus=domain,{cpu} or make it an isolated cgroup v2 cpuset partition"
-    )]
-    NotDomainIsolated { cpu: u32 },
-    /// The CPU is offline, would leave no housekeeping CPU, or SCHED_FIFO would be
-    /// throttled.
-    #[error(transparent)]
-    Target(#[from] TargetError),
-}
-
-/// What kept the CPU from becoming quiet (the patch's EAGAIN).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NotQuiet {
-    pub cpu: u32,
-    pub waited: Duration,
-    /// The last failed `tick_stop`'s dependency: POSIX_TIMER, PERF_EVENTS, SCHED, RCU ...
-    pub dependency: Option<String>,
-    /// Timers still armed on the CPU (`/proc/timer_list`), by function.
-    pub timers: Vec<String>,
-    /// What interrupted the CPU while waiting, by cause, most frequent first.
-    pub interruptions: Vec<(String, u64)>,
-    /// Whether the tick device still had an event armed at the end.
-    pub tick_armed: Option<bool>,
-    /// Other tasks running or runnable on the CPU at the end (`comm/tid`).
-    pub runnable: Vec<String>,
-    /// Where `dependency` comes from: `tick_stop` (the kernel's event during the wait) or
-    /// `inferred` (from runnable tasks and `/proc/self/timers`, when the tick was already
-    /// kept before the wait began and the kernel said nothing new).
-    pub dependency_source: Option<String>,
-}
-
-/// The dependency named when a fair (SCHED_OTHER) thread asks for isolation on a kernel
-/// whose fair deadline server would kick its CPU.
-pub const FAIR_SERVER: &str = "FAIR_SERVER";
-
-impl NotQuiet {
-    /// A fair thread on a CPU whose fair deadline server is on (`evidence` says how that is
-    /// known): refused at once, since the server's timer ticks the CPU about once a second.
-    fn fair_server(cpu: u32, evidence: String) -> NotQuiet {
-        NotQuiet {
-            cpu,
-            waited: Duration::ZERO,
-            dependency: Some(FAIR_SERVER.into()),
-            timers: Vec::new(),
-            interruptions: Vec::new(),
-            tick_armed: None,
-            runnable: Vec::new(),
-            dependency_source: Some(evidence),
-        }
-    }
-}
-
-impl fmt::Display for NotQuiet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "CPU {} did not become quiet within {:.0?}",
-            self.cpu, self.waited
-        )?;
-        if let Some(d) = &self.dependency {
-            write!(f, "; the tick is kept by the {d} dependency")?;
-            match self.dependency_source.as_deref() {
-                Some("inferred") => write!(f, " (inferred)")?,
-                Some(e) if d == FAIR_SERVER => write!(
-                    f,
-                    " ({e}): a SCHED_OTHER thread on a nohz_full CPU starts the fair deadline \
-                     server, whose timer kicks the CPU about once a second"
-                )?,
-                _ => {}
-            }
-        }
-        if !self.runnable.is_empty() {
-            write!(f, "; also runnable there: {}", self.runnable.join(", "))?;
-        }
-        if !self.timers.is_empty() {
-            write!(f, "; timers armed there: {}", self.timers.join(", "))?;
-        }
-        if !self.interruptions.is_empty() {
-            let list: Vec<String> = self
-                .interruptions
-                .iter()
-                .take(5)
-                .map(|(c, n)| format!("{c} x{n}"))
-                .collect();
-            write!(f, "; interrupted by {}", list.join(", "))?;
-        }
-        let fix = match self.dependency.as_deref() {
-            Some("POSIX_TIMER") => "; cancel the thread's POSIX or CPU-time timers",
-            Some("PERF_EVENTS") => "; close perf events counting on this CPU",
-            Some("SCHED") => "; another task is runnable on the CPU: move it away",
-            Some("RCU") | Some("RCU_EXP") => "; boot with rcu_nocbs for this CPU",
-            Some(FAIR_SERVER) => {
-                "; enter as SCHED_FIFO (Isolation::fifo, with kernel.sched_rt_runtime_us=-1), \
-                 or turn the CPU's fair server off (write 0 to \
-                 /sys/kernel/debug/sched/fair_server/cpuN/runtime)"
-            }
-            _ => "; retry, or see `isol watch` for what disturbs the CPU",
-        };
-        f.write_str(fix)
-    }
-}
-
-/// Why entering isolation failed. [`IsolError::errno`] gives the C ABI's code.
-#[derive(Debug, thiserror::Error)]
-pub enum IsolError {
-    #[error("cannot isolate this thread: {0}")]
-    Ineligible(Ineligible),
-    #[error("{0}")]
-    NotQuiet(Box<NotQuiet>),
-    #[error("{what} failed: {source}; {fix}")]
-    Prepare {
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-        fix: &'static str,
-    },
-    #[error("the watcher cannot trace the kernel: {0}")]
-    Watcher(#[from] TraceError),
-    #[error("{0}")]
-    Busy(String),
-    #[error("the wait was aborted (abort_wait was called, e.g. from a signal handler)")]
-    Aborted,
-    #[error("the isolation watcher stopped: {0}")]
-    WatcherStopped(String),
-}
-
-impl IsolError {
-    /// The negative errno the C ABI returns for this error.
-    pub fn errno(&self) -> i32 {
-        -match self {
-            IsolError::Ineligible(_) => libc::EINVAL,
-            IsolError::NotQuiet(_) => libc::EAGAIN,
-            IsolError::Prepare { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            IsolError::Watcher(TraceError::NeedsRoot { .. }) => libc::EPERM,
-            IsolError::Watcher(TraceError::NotMounted) => libc::ENODEV,
-            IsolError::Watcher(_) => libc::EIO,
-            IsolError::Busy(_) => libc::EBUSY,
-            IsolError::Aborted => libc::EINTR,
-            IsolError::WatcherStopped(_) => libc::EIO,
-        }
-    }
-}
-
-/// What happened while a thread was isolated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Report {
-    pub cpu: u32,
-    pub wait: Wait,
-    /// True when the CPU is not nohz_full (development mode): the tick kept running at HZ
-    /// and no quiet wait was made.
-    pub ticking: bool,
-    /// From the start of `enter` to its return with the CPU quiet (None when ticking).
-    pub time_to_quiet_ns: Option<u64>,
-    /// CPU time the thread spent waiting: all of a spinning wait; for Sleep, the time before
-    /// parking plus the re-verification after the wake-up (clock read through the vDSO).
-    pub wait_cpu_ns: Option<u64>,
-    /// From quiet (or enter, when ticking) to exit.
-    pub isolated_ns: u64,
-    pub interruptions: u64,
-    /// Interruptions while isolated, by kind and culprit, most frequent first.
-    pub by_cause: Vec<(Kind, String, u64)>,
-    /// The kernel's HZ, to read times in ticks.
-    pub hz: Option<u32>,
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "CPU {} isolated for {:.3} s",
-            self.cpu,
-            self.isolated_ns as f64 / 1e9
-        )?;
-        if self.ticking {
-            write!(
-                f,
-                " (development mode: not nohz_full, the tick kept running at HZ)"
-            )?;
-        } else if let Some(q) = self.time_to_quiet_ns {
-            write!(
-                f,
-                "; quiet after {:.2} ms ({} wait",
-                q as f64 / 1e6,
-                self.wait
-            )?;
-            if let Some(c) = self.wait_cpu_ns {
-                write!(f, ", {:.2} ms CPU", c as f64 / 1e6)?;
-            }
-            write!(f, ")")?;
-        }
-        write!(f, "; {} interruptions", self.interruptions)?;
-        for (k, c, n) in self.by_cause.iter().take(5) {
-            write!(f, "\n  {n:>6}  {k} {c}")?;
-        }
-        Ok(())
     }
 }
 
@@ -376,12 +167,6 @@ pub fn shutdown_watcher() {
 /// call it from a signal handler to make a spinning `enter` return [`IsolError::Aborted`].
 pub fn abort_wait() {
     ABORT.store(1, Ordering::SeqCst);
-}
-
-impl From<TargetError> for IsolError {
-    fn from(e: TargetError) -> Self {
-        IsolError::Ineligible(Ineligible::Target(e))
-    }
 }
 
 /// The CPU layout `enter` needs: boot-time facts, read once per process (a light read;
@@ -614,7 +399,7 @@ impl Isolation {
         if ticking {
             slot.quiet_at_ns
                 .store(os::monotonic_ns(), Ordering::Release);
-        } else if let Err(e) = wait_quiet(&slot, self.wait) {
+        } else if let Err(e) = guard::wait_quiet(&slot, self.wait) {
             watcher::unregister(&slot);
             return Err(e);
         }
@@ -765,139 +550,10 @@ fn get_affinity() -> Result<CpuSet, IsolError> {
     })
 }
 
-/// The isolated thread's side of the wait. No system call in the final (spinning) phase:
-/// the clock is read through the vDSO.
-fn wait_quiet(slot: &Slot, wait: Wait) -> Result<(), IsolError> {
-    let begin = os::monotonic_ns();
-    // CPU time of the wait, from the vDSO clock: the spinning phases run flat out, the
-    // sleeping phase costs nothing.
-    let mut spinning_since = begin;
-    let mut spent = 0u64;
-    // The watcher enforces the deadline; this one only guards against a dead watcher.
-    let give_up = Instant::now()
-        + Duration::from_nanos(slot.deadline_ns.saturating_sub(slot.started_ns))
-        + Duration::from_secs(2);
-    if wait == Wait::Sleep {
-        // An untimed wait: a timeout would arm a timer on this very CPU and keep its tick
-        // device busy. The watcher always wakes us: on quiet, failure, timeout or abort.
-        while slot.state.load(Ordering::Acquire) == WAITING {
-            if ABORT.load(Ordering::Relaxed) != 0 {
-                return Err(IsolError::Aborted);
-            }
-            spent = os::monotonic_ns().saturating_sub(spinning_since);
-            std::thread::park();
-            spinning_since = os::monotonic_ns();
-        }
-        // Woken because the CPU was quiet while we slept: verify it stays quiet now that
-        // we run on it, spinning.
-        let _ = slot
-            .state
-            .compare_exchange(QUIET, REVERIFY, Ordering::AcqRel, Ordering::Acquire);
-    }
-    loop {
-        match slot.state.load(Ordering::Acquire) {
-            QUIET => break,
-            FAILED => return Err(watcher::failure(slot)),
-            YIELD => {
-                // Let the starved task run: block until the watcher says it is done (it
-                // then wakes us to re-verify, spinning).
-                spent += os::monotonic_ns().saturating_sub(spinning_since);
-                while slot.state.load(Ordering::Acquire) == YIELD {
-                    if ABORT.load(Ordering::Relaxed) != 0 {
-                        return Err(IsolError::Aborted);
-                    }
-                    std::thread::park();
-                }
-                spinning_since = os::monotonic_ns();
-                continue;
-            }
-            _ => {}
-        }
-        if ABORT.load(Ordering::Relaxed) != 0 {
-            return Err(IsolError::Aborted);
-        }
-        if Instant::now() > give_up {
-            return Err(watcher::dead());
-        }
-        std::hint::spin_loop();
-    }
-    let now = os::monotonic_ns();
-    spent += now.saturating_sub(spinning_since);
-    slot.wait_cpu_ns.store(spent, Ordering::Release);
-    slot.entered_at_ns.store(now, Ordering::Release);
-    slot.state.store(ISOLATED, Ordering::Release);
-    Ok(())
-}
-
-/// Held while the thread is isolated. Not `Send`: isolation belongs to the thread that
-/// entered it.
-#[derive(Debug)]
-pub struct IsolatedGuard {
-    slot: Arc<Slot>,
-    wait: Wait,
-    ticking: bool,
-    hz: Option<u32>,
-    _not_send: std::marker::PhantomData<*const ()>,
-}
-
-impl IsolatedGuard {
-    /// The CPU the thread is isolated on.
-    pub fn cpu(&self) -> u32 {
-        self.slot.cpu
-    }
-
-    /// Interruptions of the CPU since it became quiet. A plain atomic load: no system call.
-    pub fn interruptions(&self) -> u64 {
-        self.slot.interruptions.load(Ordering::Relaxed)
-    }
-
-    /// The kind of the last interruption, if any. No system call.
-    pub fn last_cause(&self) -> Option<Kind> {
-        Kind::ALL
-            .get(self.slot.last_kind.load(Ordering::Relaxed) as usize)
-            .copied()
-    }
-
-    /// Leave isolation and report.
-    pub fn exit(self) -> Report {
-        let end = os::monotonic_ns();
-        self.slot.exit_at_ns.store(end, Ordering::Release);
-        // Let the watcher account for what happened up to now (waiting here may itself
-        // disturb the CPU; that is after `end` and not counted).
-        watcher::settle(&self.slot, end);
-        let s = &self.slot;
-        s.state.store(DONE, Ordering::Release);
-        watcher::unregister(s);
-        let quiet_at = s.quiet_at_ns.load(Ordering::Acquire);
-        let detail = s.detail.lock().unwrap_or_else(|p| p.into_inner());
-        let mut by_cause: Vec<(Kind, String, u64)> = detail
-            .causes
-            .iter()
-            .map(|((k, c), n)| (*k, c.clone(), *n))
-            .collect();
-        by_cause.sort_by_key(|e| std::cmp::Reverse(e.2));
-        let wait_cpu = s.wait_cpu_ns.load(Ordering::Acquire);
-        Report {
-            cpu: s.cpu,
-            wait: self.wait,
-            ticking: self.ticking,
-            time_to_quiet_ns: (!self.ticking).then(|| {
-                s.entered_at_ns
-                    .load(Ordering::Acquire)
-                    .saturating_sub(s.started_ns)
-            }),
-            wait_cpu_ns: (!self.ticking).then_some(wait_cpu),
-            isolated_ns: end.saturating_sub(quiet_at),
-            interruptions: s.interruptions.load(Ordering::Relaxed),
-            by_cause,
-            hz: self.hz,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tracefs::TraceError;
 
     fn not_quiet(dep: Option<&str>, source: &str) -> NotQuiet {
         NotQuiet {

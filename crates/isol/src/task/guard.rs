@@ -1,0 +1,200 @@
+//! The isolated thread's side: waiting for quiet on the CPU, then the guard held while
+//! isolated, and its report.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{
+    watcher, IsolError, Slot, Wait, ABORT, DONE, FAILED, ISOLATED, QUIET, REVERIFY, WAITING, YIELD,
+};
+use crate::interrupt::Kind;
+use crate::os;
+
+/// What happened while a thread was isolated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub cpu: u32,
+    pub wait: Wait,
+    /// True when the CPU is not nohz_full (development mode): the tick kept running at HZ
+    /// and no quiet wait was made.
+    pub ticking: bool,
+    /// From the start of `enter` to its return with the CPU quiet (None when ticking).
+    pub time_to_quiet_ns: Option<u64>,
+    /// CPU time the thread spent waiting: all of a spinning wait; for Sleep, the time before
+    /// parking plus the re-verification after the wake-up (clock read through the vDSO).
+    pub wait_cpu_ns: Option<u64>,
+    /// From quiet (or enter, when ticking) to exit.
+    pub isolated_ns: u64,
+    pub interruptions: u64,
+    /// Interruptions while isolated, by kind and culprit, most frequent first.
+    pub by_cause: Vec<(Kind, String, u64)>,
+    /// The kernel's HZ, to read times in ticks.
+    pub hz: Option<u32>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CPU {} isolated for {:.3} s",
+            self.cpu,
+            self.isolated_ns as f64 / 1e9
+        )?;
+        if self.ticking {
+            write!(
+                f,
+                " (development mode: not nohz_full, the tick kept running at HZ)"
+            )?;
+        } else if let Some(q) = self.time_to_quiet_ns {
+            write!(
+                f,
+                "; quiet after {:.2} ms ({} wait",
+                q as f64 / 1e6,
+                self.wait
+            )?;
+            if let Some(c) = self.wait_cpu_ns {
+                write!(f, ", {:.2} ms CPU", c as f64 / 1e6)?;
+            }
+            write!(f, ")")?;
+        }
+        write!(f, "; {} interruptions", self.interruptions)?;
+        for (k, c, n) in self.by_cause.iter().take(5) {
+            write!(f, "\n  {n:>6}  {k} {c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The isolated thread's side of the wait. No system call in the final (spinning) phase:
+/// the clock is read through the vDSO.
+pub(super) fn wait_quiet(slot: &Slot, wait: Wait) -> Result<(), IsolError> {
+    let begin = os::monotonic_ns();
+    // CPU time of the wait, from the vDSO clock: the spinning phases run flat out, the
+    // sleeping phase costs nothing.
+    let mut spinning_since = begin;
+    let mut spent = 0u64;
+    // The watcher enforces the deadline; this one only guards against a dead watcher.
+    let give_up = Instant::now()
+        + Duration::from_nanos(slot.deadline_ns.saturating_sub(slot.started_ns))
+        + Duration::from_secs(2);
+    if wait == Wait::Sleep {
+        // An untimed wait: a timeout would arm a timer on this very CPU and keep its tick
+        // device busy. The watcher always wakes us: on quiet, failure, timeout or abort.
+        while slot.state.load(Ordering::Acquire) == WAITING {
+            if ABORT.load(Ordering::Relaxed) != 0 {
+                return Err(IsolError::Aborted);
+            }
+            spent = os::monotonic_ns().saturating_sub(spinning_since);
+            std::thread::park();
+            spinning_since = os::monotonic_ns();
+        }
+        // Woken because the CPU was quiet while we slept: verify it stays quiet now that
+        // we run on it, spinning.
+        let _ = slot
+            .state
+            .compare_exchange(QUIET, REVERIFY, Ordering::AcqRel, Ordering::Acquire);
+    }
+    loop {
+        match slot.state.load(Ordering::Acquire) {
+            QUIET => break,
+            FAILED => return Err(watcher::failure(slot)),
+            YIELD => {
+                // Let the starved task run: block until the watcher says it is done (it
+                // then wakes us to re-verify, spinning).
+                spent += os::monotonic_ns().saturating_sub(spinning_since);
+                while slot.state.load(Ordering::Acquire) == YIELD {
+                    if ABORT.load(Ordering::Relaxed) != 0 {
+                        return Err(IsolError::Aborted);
+                    }
+                    std::thread::park();
+                }
+                spinning_since = os::monotonic_ns();
+                continue;
+            }
+            _ => {}
+        }
+        if ABORT.load(Ordering::Relaxed) != 0 {
+            return Err(IsolError::Aborted);
+        }
+        if Instant::now() > give_up {
+            return Err(watcher::dead());
+        }
+        std::hint::spin_loop();
+    }
+    let now = os::monotonic_ns();
+    spent += now.saturating_sub(spinning_since);
+    slot.wait_cpu_ns.store(spent, Ordering::Release);
+    slot.entered_at_ns.store(now, Ordering::Release);
+    slot.state.store(ISOLATED, Ordering::Release);
+    Ok(())
+}
+
+/// Held while the thread is isolated. Not `Send`: isolation belongs to the thread that
+/// entered it.
+#[derive(Debug)]
+pub struct IsolatedGuard {
+    pub(super) slot: Arc<Slot>,
+    pub(super) wait: Wait,
+    pub(super) ticking: bool,
+    pub(super) hz: Option<u32>,
+    pub(super) _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl IsolatedGuard {
+    /// The CPU the thread is isolated on.
+    pub fn cpu(&self) -> u32 {
+        self.slot.cpu
+    }
+
+    /// Interruptions of the CPU since it became quiet. A plain atomic load: no system call.
+    pub fn interruptions(&self) -> u64 {
+        self.slot.interruptions.load(Ordering::Relaxed)
+    }
+
+    /// The kind of the last interruption, if any. No system call.
+    pub fn last_cause(&self) -> Option<Kind> {
+        Kind::ALL
+            .get(self.slot.last_kind.load(Ordering::Relaxed) as usize)
+            .copied()
+    }
+
+    /// Leave isolation and report.
+    pub fn exit(self) -> Report {
+        let end = os::monotonic_ns();
+        self.slot.exit_at_ns.store(end, Ordering::Release);
+        // Let the watcher account for what happened up to now (waiting here may itself
+        // disturb the CPU; that is after `end` and not counted).
+        watcher::settle(&self.slot, end);
+        let s = &self.slot;
+        s.state.store(DONE, Ordering::Release);
+        watcher::unregister(s);
+        let quiet_at = s.quiet_at_ns.load(Ordering::Acquire);
+        let detail = s.detail.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_cause: Vec<(Kind, String, u64)> = detail
+            .causes
+            .iter()
+            .map(|((k, c), n)| (*k, c.clone(), *n))
+            .collect();
+        by_cause.sort_by_key(|e| std::cmp::Reverse(e.2));
+        let wait_cpu = s.wait_cpu_ns.load(Ordering::Acquire);
+        Report {
+            cpu: s.cpu,
+            wait: self.wait,
+            ticking: self.ticking,
+            time_to_quiet_ns: (!self.ticking).then(|| {
+                s.entered_at_ns
+                    .load(Ordering::Acquire)
+                    .saturating_sub(s.started_ns)
+            }),
+            wait_cpu_ns: (!self.ticking).then_some(wait_cpu),
+            isolated_ns: end.saturating_sub(quiet_at),
+            interruptions: s.interruptions.load(Ordering::Relaxed),
+            by_cause,
+            hz: self.hz,
+        }
+    }
+}
