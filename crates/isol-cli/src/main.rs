@@ -2,9 +2,10 @@
 //! this file parses arguments, opens the kernel root, and maps errors to exit codes.
 
 mod cmd;
+mod live;
 mod output;
+mod render;
 mod root;
-mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,7 +84,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    signals::install();
+    live::signals::install();
     let result = root::open(cli.root.as_deref()).and_then(|root| match cli.command {
         Command::Check(args) => cmd::check::run(&root.sys, args),
         Command::Snapshot(args) => cmd::snapshot::run(&root.sys, args),

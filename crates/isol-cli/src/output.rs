@@ -31,7 +31,7 @@ fn write_all(mut buf: &[u8]) -> Result<(), Failure> {
     while !buf.is_empty() {
         // Once a signal asked the command to stop, a reader that takes no more within
         // GRACE is not waited for: the command must get on with its cleanup.
-        if let Some(sig) = crate::signals::caught() {
+        if let Some(sig) = crate::live::signals::caught() {
             let mut fds = [rustix::event::PollFd::new(
                 &fd,
                 rustix::event::PollFlags::OUT,

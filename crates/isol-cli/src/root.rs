@@ -52,12 +52,14 @@ pub fn open(root: Option<&Path>) -> Result<Root, Failure> {
         })?;
     // On any error `tmp` is dropped, which removes what was extracted; a signal stops the
     // extraction between members for the same reason.
-    isol::snapshot::extract(path, tmp.path(), &crate::signals::stopped).map_err(|e| match e {
-        isol::snapshot::SnapshotError::Interrupted { .. } => {
-            Failure::quiet(128 + crate::signals::caught().unwrap_or(libc::SIGINT) as u8)
-        }
-        e => Failure::usage(format!("--root: {e}")),
-    })?;
+    isol::snapshot::extract(path, tmp.path(), &crate::live::signals::stopped).map_err(
+        |e| match e {
+            isol::snapshot::SnapshotError::Interrupted { .. } => {
+                Failure::quiet(128 + crate::live::signals::caught().unwrap_or(libc::SIGINT) as u8)
+            }
+            e => Failure::usage(format!("--root: {e}")),
+        },
+    )?;
     Ok(Root {
         sys: SysRoot::at(tmp.path()),
         _extracted: Some(tmp),

@@ -4,7 +4,7 @@ use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 
 use isol::check::{self, Report, Severity, Target, TargetSource};
 use isol::kernel::KernelModel;
-use isol::{CpuSet, SysRoot};
+use isol::SysRoot;
 
 use crate::Failure;
 
@@ -28,7 +28,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     let model = KernelModel::load(root);
     let given = match &args.cpus {
         None => None,
-        Some(text) => Some(parse_cpus(text, &model)?),
+        Some(text) => Some(crate::live::parse_cpus(text, &model)?),
     };
     let target =
         Target::choose(&model, given.as_ref()).map_err(|e| Failure::usage(e.to_string()))?;
@@ -41,21 +41,6 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         crate::output::print(&render(&report, args.verbose))?;
     }
     Ok(report.exit_code as u8)
-}
-
-pub fn parse_cpus(text: &str, model: &KernelModel) -> Result<CpuSet, Failure> {
-    let parsed = match model.cpus.last_possible() {
-        Some(last) => CpuSet::parse_list_with_last(text, last),
-        None => CpuSet::parse_list(text),
-    };
-    parsed.map_err(|e| Failure::usage(format!("--cpus: {e}")))
-}
-
-/// The CPUs a live command works on: `--cpus` checked against this kernel, else the
-/// kernel's isolated CPUs or a suggestion, as `isol check` chooses them.
-pub fn choose_target(model: &KernelModel, cpus: Option<&str>) -> Result<Target, Failure> {
-    let given = cpus.map(|text| parse_cpus(text, model)).transpose()?;
-    Target::choose(model, given.as_ref()).map_err(|e| Failure::usage(e.to_string()))
 }
 
 fn source_text(t: &Target) -> &'static str {

@@ -13,8 +13,8 @@ use isol::noise::{self, attribute::UNEXPLAINED, CpuNoise, NoiseOptions, Report};
 use isol::tracefs::{TraceError, Tracefs};
 use isol::SysRoot;
 
-use super::watch::{fmt_ns, parse_duration};
-use crate::signals::STOP;
+use crate::live::signals::STOP;
+use crate::live::{choose_target, fmt_ns, parse_duration};
 use crate::Failure;
 
 #[derive(clap::Args)]
@@ -74,10 +74,10 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         None => None,
     };
     if let Some(p) = &args.plot {
-        super::plot::check_path(p)?;
+        crate::render::plot::check_path(p)?;
     }
     let model = KernelModel::load(root);
-    let target = super::check::choose_target(&model, args.cpus.as_deref())?;
+    let target = choose_target(&model, args.cpus.as_deref())?;
     let mut notices = Vec::new();
     let mut attribute = !args.no_attribution;
     if attribute && !isol::is_root() {
@@ -159,7 +159,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         }
     }
     if let Some(p) = &args.plot {
-        super::plot::draw(&report, p)?;
+        crate::render::plot::draw(&report, p)?;
         eprintln!("isol: plot written to {}", p.display());
     }
     Ok(0)

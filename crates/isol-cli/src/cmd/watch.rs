@@ -13,7 +13,8 @@ use isol::watch::summary::{Summary, Tally};
 use isol::watch::{self, Watch, WatchOptions};
 use isol::{CpuSet, SysRoot};
 
-use super::metrics::Metrics;
+use crate::live::{fmt_ns, parse_duration, stopped_code};
+use crate::render::metrics::Metrics;
 use crate::Failure;
 
 /// JSON lines schema of `isol watch --json` (docs/watch-json.md).
@@ -79,40 +80,6 @@ pub struct Args {
     nested: bool,
 }
 
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; write e.g. 10s, 500ms, 2m"))?;
-    let secs = match unit.trim() {
-        "ns" => v / 1e9,
-        "us" => v / 1e6,
-        "ms" => v / 1e3,
-        "s" => v,
-        "m" => v * 60.0,
-        "h" => v * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use ms, s, m or h")),
-    };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("{s:?}: the duration must be more than zero"));
-    }
-    if secs > MAX_DURATION.as_secs_f64() {
-        return Err(format!(
-            "{s:?}: longer than {} days; leave the duration out to run until Ctrl-C",
-            MAX_DURATION.as_secs() / 86_400
-        ));
-    }
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
-}
-
-/// The longest duration a command accepts.
-const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
-
 pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     if args.cleanup {
         return cleanup(root);
@@ -126,7 +93,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         ));
     }
     let model = KernelModel::load(root);
-    let target = super::check::choose_target(&model, args.cpus.as_deref())?;
+    let target = crate::live::choose_target(&model, args.cpus.as_deref())?;
     if target.housekeeping.is_empty() {
         return Err(Failure::usage(format!(
             "--cpus {} leaves no CPU for the watcher itself; leave at least one CPU out",
@@ -155,7 +122,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
             .map_err(|e| Failure::runtime(format!("{}; {e}", TraceError::NotMounted)))?;
         eprintln!("isol: mounted tracefs at {}", isol::tracefs::DEFAULT_MOUNT);
     }
-    if crate::signals::stopped() {
+    if crate::live::signals::stopped() {
         return Err(Failure::quiet(stopped_code()));
     }
     let mut watch = Watch::start(root, opts).map_err(|e| Failure::runtime(e.to_string()))?;
@@ -168,7 +135,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         .err();
     while failed.is_none() {
         std::thread::sleep(POLL);
-        if crate::signals::stopped() || args.duration.is_some_and(|d| began.elapsed() >= d) {
+        if crate::live::signals::stopped() || args.duration.is_some_and(|d| began.elapsed() >= d) {
             break;
         }
         match watch.poll() {
@@ -191,11 +158,6 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         eprintln!("isol: recording written to {}", dir.display());
     }
     Ok(0)
-}
-
-/// The exit status of a command stopped by a signal before it began.
-fn stopped_code() -> u8 {
-    128 + crate::signals::caught().unwrap_or(libc::SIGINT) as u8
 }
 
 fn cleanup(root: &SysRoot) -> Result<u8, Failure> {
@@ -259,16 +221,6 @@ fn replay_failure(e: TraceError) -> Failure {
     match e {
         TraceError::Refused(_) => Failure::usage(e.to_string()),
         e => Failure::runtime(e.to_string()),
-    }
-}
-
-/// Human durations: `850ns`, `12.3us`, `4.56ms`, `1.23s`.
-pub fn fmt_ns(ns: u64) -> String {
-    match ns {
-        0..=999 => format!("{ns}ns"),
-        1_000..=999_999 => format!("{:.1}us", ns as f64 / 1e3),
-        1_000_000..=999_999_999 => format!("{:.2}ms", ns as f64 / 1e6),
-        _ => format!("{:.2}s", ns as f64 / 1e9),
     }
 }
 
@@ -492,33 +444,5 @@ impl Output {
             }
         ));
         crate::output::print(&out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("0s").unwrap_err().contains("more than zero"));
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("18446744073709551615")
-            .unwrap_err()
-            .contains("longer than"));
-        assert!(parse_duration("1e300h").is_err());
-        assert!(parse_duration("inf").is_err());
-    }
-
-    #[test]
-    fn nanoseconds_are_readable() {
-        assert_eq!(fmt_ns(850), "850ns");
-        assert_eq!(fmt_ns(12_345), "12.3us");
-        assert_eq!(fmt_ns(4_560_000), "4.56ms");
-        assert_eq!(fmt_ns(1_230_000_000), "1.23s");
     }
 }
