@@ -158,8 +158,11 @@ pub fn components<'a>(name: &'a str, limits: &Limits) -> Result<Vec<&'a str>, St
 /// What [`scan_tree`] found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TreeStats {
+    /// Regular files.
     pub files: u64,
+    /// Directories.
     pub dirs: u64,
+    /// Bytes in the files.
     pub bytes: u64,
 }
 

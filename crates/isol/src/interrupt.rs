@@ -29,6 +29,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in display order.
     pub const ALL: [Kind; 9] = [
         Kind::LocalTimer,
         Kind::Ipi,
@@ -41,6 +42,7 @@ impl Kind {
         Kind::PageFault,
     ];
 
+    /// The name used in output and JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::LocalTimer => "local_timer",
@@ -66,7 +68,9 @@ impl fmt::Display for Kind {
 /// that queued a work item, the waker of a task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sender {
+    /// The CPU the task ran on.
     pub cpu: u32,
+    /// Its process id (tgid).
     pub pid: i32,
     /// The task running on the sender's CPU; with `context` other than `task`, the one an
     /// interrupt handler interrupted, not the culprit itself.
@@ -108,6 +112,7 @@ impl fmt::Display for Sender {
 /// One interruption of a watched CPU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interruption {
+    /// The interrupted CPU.
     pub cpu: u32,
     /// Start, in ns of the trace clock (CLOCK_MONOTONIC).
     pub start_ns: u64,
@@ -120,6 +125,7 @@ pub struct Interruption {
     /// False when the start or end was not seen (watch started or stopped inside it, or
     /// events were lost): the duration is then a lower bound.
     pub complete: bool,
+    /// What kind of interruption.
     pub kind: Kind,
     /// What it is: the vector (`reschedule`), IRQ name, softirq (`TIMER`), task comm,
     /// syscall name, NMI handler.
@@ -171,27 +177,37 @@ impl Interruption {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
+    /// A CPU was interrupted.
     Interruption(Interruption),
     /// The kernel dropped events (buffer full) or a page could not be decoded: what
     /// happened on `cpu` around `at_ns` is incomplete.
     Lost {
+        /// The CPU whose events are incomplete.
         cpu: u32,
+        /// When (CLOCK_MONOTONIC ns).
         at_ns: u64,
         #[serde(skip_serializing_if = "Option::is_none", default)]
+        /// How many events were dropped, when the kernel says.
         events: Option<u64>,
+        /// Why.
         reason: String,
     },
     /// The nohz_full tick tried to stop (`timer:tick_stop`); on failure, the dependency
     /// that keeps it running (`SCHED`, `POSIX_TIMER`, `PERF_EVENTS`, `RCU`, ...).
     TickStop {
+        /// The CPU whose tick tried to stop.
         cpu: u32,
+        /// When (CLOCK_MONOTONIC ns).
         at_ns: u64,
+        /// Whether it stopped.
         success: bool,
+        /// What kept it running, on failure.
         dependency: String,
     },
 }
 
 impl Record {
+    /// The CPU a record is about.
     pub fn cpu(&self) -> u32 {
         match self {
             Record::Interruption(i) => i.cpu,
@@ -199,6 +215,7 @@ impl Record {
         }
     }
 
+    /// When it happened (CLOCK_MONOTONIC ns).
     pub fn at_ns(&self) -> u64 {
         match self {
             Record::Interruption(i) => i.start_ns,

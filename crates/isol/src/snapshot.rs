@@ -21,28 +21,43 @@ pub const FORMAT: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("cannot write snapshot {path}: {source}")]
+    /// The archive could not be written.
     Write {
+        /// The archive.
         path: PathBuf,
         #[source]
+        /// Why.
         source: io::Error,
     },
     #[error("cannot read snapshot {path}: {source} (is it a .tar.gz made by `isol snapshot`?)")]
+    /// The archive could not be read.
     Read {
+        /// The archive.
         path: PathBuf,
         #[source]
+        /// Why.
         source: io::Error,
     },
     /// The archive or tree holds something isol will not read (see [`crate::confine`]).
     #[error("snapshot {path} refused: {refusal}")]
-    Refused { path: PathBuf, refusal: Refusal },
+    Refused {
+        /// The archive or tree.
+        path: PathBuf,
+        /// What was refused, and why.
+        refusal: Refusal,
+    },
     /// Extraction was stopped (a signal); what was extracted is for the caller to remove.
     #[error("reading snapshot {path} was interrupted")]
-    Interrupted { path: PathBuf },
+    Interrupted {
+        /// The archive.
+        path: PathBuf,
+    },
 }
 
 /// What a capture produced.
 #[derive(Debug)]
 pub struct Captured {
+    /// What was captured and what could not be read.
     pub manifest: Manifest,
     /// Number of files in the archive (manifest excluded).
     pub files: usize,

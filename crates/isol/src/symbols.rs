@@ -47,6 +47,8 @@ impl Symbols {
         self.addrs.is_empty()
     }
 
+    /// How many symbols were loaded.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.addrs.len()
     }

@@ -30,23 +30,39 @@ pub const MANIFEST: &str = "isol-snapshot.json";
 pub enum SysError {
     /// The file does not exist on this kernel (a missing feature or config option).
     #[error("{path}: not present on this kernel")]
-    NotFound { path: String },
+    NotFound {
+        /// The kernel path.
+        path: String,
+    },
     /// The file exists but reading it needs privileges isol does not have.
     #[error("{path}: permission denied (needs root)")]
-    NeedsRoot { path: String },
+    NeedsRoot {
+        /// The kernel path.
+        path: String,
+    },
     /// The file reads as empty where the kernel always writes something: hidden by a
     /// container runtime (masked paths are bind mounts of `/dev/null`).
     #[error("{path}: masked (empty; containers hide it)")]
-    Masked { path: String },
+    Masked {
+        /// The kernel path.
+        path: String,
+    },
     /// A captured tree holds something isol will not read there (a link, a FIFO, a file
     /// over the size cap): see [`crate::confine`].
     #[error("{path}: refused: {why}")]
-    Refused { path: String, why: String },
+    Refused {
+        /// The kernel path.
+        path: String,
+        /// Why it was refused.
+        why: String,
+    },
     /// Any other I/O error.
     #[error("{path}: {source}")]
     Io {
+        /// The kernel path.
         path: String,
         #[source]
+        /// Why.
         source: io::Error,
     },
 }

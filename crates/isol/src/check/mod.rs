@@ -23,10 +23,13 @@ mod timers;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    /// Nothing to fix.
     Ok,
     /// The kernel file needed to decide could not be read (absent, needs root, masked).
     Unknown,
+    /// Works, with a cost worth fixing.
     Warn,
+    /// Isolation cannot work until fixed.
     Fail,
 }
 
@@ -46,12 +49,19 @@ impl Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Area {
+    /// The kernel build.
     Kernel,
+    /// Boot parameters.
     Boot,
+    /// CPUs: topology, frequency, idle, clocks.
     Cpu,
+    /// Device interrupts.
     Irq,
+    /// Tasks and scheduling.
     Tasks,
+    /// Kernel services (workqueues, watchdogs, memory management).
     Services,
+    /// Timers and the tick.
     Timers,
 }
 
@@ -73,7 +83,9 @@ impl Area {
 /// A kernel file and the value that was read from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Evidence {
+    /// The file read (a kernel path).
     pub file: String,
+    /// What it held.
     pub value: String,
 }
 
@@ -94,6 +106,7 @@ pub enum FixKind {
 /// The fix for a finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Fix {
+    /// Where the fix applies.
     pub kind: FixKind,
     /// What to do: a command, parameters, or a sentence.
     pub text: String,
@@ -104,10 +117,13 @@ pub struct Fix {
 pub struct Finding {
     /// Stable identifier, `area.name`.
     pub id: &'static str,
+    /// Which part of the system.
     pub area: Area,
+    /// How it affects readiness.
     pub severity: Severity,
     /// One line, for people.
     pub summary: String,
+    /// The files and values that decided it.
     pub evidence: Vec<Evidence>,
     /// Present when the severity is not `ok`.
     pub fix: Option<Fix>,
@@ -116,9 +132,13 @@ pub struct Finding {
 /// Counts of findings by severity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
+    /// Findings that are ok.
     pub ok: usize,
+    /// Findings that warn.
     pub warn: usize,
+    /// Findings that fail.
     pub fail: usize,
+    /// Findings that could not be decided.
     pub unknown: usize,
 }
 
@@ -129,12 +149,15 @@ pub struct Report {
     pub schema: &'static str,
     /// Kernel release checked.
     pub kernel: Option<String>,
+    /// The CPUs checked.
     pub target: Target,
+    /// Findings counted by severity.
     pub summary: Summary,
     /// `ready`, `warnings` or `not ready`.
     pub verdict: &'static str,
     /// 0 ready, 1 warnings or unknowns, 2 failures.
     pub exit_code: i32,
+    /// Every finding, by area.
     pub findings: Vec<Finding>,
 }
 

@@ -9,13 +9,16 @@ use crate::sysroot::SysRoot;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CgroupVersion {
+    /// cgroup v1 (one hierarchy per controller).
     V1,
+    /// cgroup v2 (the unified hierarchy).
     V2,
 }
 
 /// One cgroup with a cpuset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Cpuset {
+    /// Which cgroup version.
     pub version: CgroupVersion,
     /// Kernel path of the cgroup directory.
     pub path: String,
@@ -41,7 +44,9 @@ impl Cpuset {
 /// A mount of a cgroup filesystem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CgroupMount {
+    /// Which cgroup version.
     pub version: CgroupVersion,
+    /// Where it is mounted.
     pub mount_point: String,
     /// For v1, whether this hierarchy has the cpuset controller.
     pub cpuset: bool,

@@ -23,21 +23,35 @@ pub struct BootParams {
     /// Every parameter as `(name, value)`, in order, before a `--`.
     #[serde(skip)]
     pub all: Vec<(String, Option<String>)>,
+    /// `nohz_full=`.
     pub nohz_full: Option<CpuSet>,
+    /// `isolcpus=`.
     pub isolcpus: Option<IsolCpus>,
     /// `rcu_nocbs=`; `Some(empty)` when given without a list.
     pub rcu_nocbs: Option<CpuSet>,
+    /// `rcu_nocb_poll`.
     pub rcu_nocb_poll: bool,
+    /// `irqaffinity=`.
     pub irqaffinity: Option<CpuSet>,
+    /// `skew_tick=`.
     pub skew_tick: Option<String>,
+    /// `nosoftlockup`.
     pub nosoftlockup: bool,
+    /// `nowatchdog`.
     pub nowatchdog: bool,
+    /// `nmi_watchdog=`.
     pub nmi_watchdog: Option<String>,
+    /// `tsc=`.
     pub tsc: Option<String>,
+    /// `intel_pstate=`.
     pub intel_pstate: Option<String>,
+    /// `idle=`.
     pub idle: Option<String>,
+    /// `processor.max_cstate=`.
     pub processor_max_cstate: Option<String>,
+    /// `intel_idle.max_cstate=`.
     pub intel_idle_max_cstate: Option<String>,
+    /// `nohz=`.
     pub nohz: Option<String>,
     /// Parameters that failed to parse, with why (the kernel ignores or warns on these).
     pub errors: Vec<String>,

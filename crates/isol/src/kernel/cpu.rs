@@ -14,15 +14,18 @@ const CPU: &str = "/sys/devices/system/cpu";
 /// One cpuidle state of a CPU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IdleState {
+    /// `name`.
     pub name: String,
     /// Exit latency, in microseconds.
     pub latency_us: u64,
+    /// Whether `disable` is set.
     pub disabled: bool,
 }
 
 /// What sysfs says about one CPU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CpuDetail {
+    /// The CPU number.
     pub cpu: u32,
     /// `topology/thread_siblings_list`: the SMT siblings, itself included.
     pub siblings: Option<CpuSet>,
@@ -30,14 +33,18 @@ pub struct CpuDetail {
     pub node: Option<u32>,
     /// `cpufreq/scaling_governor`; `None` without cpufreq (common in VMs).
     pub governor: Option<String>,
+    /// `cpuidle/stateN`, in order.
     pub idle_states: Vec<IdleState>,
 }
 
 /// The CPUs of the machine.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cpus {
+    /// `cpu/possible`.
     pub possible: Fact<CpuSet>,
+    /// `cpu/present`.
     pub present: Fact<CpuSet>,
+    /// `cpu/online`.
     pub online: Fact<CpuSet>,
     /// `/sys/devices/system/cpu/isolated`: domain-isolated at boot (`isolcpus=`).
     pub isolated: Fact<CpuSet>,
@@ -50,7 +57,9 @@ pub struct Cpus {
     /// CPU flags relevant to timekeeping (`constant_tsc`, `nonstop_tsc`, `tsc_reliable`,
     /// `tsc_known_freq`, `rdtscp`), from the first processor in `/proc/cpuinfo`.
     pub tsc_flags: Fact<Vec<String>>,
+    /// `current_clocksource`.
     pub clocksource: Fact<String>,
+    /// `available_clocksource`.
     pub available_clocksources: Fact<Vec<String>>,
     /// `smt/active`.
     pub smt_active: Fact<bool>,

@@ -56,6 +56,7 @@ impl InterruptRow {
 pub struct InterruptTable {
     /// The CPUs that have a column (online CPUs).
     pub cpus: Vec<u32>,
+    /// One row per interrupt source.
     pub rows: Vec<InterruptRow>,
 }
 
@@ -63,7 +64,9 @@ pub struct InterruptTable {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
 pub struct TableError {
+    /// The line (1-based).
     pub line: usize,
+    /// What is wrong with it.
     pub reason: String,
 }
 
@@ -140,6 +143,7 @@ impl InterruptTable {
 /// What `/proc/irq/N/` says about one interrupt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IrqAffinity {
+    /// The IRQ number.
     pub irq: u32,
     /// `smp_affinity_list`: where the IRQ may be delivered (settable).
     pub affinity: Option<CpuSet>,

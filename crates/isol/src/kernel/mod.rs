@@ -248,6 +248,7 @@ impl Sysctls {
 pub struct Mm {
     /// The selected THP mode (`always`, `madvise`, `never`).
     pub thp_enabled: Fact<String>,
+    /// `transparent_hugepage/defrag`.
     pub thp_defrag: Fact<String>,
     /// KSM `run` (0 off, 1 on, 2 unmerge).
     pub ksm_run: Fact<String>,
@@ -312,22 +313,35 @@ pub const FAIR_SERVER_SINCE: (u32, u32) = (6, 8);
 pub struct KernelModel {
     /// `uname -r`.
     pub release: Fact<String>,
+    /// `/proc/cmdline`, parsed.
     pub cmdline: Fact<BootParams>,
+    /// The kernel config (`/proc/config.gz` or `/boot/config-*`).
     pub config: Fact<KernelConfig>,
+    /// CPU lists and per-CPU detail.
     pub cpus: Cpus,
+    /// `/proc/interrupts`.
     pub interrupts: Fact<InterruptTable>,
+    /// `/proc/softirqs`.
     pub softirqs: Fact<InterruptTable>,
     /// Per-IRQ affinity, by IRQ number.
     pub irqs: Fact<BTreeMap<u32, IrqAffinity>>,
     /// `/proc/irq/default_smp_affinity`.
     pub default_irq_affinity: Fact<CpuSet>,
+    /// `/proc/timer_list`.
     pub timer_list: Fact<TimerList>,
+    /// Every thread.
     pub threads: Fact<Vec<ThreadInfo>>,
+    /// Workqueue cpumasks.
     pub workqueue: Workqueue,
+    /// cgroup mounts.
     pub cgroup_mounts: Fact<Vec<cgroup::CgroupMount>>,
+    /// Every cpuset.
     pub cpusets: Vec<cgroup::Cpuset>,
+    /// Sysctls.
     pub sysctls: Sysctls,
+    /// Memory management settings.
     pub mm: Mm,
+    /// Machine-check polling.
     pub mce: Mce,
     /// Where tracefs is mounted, if it is.
     pub tracefs: Option<String>,

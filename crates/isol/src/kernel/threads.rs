@@ -13,12 +13,19 @@ const PF_NO_SETAFFINITY: u64 = 0x0400_0000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
+    /// SCHED_OTHER.
     Other,
+    /// SCHED_FIFO.
     Fifo,
+    /// SCHED_RR.
     Rr,
+    /// SCHED_BATCH.
     Batch,
+    /// SCHED_IDLE.
     Idle,
+    /// SCHED_DEADLINE.
     Deadline,
+    /// A number this version does not know.
     Unknown,
 }
 
@@ -44,17 +51,23 @@ impl Policy {
 /// One thread.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ThreadInfo {
+    /// Process id.
     pub pid: u32,
+    /// Thread id.
     pub tid: u32,
+    /// `comm`.
     pub comm: String,
     /// State letter (`R`, `S`, `D`, `I`, ...).
     pub state: char,
+    /// A kernel thread (`PF_KTHREAD`).
     pub kernel_thread: bool,
     /// The CPU it last ran on.
     pub last_cpu: u32,
     /// `Cpus_allowed_list`.
     pub allowed: CpuSet,
+    /// Scheduling policy.
     pub policy: Policy,
+    /// Real-time priority.
     pub rt_priority: u32,
     /// Whether userspace may change its affinity (false for bound per-CPU kthreads).
     pub affinity_settable: bool,
@@ -63,12 +76,19 @@ pub struct ThreadInfo {
 /// The parts of `stat` isol uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stat {
+    /// Thread id.
     pub tid: u32,
+    /// `comm`.
     pub comm: String,
+    /// State letter (`R`, `S`, ...).
     pub state: char,
+    /// `PF_*` flags.
     pub flags: u64,
+    /// The CPU it last ran on.
     pub processor: u32,
+    /// Real-time priority.
     pub rt_priority: u32,
+    /// Policy number.
     pub policy: u32,
 }
 

@@ -24,7 +24,9 @@ pub struct ArmedTimer {
 /// Timer state of one CPU.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CpuTimers {
+    /// The CPU.
     pub cpu: u32,
+    /// Its armed hrtimers.
     pub timers: Vec<ArmedTimer>,
     /// `.expires_next`: when the CPU's hrtimer hardware is next programmed to fire.
     pub expires_next: Option<i64>,
@@ -32,6 +34,7 @@ pub struct CpuTimers {
     pub tick_stopped: Option<bool>,
     /// `.nohz` / `.highres` modes.
     pub nohz: Option<bool>,
+    /// Whether high-resolution mode is on.
     pub highres: Option<bool>,
     /// `.next_timer`: the next timer-wheel event.
     pub next_timer: Option<i64>,
@@ -49,6 +52,7 @@ pub struct TickDevice {
     pub device: String,
     /// `next_event`: when the device fires next; [`KTIME_MAX`] when nothing is programmed.
     pub next_event: Option<i64>,
+    /// `event_handler`.
     pub event_handler: Option<String>,
 }
 
@@ -59,7 +63,9 @@ pub struct TimerList {
     pub version: String,
     /// `now at N nsecs`.
     pub now_ns: Option<i64>,
+    /// Per CPU.
     pub cpus: BTreeMap<u32, CpuTimers>,
+    /// The tick devices.
     pub tick_devices: Vec<TickDevice>,
 }
 

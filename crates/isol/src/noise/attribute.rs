@@ -1,6 +1,6 @@
 //! Joining gaps with interruptions. A gap is a stretch of time the sampler did not run; an
 //! interruption is a kernel excursion the trace saw on the same CPU. Both are on
-//! `CLOCK_MONOTONIC` (gaps through the measured [`super::tsc::Mapping`]), so an
+//! `CLOCK_MONOTONIC` (gaps through the measured TSC mapping), so an
 //! interruption explains a gap when their intervals overlap, give or take `slack_ns` for
 //! the mapping's uncertainty. A gap that nothing explains is hardware or hypervisor
 //! noise (an SMI, a vCPU preempted by its host, ...), as the kernel's osnoise tracer
@@ -15,7 +15,9 @@ use crate::interrupt::{Interruption, Kind};
 /// A gap on the trace clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
+    /// Start (CLOCK_MONOTONIC ns).
     pub start_ns: u64,
+    /// Length, ns.
     pub len_ns: u64,
 }
 
@@ -29,7 +31,9 @@ impl Span {
 /// fell in no gap (shorter than the threshold, or outside the measured time).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Joined {
+    /// For each gap, the interruptions inside it.
     pub per_gap: Vec<Vec<usize>>,
+    /// Interruptions inside no gap.
     pub outside: Vec<usize>,
 }
 
@@ -60,12 +64,15 @@ pub fn join(gaps: &[Span], irqs: &[Interruption], slack_ns: u64) -> Joined {
 /// One cause of noise on one CPU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CauseRow {
+    /// What kind.
     pub kind: Kind,
+    /// Who or what caused it.
     pub culprit: String,
     /// Interruptions of this cause inside gaps.
     pub count: u64,
     /// Their net time (nested interruptions subtracted).
     pub total_ns: u64,
+    /// The longest, ns.
     pub max_ns: u64,
     /// Gaps in which this cause took the most time.
     pub main_in_gaps: u64,

@@ -1,11 +1,11 @@
 //! OS noise, measured from userspace at nanosecond resolution and attributed.
 //!
-//! One [`sampler`] thread per target CPU reads the TSC in a tight loop; every difference
+//! One `sampler` thread per target CPU reads the TSC in a tight loop; every difference
 //! between two reads goes into a histogram, every one at or above a threshold is kept as
 //! a gap. At the same time the [`crate::watch`] engine traces the same CPUs from a
 //! housekeeping CPU; afterwards each gap is joined with the interruptions inside it
 //! ([`attribute`]), on `CLOCK_MONOTONIC` through a TSC mapping measured at both ends of
-//! the run ([`tsc`]). What the kernel's osnoise tracer does in the kernel, on any kernel.
+//! the run (`tsc`). What the kernel's osnoise tracer does in the kernel, on any kernel.
 //!
 //! Data flow of [`run`]: validate → calibrate the TSC and measure the loop period on a
 //! housekeeping CPU → spawn samplers (pinned, optionally SCHED_FIFO, buffers written and
@@ -22,9 +22,9 @@
 //! sibling's burst), not the OS: entering and leaving the kernel alone costs more.
 
 pub mod attribute;
-pub mod sampler;
+mod sampler;
 mod steps;
-pub mod tsc;
+mod tsc;
 
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -51,7 +51,9 @@ const SLACK_NS: u64 = 500;
 /// What to measure and how.
 #[derive(Debug, Clone)]
 pub struct NoiseOptions {
+    /// The CPUs to measure.
     pub cpus: CpuSet,
+    /// How long.
     pub duration: Duration,
     /// Smallest gap counted as noise, ns. None: [`THRESHOLD_LOOPS`] loop periods.
     pub threshold_ns: Option<u64>,
@@ -68,6 +70,7 @@ pub struct NoiseOptions {
 }
 
 impl NoiseOptions {
+    /// Options with defaults for `cpus` over `duration`.
     pub fn new(cpus: CpuSet, duration: Duration) -> NoiseOptions {
         NoiseOptions {
             cpus,
@@ -83,10 +86,13 @@ impl NoiseOptions {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why a measurement could not run.
 pub enum NoiseError {
     #[error("the duration must be more than zero")]
+    /// A zero duration.
     ZeroDuration,
     #[error("no CPU to measure: give at least one")]
+    /// No CPU given.
     NoCpus,
     /// An offline CPU, no housekeeping CPU left, or SCHED_FIFO throttled.
     #[error(transparent)]
@@ -95,23 +101,35 @@ pub enum NoiseError {
         "threshold {threshold_ns} ns is below the sampler's loop period ({loop_ns:.1} ns on \
          this machine): no gap that short can be seen; give at least {min} ns"
     )]
+    /// The threshold is below what the loop can see.
     ThresholdBelowLoop {
+        /// The threshold asked for.
         threshold_ns: u64,
+        /// The loop period.
         loop_ns: f64,
+        /// The smallest usable threshold.
         min: u64,
     },
     #[error("sampler on CPU {cpu}: {what}: {source}")]
+    /// A sampler thread could not be set up.
     Sampler {
+        /// Its CPU.
         cpu: u32,
+        /// What failed.
         what: &'static str,
+        /// Why.
         source: std::io::Error,
     },
     #[error("cannot move isol to housekeeping CPUs {cpus}: {source}")]
+    /// isol could not move to the housekeeping CPUs.
     Housekeeping {
+        /// The housekeeping CPUs.
         cpus: String,
+        /// Why.
         source: std::io::Error,
     },
     #[error("tracing: {0}")]
+    /// Tracing failed.
     Trace(#[from] TraceError),
 }
 
@@ -120,6 +138,7 @@ pub enum NoiseError {
 pub struct Quiesce {
     /// The tick had stopped and nothing interrupted the CPU for the confirmation window.
     pub quiet: bool,
+    /// From the start of `enter` to quiet, ns.
     pub time_to_quiet_ns: Option<u64>,
     /// Why the CPU was not made quiet (not nohz_full, or what kept the tick).
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -134,6 +153,7 @@ pub struct Quiesce {
 pub struct GapOut {
     /// From the start of this CPU's measurement, ns.
     pub at_ns: u64,
+    /// Start (CLOCK_MONOTONIC ns).
     pub ns: u64,
     /// The interruption that took most of it; None: nothing explains it.
     pub cause: Option<String>,
@@ -142,78 +162,105 @@ pub struct GapOut {
 /// A percentile of the gaps at or above the threshold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Percentile {
+    /// The percentile (`99.9`).
     pub p: f64,
+    /// The gap length at it, ns.
     pub ns: u64,
 }
 
 /// Gaps nothing explains.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unexplained {
+    /// How many gaps.
     pub count: u64,
+    /// Their total, ns.
     pub total_ns: u64,
+    /// The longest, ns.
     pub max_ns: u64,
 }
 
 /// Everything measured on one CPU.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CpuNoise {
+    /// The CPU.
     pub cpu: u32,
+    /// How long it was measured, ns.
     pub duration_ns: u64,
     /// Start of the measurement on CLOCK_MONOTONIC (the trace clock).
     pub start_ns: u64,
+    /// Loop iterations.
     pub iterations: u64,
     /// Mean time per loop iteration: duration / iterations (as oslat computes it).
     pub loop_ns: f64,
     /// The most frequent difference between two reads: the loop's own period.
     pub typical_loop_ns: f64,
+    /// Gaps shorter than this were not counted, ns.
     pub threshold_ns: u64,
     /// Gaps at or above the threshold.
     pub gaps: u64,
+    /// Gaps per second.
     pub gaps_per_sec: f64,
     /// Sum of those gaps.
     pub noise_ns: u64,
     /// 100 × (1 − noise / duration).
     pub available_pct: f64,
+    /// The longest gap, ns.
     pub max_ns: u64,
+    /// Gap length percentiles.
     pub percentiles: Vec<Percentile>,
     /// Every difference between two reads: `[ns, count]` per non-empty bucket, ascending;
     /// exact to the counter tick below 1024 ticks, within 0.8 % above.
     pub histogram: Vec<[u64; 2]>,
     /// Per-cause table, most total time first (empty without attribution).
     pub causes: Vec<CauseRow>,
+    /// Gaps no traced interruption explains.
     pub unexplained: Unexplained,
     /// Interruptions traced on this CPU during the measurement that fell in no gap
     /// (shorter than the threshold).
     pub interruptions_outside_gaps: u64,
     /// Events the trace lost on this CPU (attribution is incomplete when non-zero).
     pub lost_events: u64,
+    /// The wait for a stopped tick, when asked.
     pub quiesce: Option<Quiesce>,
     /// Gaps beyond the kept capacity: in the counts and sums, not in `gap_list`.
     pub dropped_gaps: u64,
+    /// Every gap kept, in time order.
     pub gap_list: Vec<GapOut>,
 }
 
 /// A whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// JSON schema identifier.
     pub schema: String,
+    /// Kernel release.
     pub kernel: String,
+    /// The time stamp counter.
     pub tsc: TscInfo,
+    /// Its measured rate, Hz.
     pub tsc_hz: f64,
+    /// The duration asked for, ns.
     pub requested_ns: u64,
     /// The threshold and whether it was the default.
     pub threshold_ns: u64,
+    /// Whether the threshold was chosen by isol.
     pub threshold_default: bool,
+    /// SCHED_FIFO priority of the samplers.
     pub fifo: Option<i32>,
+    /// Whether gaps were attributed (tracing ran).
     pub attributed: bool,
+    /// What the reader should know.
     pub notices: Vec<String>,
+    /// Per CPU.
     pub cpus: Vec<CpuNoise>,
 }
 
 /// What the caller sees while the run goes on.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
+    /// Time since the start.
     pub elapsed: Duration,
+    /// The duration asked for.
     pub total: Duration,
     /// Interruptions of the measured CPUs traced so far.
     pub interruptions: u64,

@@ -80,6 +80,8 @@ impl Buckets {
         exact.chain(large)
     }
 
+    /// Every difference counted.
+    #[cfg(test)]
     pub fn total(&self) -> u64 {
         self.exact.iter().chain(&self.large).sum()
     }

@@ -90,6 +90,7 @@ impl Mapping {
     }
 
     /// Counter ticks per ns of the mapped clock.
+    #[cfg(test)]
     pub fn ticks_per_ns(&self) -> f64 {
         (self.b.tsc - self.a.tsc) as f64 / (self.b.ns - self.a.ns).max(1) as f64
     }

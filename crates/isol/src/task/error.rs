@@ -17,17 +17,31 @@ pub enum Ineligible {
         "the thread may run on CPUs {allowed}, not on exactly one; pin it first \
          (sched_setaffinity, `taskset -c N`, or Isolation::pin)"
     )]
-    NotPinned { allowed: CpuSet },
+    /// The thread may run on more than one CPU.
+    NotPinned {
+        /// The CPUs it may run on.
+        allowed: CpuSet,
+    },
     #[error(
         "CPU {cpu} is not a nohz_full CPU (nohz_full: {nohz_full}); its tick never stops: \
          boot with nohz_full={cpu}, or allow a ticking CPU for development"
     )]
-    NotNohzFull { cpu: u32, nohz_full: String },
+    /// The CPU is not nohz_full: its tick never stops.
+    NotNohzFull {
+        /// The CPU.
+        cpu: u32,
+        /// The nohz_full CPUs.
+        nohz_full: String,
+    },
     #[error(
         "CPU {cpu} is not domain-isolated: the scheduler balances other tasks onto it; boot \
          with isolcpus=domain,{cpu} or make it an isolated cgroup v2 cpuset partition"
     )]
-    NotDomainIsolated { cpu: u32 },
+    /// The CPU is in scheduler load balancing.
+    NotDomainIsolated {
+        /// The CPU.
+        cpu: u32,
+    },
     /// The CPU is offline, would leave no housekeeping CPU, or SCHED_FIFO would be
     /// throttled.
     #[error(transparent)]
@@ -37,7 +51,9 @@ pub enum Ineligible {
 /// What kept the CPU from becoming quiet (the patch's EAGAIN).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NotQuiet {
+    /// The CPU.
     pub cpu: u32,
+    /// How long enter waited.
     pub waited: Duration,
     /// The last failed `tick_stop`'s dependency: POSIX_TIMER, PERF_EVENTS, SCHED, RCU ...
     pub dependency: Option<String>,
@@ -130,23 +146,33 @@ impl fmt::Display for NotQuiet {
 #[derive(Debug, thiserror::Error)]
 pub enum IsolError {
     #[error("cannot isolate this thread: {0}")]
+    /// The thread may not be isolated (EINVAL).
     Ineligible(Ineligible),
     #[error("{0}")]
+    /// The CPU did not become quiet in time (EAGAIN).
     NotQuiet(Box<NotQuiet>),
     #[error("{what} failed: {source}; {fix}")]
+    /// Preparing the thread failed (mlockall, sched_setscheduler, ...).
     Prepare {
+        /// What failed.
         what: &'static str,
         #[source]
+        /// Why.
         source: std::io::Error,
+        /// What to do.
         fix: &'static str,
     },
     #[error("the watcher cannot trace the kernel: {0}")]
+    /// The watcher cannot trace (EPERM without root).
     Watcher(#[from] TraceError),
     #[error("{0}")]
+    /// Another isolation is in the way (EBUSY).
     Busy(String),
     #[error("the wait was aborted (abort_wait was called, e.g. from a signal handler)")]
+    /// [`abort_wait`](super::abort_wait) was called (EINTR).
     Aborted,
     #[error("the isolation watcher stopped: {0}")]
+    /// The watcher thread ended (EIO).
     WatcherStopped(String),
 }
 

@@ -17,7 +17,9 @@ use crate::os;
 /// What happened while a thread was isolated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
+    /// The isolated CPU.
     pub cpu: u32,
+    /// How the thread waited.
     pub wait: Wait,
     /// True when the CPU is not nohz_full (development mode): the tick kept running at HZ
     /// and no quiet wait was made.
@@ -29,6 +31,7 @@ pub struct Report {
     pub wait_cpu_ns: Option<u64>,
     /// From quiet (or enter, when ticking) to exit.
     pub isolated_ns: u64,
+    /// Interruptions while isolated.
     pub interruptions: u64,
     /// Interruptions while isolated, by kind and culprit, most frequent first.
     pub by_cause: Vec<(Kind, String, u64)>,

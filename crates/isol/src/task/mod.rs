@@ -84,7 +84,9 @@ use crate::{os, CpuSet, SysRoot};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Wait {
+    /// Spin on the CPU (fastest; burns the CPU while waiting).
     Spin,
+    /// Sleep until the watcher says quiet, then confirm spinning.
     Sleep,
 }
 
@@ -208,6 +210,7 @@ pub fn start_watcher(cpus: Option<&CpuSet>) -> Result<(), IsolError> {
 }
 
 impl Isolation {
+    /// Start building an isolation request.
     pub fn builder() -> Isolation {
         Isolation {
             cpu: None,
@@ -235,6 +238,7 @@ impl Isolation {
         self
     }
 
+    /// How to wait for quiet.
     pub fn wait(mut self, w: Wait) -> Self {
         self.wait = w;
         self

@@ -17,6 +17,7 @@ pub struct Field {
     pub offset: usize,
     /// Size in bytes (of the whole array for fixed arrays; 4 for `__data_loc`).
     pub size: usize,
+    /// Whether the field is signed.
     pub signed: bool,
     /// `__data_loc`: the field holds `offset | length << 16` of data stored later in the
     /// record; `__rel_loc` is the same with the offset relative to the end of the field.
@@ -24,16 +25,22 @@ pub struct Field {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a dynamic field points to its data.
 pub enum DynamicKind {
+    /// `__data_loc`: offset from the record start.
     DataLoc,
+    /// `__rel_loc`: offset from the field end.
     RelLoc,
 }
 
 /// A parsed `format` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventFormat {
+    /// Event system (`irq`).
     pub system: String,
+    /// Event name (`irq_handler_entry`).
     pub name: String,
+    /// Event id.
     pub id: u16,
     /// Common fields first (`common_type`, `common_pid`, ...), then the event's own.
     pub fields: Vec<Field>,
@@ -43,7 +50,9 @@ pub struct EventFormat {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("event format {what}: {reason}")]
 pub struct FormatError {
+    /// What did not parse.
     pub what: String,
+    /// Why.
     pub reason: String,
 }
 
@@ -166,6 +175,7 @@ pub struct PageLayout {
     pub page_size: usize,
     /// Offset and size of the `commit` word (bytes of event data, plus flag bits).
     pub commit_offset: usize,
+    /// Bytes of the `commit` field.
     pub commit_size: usize,
     /// Where event data starts.
     pub data_offset: usize,

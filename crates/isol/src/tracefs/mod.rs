@@ -35,28 +35,48 @@ pub enum TraceError {
         "tracefs is not mounted, so kernel events cannot be traced; \
          mount it with `mount -t tracefs nodev {DEFAULT_MOUNT}`"
     )]
+    /// tracefs is not mounted.
     NotMounted,
     #[error(
         "{op} {path}: permission denied; tracing needs root (CAP_SYS_ADMIN): run isol as root"
     )]
-    NeedsRoot { op: &'static str, path: String },
-    #[error("{op} {path}: {source}")]
-    Io {
+    /// Tracing needs root.
+    NeedsRoot {
+        /// The operation.
         op: &'static str,
+        /// The path.
+        path: String,
+    },
+    #[error("{op} {path}: {source}")]
+    /// An I/O error.
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// The path.
         path: String,
         #[source]
+        /// Why.
         source: io::Error,
     },
     #[error("{0}; the kernel's tracefs is not in a format isol understands")]
+    /// An event format did not parse.
     Format(#[from] FormatError),
     #[error(
         "trace clock {wanted:?} is not offered by this kernel (it has: {available}); \
          isol needs a clock shared by all CPUs"
     )]
-    Clock { wanted: String, available: String },
+    /// The trace clock isol needs is missing.
+    Clock {
+        /// The clock isol needs.
+        wanted: String,
+        /// The clocks the kernel offers.
+        available: String,
+    },
     #[error("none of the events isol traces exist in {0}/events; is this a tracefs mount?")]
+    /// None of the events exist.
     NoEvents(String),
     #[error("{0}")]
+    /// A recording is unusable.
     Recording(String),
     /// A recording holds something isol will not read (see [`crate::confine`]).
     #[error("{0}")]
@@ -131,10 +151,12 @@ impl Tracefs {
         Ok(())
     }
 
+    /// Where tracefs is mounted.
     pub fn mount(&self) -> &str {
         &self.mount
     }
 
+    /// The root it is read through.
     pub fn sysroot(&self) -> &SysRoot {
         &self.root
     }
@@ -266,10 +288,12 @@ impl Instance {
         )))
     }
 
+    /// The instance name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// Its directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -340,6 +364,7 @@ impl Drop for Instance {
 /// A non-blocking reader of one CPU's `trace_pipe_raw`.
 #[derive(Debug)]
 pub struct CpuReader {
+    /// The CPU.
     pub cpu: u32,
     file: File,
     path: PathBuf,

@@ -22,29 +22,40 @@ use super::{TraceError, DEFAULT_MOUNT};
 use crate::confine::{self, OutputDir, RECORDING_LIMITS};
 use crate::SysRoot;
 
+/// The manifest file of a recording.
 pub const TRACE_MANIFEST: &str = "isol-trace.json";
+/// The recording format.
 pub const TRACE_FORMAT: &str = "isol.trace/v1";
 
 /// What a recording holds besides its pages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceManifest {
+    /// `isol.trace/v1`.
     pub format: String,
+    /// isol version that recorded.
     pub isol_version: String,
+    /// Kernel release.
     pub kernel: String,
     /// The watched CPUs (`1,3`).
     pub cpus: String,
     /// CPUs whose buffers were recorded.
     pub traced_cpus: Vec<u32>,
+    /// The trace clock.
     pub clock: String,
+    /// Ring buffer page size.
     pub page_size: usize,
+    /// Pages recorded per CPU.
     pub pages: BTreeMap<u32, usize>,
+    /// Start (CLOCK_MONOTONIC ns).
     pub start_ns: u64,
+    /// End (CLOCK_MONOTONIC ns).
     pub end_ns: u64,
     /// `pid -> comm` of tasks named in the pages, as seen while recording.
     pub comms: BTreeMap<i32, String>,
     /// Tasks that belonged on the watched CPUs (see `WatchOptions::residents`).
     #[serde(default)]
     pub residents: Vec<i32>,
+    /// A free-form note.
     pub note: String,
 }
 
@@ -144,7 +155,9 @@ impl Recorder {
 /// An opened recording.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// The recorded tracefs files.
     pub root: SysRoot,
+    /// Its manifest.
     pub manifest: TraceManifest,
 }
 

@@ -26,7 +26,9 @@ const MISSED_STORED: u64 = 1 << 30;
 /// starts with the common fields (`common_type` at offset 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawEvent<'a> {
+    /// Time stamp (trace clock ns).
     pub ts: u64,
+    /// The event record.
     pub payload: &'a [u8],
 }
 
@@ -40,9 +42,11 @@ impl RawEvent<'_> {
 /// Events the kernel dropped before a page because the buffer was full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missed {
+    /// None.
     None,
     /// Some were lost; the kernel had no room to store how many.
     Unknown,
+    /// This many.
     Count(u64),
 }
 
@@ -50,7 +54,9 @@ pub enum Missed {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("ring-buffer page: {reason} (at byte {offset})")]
 pub struct PageError {
+    /// Byte offset in the page.
     pub offset: usize,
+    /// Why.
     pub reason: String,
 }
 
@@ -64,7 +70,9 @@ fn perr(offset: usize, reason: impl Into<String>) -> PageError {
 /// A validated page: header read, commit length within bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct Page<'a> {
+    /// The page time stamp.
     pub timestamp: u64,
+    /// Events dropped before it.
     pub missed: Missed,
     data: &'a [u8],
 }
@@ -129,6 +137,7 @@ impl<'a> Page<'a> {
         self.data.len()
     }
 
+    /// Whether the page holds no data.
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
@@ -253,6 +262,7 @@ pub struct PageBuilder {
 }
 
 impl PageBuilder {
+    /// A page with `layout`, starting at `timestamp`.
     pub fn new(layout: PageLayout, timestamp: u64) -> Self {
         PageBuilder {
             layout,
@@ -263,6 +273,7 @@ impl PageBuilder {
         }
     }
 
+    /// With events missed before it.
     pub fn missed(mut self, m: Missed) -> Self {
         self.missed = m;
         self

@@ -5,12 +5,12 @@
 //! `irq_vectors`), filtered to the watched CPUs; [`Watch::poll`], called on a timer from a
 //! housekeeping CPU, reads every CPU's buffer without blocking, decodes the pages
 //! ([`crate::tracefs::ring`]) into typed events, orders them by time across CPUs, and runs
-//! the [`machine`] that turns them into interruptions. Events newer than a short hold-back
+//! the state machine (`machine.rs`) that turns them into interruptions. Events newer than a short hold-back
 //! wait for the next poll, so an IPI sent from CPU 0 is seen before the interrupt it causes
 //! on CPU 1 even when CPU 0's buffer is read later.
 
 pub mod decode;
-pub mod machine;
+mod machine;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +33,7 @@ const HOLDBACK_NS: u64 = 20_000_000;
 /// What to watch and how.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
+    /// The CPUs to watch.
     pub cpus: CpuSet,
     /// Record the sender's kernel stack for IPIs, queued work and wakeups.
     pub stack: bool,
@@ -48,6 +49,7 @@ pub struct WatchOptions {
     pub buffer_kb: Option<u32>,
     /// Keep the raw pages in this directory (see [`crate::tracefs::record`]).
     pub record: Option<PathBuf>,
+    /// What the reader should know.
     pub note: String,
     /// How long events wait for slower CPUs' buffers before being processed: the latency
     /// of [`Watch::poll`]. Shorter suits a watcher that must decide fast (task isolation);
@@ -56,6 +58,7 @@ pub struct WatchOptions {
 }
 
 impl WatchOptions {
+    /// Options with defaults for `cpus`.
     pub fn new(cpus: CpuSet) -> WatchOptions {
         WatchOptions {
             cpus,
@@ -74,9 +77,13 @@ impl WatchOptions {
 /// Counters of the engine's own work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
+    /// Ring buffer pages read.
     pub pages: u64,
+    /// Bytes read.
     pub bytes: u64,
+    /// Events decoded.
     pub events: u64,
+    /// Pages the kernel overwrote before they were read.
     pub lost_pages: u64,
 }
 
@@ -369,6 +376,7 @@ impl Watch {
         self.started_ns
     }
 
+    /// What was read so far.
     pub fn stats(&self) -> Stats {
         self.decoder.stats
     }
@@ -477,15 +485,20 @@ impl Drop for Watch {
 /// The result of decoding a recording.
 #[derive(Debug, Clone)]
 pub struct Replay {
+    /// The recording.
     pub manifest: TraceManifest,
+    /// What happened, in time order per CPU.
     pub records: Vec<Record>,
+    /// What was read.
     pub stats: Stats,
 }
 
 /// What a streamed replay reports besides its records.
 #[derive(Debug, Clone)]
 pub struct Replayed {
+    /// The recording.
     pub manifest: TraceManifest,
+    /// What was read.
     pub stats: Stats,
 }
 

@@ -10,32 +10,45 @@ use crate::CpuSet;
 /// One cause on one CPU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Cause {
+    /// What kind.
     pub kind: Kind,
+    /// Who or what caused it.
     pub culprit: String,
+    /// How many.
     pub count: u64,
     /// Sum of net durations (page faults have none and add nothing).
     pub total_ns: u64,
+    /// The longest, ns.
     pub max_ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One CPU's interruptions.
 pub struct CpuSummary {
+    /// The CPU.
     pub cpu: u32,
+    /// How many.
     pub interruptions: u64,
+    /// Their total, ns.
     pub total_ns: u64,
+    /// The longest, ns.
     pub max_ns: u64,
     /// Events the kernel reported dropped (None in a count means "some, unknown").
     pub lost: u64,
+    /// Whether events were lost without a count.
     pub lost_unknown: bool,
     /// Failed tick stops by dependency.
     pub tick_kept: BTreeMap<String, u64>,
+    /// By cause, most first.
     pub causes: Vec<Cause>,
 }
 
 /// The whole watch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Summary {
+    /// How long was watched, ns.
     pub duration_ns: u64,
+    /// Per CPU.
     pub cpus: Vec<CpuSummary>,
 }
 
