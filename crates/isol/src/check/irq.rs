@@ -119,13 +119,6 @@ impl Ctx<'_> {
                 None,
             )
         } else {
-            let nr = self
-                .m
-                .cpus
-                .possible
-                .as_ref()
-                .and_then(|p| p.last())
-                .map_or(1, |l| l + 1);
             self.finding(
                 Severity::Warn,
                 format!("new IRQs may be delivered to CPUs {hit}"),
@@ -134,7 +127,7 @@ impl Ctx<'_> {
                     FixKind::Runtime,
                     format!(
                         "echo {} > /proc/irq/default_smp_affinity (or boot with irqaffinity={})",
-                        self.t.housekeeping.to_mask(nr),
+                        self.housekeeping_mask(),
                         self.hk()
                     ),
                 ),

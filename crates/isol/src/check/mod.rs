@@ -521,6 +521,19 @@ impl Ctx<'_> {
         &self.t.cpus
     }
 
+    /// The housekeeping CPUs as a hex mask as wide as the possible CPUs (for `echo` into
+    /// a cpumask file).
+    pub(super) fn housekeeping_mask(&self) -> String {
+        let nr = self
+            .m
+            .cpus
+            .possible
+            .as_ref()
+            .and_then(|p| p.last())
+            .map_or(1, |l| l + 1);
+        self.t.housekeeping.to_mask(nr)
+    }
+
     pub(super) fn hk(&self) -> String {
         cpus(&self.t.housekeeping)
     }

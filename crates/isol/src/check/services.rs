@@ -15,20 +15,13 @@ impl Ctx<'_> {
                 None,
             )
         } else {
-            let nr = self
-                .m
-                .cpus
-                .possible
-                .as_ref()
-                .and_then(|p| p.last())
-                .map_or(1, |l| l + 1);
             self.finding(
                 Severity::Warn,
                 format!("{what} may run on CPUs {hit}"),
                 e,
                 fix(
                     FixKind::Runtime,
-                    format!("echo {} > {file}", self.t.housekeeping.to_mask(nr)),
+                    format!("echo {} > {file}", self.housekeeping_mask()),
                 ),
             )
         }
