@@ -23,6 +23,30 @@
 #define ISOL_WAIT_SLEEP 1
 
 /**
+ * `isol_config.strict`: no strict mode (system calls run; the watcher counts what they
+ * cause).
+ */
+#define ISOL_STRICT_OFF 0
+
+/**
+ * `isol_config.strict`: a system call while isolated prints the violation on stderr and
+ * kills the process (SIGKILL).
+ */
+#define ISOL_STRICT_KILL 1
+
+/**
+ * `isol_config.strict`: a system call while isolated sends `strict_signal` to the thread
+ * (its handler runs non-isolated), then runs.
+ */
+#define ISOL_STRICT_SIGNAL 2
+
+/**
+ * `isol_config.strict`: a system call while isolated is recorded, runs, and the thread
+ * continues non-isolated.
+ */
+#define ISOL_STRICT_REPORT 3
+
+/**
  * How to enter isolation. Initialise with `isol_config_init`, then set fields.
  */
 typedef struct isol_config {
@@ -54,6 +78,15 @@ typedef struct isol_config {
    * Non-zero: mlockall(MCL_CURRENT | MCL_FUTURE) first (the default).
    */
   int32_t mlock;
+  /**
+   * `ISOL_STRICT_OFF` (the default), `ISOL_STRICT_KILL`, `ISOL_STRICT_SIGNAL` or
+   * `ISOL_STRICT_REPORT`.
+   */
+  int32_t strict;
+  /**
+   * The signal for `ISOL_STRICT_SIGNAL` (e.g. SIGUSR1).
+   */
+  int32_t strict_signal;
 } isol_config;
 
 /**
@@ -85,7 +118,37 @@ typedef struct isol_report {
    * Interruptions of the CPU while isolated.
    */
   uint64_t interruptions;
+  /**
+   * Strict-mode violations while isolated.
+   */
+  uint64_t violations;
 } isol_report;
+
+/**
+ * A strict-mode violation (`isol_last_violation`).
+ */
+typedef struct isol_violation {
+  /**
+   * The isolated CPU.
+   */
+  uint32_t cpu;
+  /**
+   * The system call number (x86-64).
+   */
+  int64_t syscall;
+  /**
+   * The instruction after the `syscall` instruction.
+   */
+  uint64_t address;
+  /**
+   * The return address at the top of the stack (the caller of the libc wrapper).
+   */
+  uint64_t caller;
+  /**
+   * The system call's name, NUL-terminated ("" when unknown).
+   */
+  char name[32];
+} isol_violation;
 
 #ifdef __cplusplus
 extern "C" {
@@ -124,6 +187,16 @@ int32_t isol_exit(struct isol_report *report);
  * isolated). An atomic load: no system call.
  */
 uint64_t isol_interruptions(void);
+
+/**
+ * The calling thread's last strict-mode violation: fills `out` and returns 0, or returns
+ * `-ENOENT` when the thread has had none. Safe to call from the signal handler of
+ * `ISOL_STRICT_SIGNAL` (no allocation, no lock).
+ *
+ * # Safety
+ * `out` must be null or point to writable memory for one `struct isol_violation`.
+ */
+int32_t isol_last_violation(struct isol_violation *out);
 
 /**
  * Start the process's watcher now, so that the first `isol_enter` does not pay for it.

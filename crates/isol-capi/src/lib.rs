@@ -21,12 +21,25 @@ use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use isol_core::task::{IsolatedGuard, Isolation, Wait};
+use isol_core::task::{IsolatedGuard, Isolation, Strict, Wait};
 
 /// `isol_config.wait`: spin in userspace until the CPU is quiet.
 pub const ISOL_WAIT_SPIN: i32 = 0;
 /// `isol_config.wait`: sleep, be woken when the CPU is quiet, re-verify spinning.
 pub const ISOL_WAIT_SLEEP: i32 = 1;
+
+/// `isol_config.strict`: no strict mode (system calls run; the watcher counts what they
+/// cause).
+pub const ISOL_STRICT_OFF: i32 = 0;
+/// `isol_config.strict`: a system call while isolated prints the violation on stderr and
+/// kills the process (SIGKILL).
+pub const ISOL_STRICT_KILL: i32 = 1;
+/// `isol_config.strict`: a system call while isolated sends `strict_signal` to the thread
+/// (its handler runs non-isolated), then runs.
+pub const ISOL_STRICT_SIGNAL: i32 = 2;
+/// `isol_config.strict`: a system call while isolated is recorded, runs, and the thread
+/// continues non-isolated.
+pub const ISOL_STRICT_REPORT: i32 = 3;
 
 /// How to enter isolation. Initialise with `isol_config_init`, then set fields.
 #[repr(C)]
@@ -46,6 +59,27 @@ pub struct isol_config {
     pub fifo_priority: i32,
     /// Non-zero: mlockall(MCL_CURRENT | MCL_FUTURE) first (the default).
     pub mlock: i32,
+    /// `ISOL_STRICT_OFF` (the default), `ISOL_STRICT_KILL`, `ISOL_STRICT_SIGNAL` or
+    /// `ISOL_STRICT_REPORT`.
+    pub strict: i32,
+    /// The signal for `ISOL_STRICT_SIGNAL` (e.g. SIGUSR1).
+    pub strict_signal: i32,
+}
+
+/// A strict-mode violation (`isol_last_violation`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct isol_violation {
+    /// The isolated CPU.
+    pub cpu: u32,
+    /// The system call number (x86-64).
+    pub syscall: i64,
+    /// The instruction after the `syscall` instruction.
+    pub address: u64,
+    /// The return address at the top of the stack (the caller of the libc wrapper).
+    pub caller: u64,
+    /// The system call's name, NUL-terminated ("" when unknown).
+    pub name: [c_char; 32],
 }
 
 /// What `isol_exit` reports.
@@ -65,6 +99,8 @@ pub struct isol_report {
     pub isolated_ns: u64,
     /// Interruptions of the CPU while isolated.
     pub interruptions: u64,
+    /// Strict-mode violations while isolated.
+    pub violations: u64,
 }
 
 thread_local! {
@@ -106,6 +142,8 @@ pub unsafe extern "C" fn isol_config_init(cfg: *mut isol_config) {
             allow_ticking: 0,
             fifo_priority: 0,
             mlock: 1,
+            strict: ISOL_STRICT_OFF,
+            strict_signal: 0,
         })
     };
 }
@@ -154,12 +192,25 @@ pub unsafe extern "C" fn isol_enter(cfg: *const isol_config) -> i32 {
         if cfg.fifo_priority > 0 {
             b = b.fifo(cfg.fifo_priority);
         }
-        match b.enter() {
-            Ok(guard) => {
-                GUARD.with(|g| *g.borrow_mut() = Some(guard));
-                set_error("");
-                0
+        match cfg.strict {
+            ISOL_STRICT_OFF => {}
+            ISOL_STRICT_KILL => b = b.strict(Strict::Kill),
+            ISOL_STRICT_SIGNAL => b = b.strict(Strict::Signal(cfg.strict_signal)),
+            ISOL_STRICT_REPORT => b = b.strict(Strict::Report),
+            other => {
+                set_error(&format!(
+                    "isol_config.strict = {other}: use ISOL_STRICT_OFF, _KILL, _SIGNAL or _REPORT"
+                ));
+                return -libc::EINVAL;
             }
+        }
+        // The guard is stored (which may allocate) before strict mode begins.
+        let stored = b.enter_with(|guard| {
+            GUARD.with(|g| *g.borrow_mut() = Some(guard));
+            set_error("");
+        });
+        match stored {
+            Ok(()) => 0,
             Err(e) => {
                 set_error(&e.to_string());
                 e.errno()
@@ -175,6 +226,8 @@ pub unsafe extern "C" fn isol_enter(cfg: *const isol_config) -> i32 {
 /// `report` must be null or point to writable memory for one `struct isol_report`.
 #[no_mangle]
 pub unsafe extern "C" fn isol_exit(report: *mut isol_report) -> i32 {
+    // Strictness off before anything that may make a system call.
+    isol_core::task::strict::disarm();
     guarded(|| {
         let Some(guard) = GUARD.with(|g| g.borrow_mut().take()) else {
             set_error("this thread is not isolated");
@@ -194,6 +247,7 @@ pub unsafe extern "C" fn isol_exit(report: *mut isol_report) -> i32 {
                 wait_cpu_ns: r.wait_cpu_ns.unwrap_or(0),
                 isolated_ns: r.isolated_ns,
                 interruptions: r.interruptions,
+                violations: r.violations,
             };
             // SAFETY: non-null, and the caller promised writable memory for one report.
             unsafe { report.write(out) };
@@ -209,6 +263,36 @@ pub extern "C" fn isol_interruptions() -> u64 {
     GUARD
         .try_with(|g| g.borrow().as_ref().map_or(0, |g| g.interruptions()))
         .unwrap_or(0)
+}
+
+/// The calling thread's last strict-mode violation: fills `out` and returns 0, or returns
+/// `-ENOENT` when the thread has had none. Safe to call from the signal handler of
+/// `ISOL_STRICT_SIGNAL` (no allocation, no lock).
+///
+/// # Safety
+/// `out` must be null or point to writable memory for one `struct isol_violation`.
+#[no_mangle]
+pub unsafe extern "C" fn isol_last_violation(out: *mut isol_violation) -> i32 {
+    let Some(v) = isol_core::task::strict::last_violation() else {
+        return -libc::ENOENT;
+    };
+    let mut name = [0 as c_char; 32];
+    for (d, s) in name.iter_mut().zip(v.name.unwrap_or("").bytes().take(31)) {
+        *d = s as c_char;
+    }
+    if !out.is_null() {
+        // SAFETY: non-null, and the caller promised writable memory for one violation.
+        unsafe {
+            out.write(isol_violation {
+                cpu: v.cpu,
+                syscall: v.syscall,
+                address: v.address,
+                caller: v.caller,
+                name,
+            })
+        };
+    }
+    0
 }
 
 /// Start the process's watcher now, so that the first `isol_enter` does not pay for it.

@@ -132,6 +132,13 @@ pub(crate) fn lock_all_memory() -> io::Result<()> {
     rustix::mm::mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE).map_err(io::Error::from)
 }
 
+/// Lock (and so make present) all of the process's memory mapped now, not what comes
+/// later (`mlockall(MCL_CURRENT)`).
+#[cfg(test)]
+pub(crate) fn lock_all_memory_now() -> io::Result<()> {
+    rustix::mm::mlockall(rustix::mm::MlockAllFlags::CURRENT).map_err(io::Error::from)
+}
+
 /// Undo [`lock_all_memory`].
 pub(crate) fn unlock_all_memory() -> io::Result<()> {
     rustix::mm::munlockall().map_err(io::Error::from)

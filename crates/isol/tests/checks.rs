@@ -188,6 +188,12 @@ fn cases() -> Vec<Case> {
             not: plain(LAB, &[]),
             says: "fair deadline server",
         },
+        Case {
+            id: "tasks.strict_mode",
+            pass: plain(LAB, &[]),
+            not: plain(LAB, &[("/proc/sys/kernel/osrelease", Some("5.10.0-32-cloud-amd64\n"))]),
+            says: "no Syscall User Dispatch",
+        },
         Case { id: "services.workqueue", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "unbound workqueue work may run" },
         Case {
             id: "services.writeback",

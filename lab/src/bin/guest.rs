@@ -32,6 +32,17 @@
 //! CPU 0 as SCHED_OTHER and does nothing before enter (enter pins it and, with `--fifo`,
 //! makes it SCHED_FIFO); the output adds the `/proc/interrupts` rows that moved.
 //!
+//! `strict MODE CPU SECS`: strict mode as a user meets it. A worker created on CPU 0
+//! enters isolation on CPU (pinned, SCHED_FIFO 10) in strict mode, spins SECS seconds with
+//! no system call while the main thread counts CPU's interrupts, then: `kill` calls
+//! getppid (the process must die by SIGKILL, the violation on stderr); `signal` calls
+//! write on a pipe under Strict::Signal(SIGUSR1) (the handler runs first, isolation off,
+//! and the write then succeeds); `report` calls getppid under Strict::Report (the call
+//! returns the right value, the report names it); `exit` calls `_exit(7)` while strict
+//! (allowed); `after` exits isolation first, then writes (no violation); `badsignal` asks
+//! for signal 1000 and `nested` enters twice (both refused, nothing left armed). Prints
+//! one JSON object.
+//!
 //! `irqsum CPU`: the sum of every counter of CPU's column in `/proc/interrupts`, i.e. all
 //! interrupts (device, timer, IPIs, ...) it has taken since boot.
 
@@ -484,6 +495,179 @@ fn isolate(args: &[String], fifo: bool) {
     );
 }
 
+static HANDLED: AtomicBool = AtomicBool::new(false);
+static HANDLER_SAW_VIOLATION: AtomicBool = AtomicBool::new(false);
+static HANDLER_SYSCALL_OK: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_usr1(_: libc::c_int) {
+    HANDLED.store(true, Ordering::SeqCst);
+    HANDLER_SAW_VIOLATION.store(
+        isol::task::strict::last_violation().is_some(),
+        Ordering::SeqCst,
+    );
+    // Isolation is off in the handler: a system call runs, and is not a second violation.
+    // SAFETY: getpid takes no arguments.
+    let pid = unsafe { libc::getpid() };
+    HANDLER_SYSCALL_OK.store(
+        pid > 0 && isol::task::strict::violations() == 1,
+        Ordering::SeqCst,
+    );
+}
+
+fn strict(args: &[String]) {
+    use isol::task::{Isolation, Strict};
+    let mode = args.get(1).cloned().unwrap_or_else(|| usage());
+    let cpu: u32 = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| usage());
+    let secs: f64 = args
+        .get(3)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| usage());
+    pin(0);
+    // SAFETY: a zeroed sigaction with a plain handler; sigaction reads it.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_usr1 as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe writes two descriptors into the array.
+    unsafe { libc::pipe(fds.as_mut_ptr()) };
+    let strictness = match mode.as_str() {
+        "signal" => Strict::Signal(libc::SIGUSR1),
+        "report" | "nested" | "fault" => Strict::Report,
+        "badsignal" => Strict::Signal(1000),
+        _ => Strict::Kill,
+    };
+    let spinning = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (spinning, done, mode) = (spinning.clone(), done.clone(), mode.clone());
+        std::thread::spawn(move || -> serde_json::Value {
+            // `fault`, `faultkill`: a file mapping left unfaulted. Everything mapped before it
+            // is made present first, and enter does not lock memory, so the first page the
+            // thread faults on while strict is the mapping's.
+            let faulting = mode.starts_with("fault");
+            let mapping = faulting.then(|| {
+                let path = std::ffi::CString::new("/tmp/isol-fault").unwrap();
+                // SAFETY: mlockall takes flags; open, ftruncate and mmap get a valid path,
+                // descriptor and length; the mapping stays for the process's life.
+                unsafe {
+                    assert_eq!(libc::mlockall(libc::MCL_CURRENT), 0, "mlockall");
+                    let fd = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CREAT, 0o600);
+                    assert!(fd >= 0);
+                    assert_eq!(libc::ftruncate(fd, 8192), 0);
+                    let p = libc::mmap(
+                        std::ptr::null_mut(),
+                        8192,
+                        libc::PROT_READ,
+                        libc::MAP_PRIVATE,
+                        fd,
+                        0,
+                    );
+                    assert_ne!(p, libc::MAP_FAILED);
+                    p as usize
+                }
+            });
+            let b = move || {
+                Isolation::builder()
+                    .cpu(cpu)
+                    .pin(true)
+                    .fifo(10)
+                    .mlock(!faulting)
+                    .strict(strictness)
+            };
+            let g = match b().enter() {
+                Ok(g) => g,
+                Err(e) => {
+                    // Nothing left armed: this call would trap (and kill) if it were.
+                    // SAFETY: getppid takes no arguments.
+                    let ppid = unsafe { libc::getppid() };
+                    spinning.store(true, Ordering::SeqCst);
+                    return serde_json::json!({"ok": false, "errno": e.errno(), "error": e.to_string(),
+                        "ppid": ppid, "violations": isol::task::strict::violations()});
+                }
+            };
+            if mode == "nested" {
+                let e = b().enter().err();
+                // Leaving strict mode first: the JSON below allocates.
+                isol::task::strict::disarm();
+                let r = g.exit();
+                spinning.store(true, Ordering::SeqCst);
+                return serde_json::json!({"ok": true, "nested_errno": e.as_ref().map(|e| e.errno()),
+                    "nested_error": e.map(|e| e.to_string()), "report": r});
+            }
+            spinning.store(true, Ordering::SeqCst);
+            while !done.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+            let isolated_irqs = g.interruptions();
+            let mut out = serde_json::json!({"ok": true});
+            match mode.as_str() {
+                "fault" | "faultkill" => {
+                    let addr = mapping.unwrap();
+                    // SAFETY: a readable page of our own mapping.
+                    let byte = unsafe { std::ptr::read_volatile(addr as *const u8) };
+                    let r = g.exit();
+                    out["byte"] = byte.into();
+                    out["mapping"] = addr.into();
+                    out["report"] = serde_json::to_value(&r).unwrap();
+                }
+                "kill" | "report" => {
+                    // SAFETY: getppid takes no arguments.
+                    let ppid = unsafe { libc::getppid() };
+                    let r = g.exit();
+                    // SAFETY: as above.
+                    out["ppid_right"] = (ppid == unsafe { libc::getppid() }).into();
+                    out["report"] = serde_json::to_value(&r).unwrap();
+                }
+                "signal" => {
+                    // SAFETY: writes one byte from a live buffer to our own pipe.
+                    let n = unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) };
+                    let r = g.exit();
+                    out["write_ret"] = n.into();
+                    out["handled"] = HANDLED.load(Ordering::SeqCst).into();
+                    out["handler_saw_violation"] =
+                        HANDLER_SAW_VIOLATION.load(Ordering::SeqCst).into();
+                    out["handler_syscall_ok"] = HANDLER_SYSCALL_OK.load(Ordering::SeqCst).into();
+                    out["report"] = serde_json::to_value(&r).unwrap();
+                }
+                "exit" => {
+                    // SAFETY: ends the process; allowed while strict.
+                    unsafe { libc::_exit(7) };
+                }
+                _ => {
+                    // `after` and `quiet`: leave first, then a call is no violation.
+                    let r = g.exit();
+                    // SAFETY: as above.
+                    let n = unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) };
+                    out["write_ret"] = n.into();
+                    out["report"] = serde_json::to_value(&r).unwrap();
+                }
+            }
+            out["isolated_irqs"] = isolated_irqs.into();
+            out["violations_after"] = isol::task::strict::violations().into();
+            out
+        })
+    };
+    while !spinning.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before = irq_total(cpu);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let irqs = irq_total(cpu) - before;
+    let window = t0.elapsed().as_secs_f64();
+    done.store(true, Ordering::SeqCst);
+    let mut out = worker.join().unwrap();
+    out["irqs"] = irqs.into();
+    out["window_s"] = window.into();
+    println!("{out}");
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let fifo = args.iter().any(|a| a == "--fifo");
@@ -501,6 +685,7 @@ fn main() {
         Some("spin") => spin(num(1) as u32, num(2), fifo),
         Some("irqsum") => irqsum(num(1) as u32),
         Some("isolate") => isolate(&args, fifo),
+        Some("strict") => strict(&args),
         Some("disturb") => disturb(
             num(1) as u32,
             num(2),

@@ -316,6 +316,11 @@ pub(crate) const CHECKS: &[Check] = &[
         run: |c| c.fair_server(),
     },
     Check {
+        id: "tasks.strict_mode",
+        area: Area::Tasks,
+        run: |c| c.strict_mode(),
+    },
+    Check {
         id: "services.workqueue",
         area: Area::Services,
         run: |c| c.workqueue(),

@@ -183,4 +183,30 @@ impl Ctx<'_> {
             )
         }
     }
+
+    /// Strict mode traps system calls with Syscall User Dispatch (Linux 5.11+, x86-64);
+    /// without it isol refuses strict mode (there is no fallback).
+    pub(super) fn strict_mode(&self) -> Finding {
+        let what = "strict mode (Syscall User Dispatch)";
+        let Some(release) = self.m.release.as_ref() else {
+            return self.unknown(what, &self.m.release);
+        };
+        let e = vec![ev("/proc/sys/kernel/osrelease", release.clone())];
+        let since = crate::kernel::SYSCALL_USER_DISPATCH_SINCE;
+        match crate::kernel::version(release) {
+            Some(v) if v >= since && cfg!(target_arch = "x86_64") => self.finding(
+                Severity::Ok,
+                "strict mode is available: Syscall User Dispatch traps an isolated task's system calls",
+                e,
+                None,
+            ),
+            Some(_) => self.finding(
+                Severity::Warn,
+                format!("strict mode is unavailable: kernel {release} has no Syscall User Dispatch (5.11 or later, x86-64); isol refuses strict mode"),
+                e,
+                fix(FixKind::Kernel, "boot Linux 5.11 or later to use strict mode"),
+            ),
+            None => self.unknown(what, &self.m.release),
+        }
+    }
 }

@@ -308,6 +308,9 @@ pub fn version(release: &str) -> Option<(u32, u32)> {
 /// kick about once a second from it.
 pub const FAIR_SERVER_SINCE: (u32, u32) = (6, 8);
 
+/// The first release with Syscall User Dispatch (strict mode's trap).
+pub const SYSCALL_USER_DISPATCH_SINCE: (u32, u32) = (5, 11);
+
 /// Everything isol knows about the kernel, read once.
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelModel {

@@ -168,6 +168,9 @@ pub enum IsolError {
     #[error("{0}")]
     /// Another isolation is in the way (EBUSY).
     Busy(String),
+    #[error("{0}")]
+    /// The request itself is invalid (EINVAL): a bad strict-mode signal, for one.
+    Config(String),
     #[error("the wait was aborted (abort_wait was called, e.g. from a signal handler)")]
     /// [`abort_wait`](super::abort_wait) was called (EINTR).
     Aborted,
@@ -187,6 +190,7 @@ impl IsolError {
             IsolError::Watcher(TraceError::NotMounted) => libc::ENODEV,
             IsolError::Watcher(_) => libc::EIO,
             IsolError::Busy(_) => libc::EBUSY,
+            IsolError::Config(_) => libc::EINVAL,
             IsolError::Aborted => libc::EINTR,
             IsolError::WatcherStopped(_) => libc::EIO,
         }

@@ -37,6 +37,11 @@ pub struct Report {
     pub by_cause: Vec<(Kind, String, u64)>,
     /// The kernel's HZ, to read times in ticks.
     pub hz: Option<u32>,
+    /// Strict-mode violations during this isolation (0 when not strict).
+    pub violations: u64,
+    /// The last of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub violation: Option<super::Violation>,
 }
 
 impl fmt::Display for Report {
@@ -144,7 +149,17 @@ pub struct IsolatedGuard {
     pub(super) wait: Wait,
     pub(super) ticking: bool,
     pub(super) hz: Option<u32>,
+    /// The thread's strict-mode violations before this isolation.
+    pub(super) violations_at: u64,
     pub(super) _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for IsolatedGuard {
+    /// A guard dropped without [`IsolatedGuard::exit`] (a panic, an early return) still
+    /// ends strict mode: nothing stays armed.
+    fn drop(&mut self) {
+        super::strict::disarm();
+    }
 }
 
 impl IsolatedGuard {
@@ -167,6 +182,9 @@ impl IsolatedGuard {
 
     /// Leave isolation and report.
     pub fn exit(self) -> Report {
+        // Strictness off first: a store, then the calls below run untrapped.
+        super::strict::disarm();
+        let violations = super::strict::violations() - self.violations_at;
         let end = os::monotonic_ns();
         self.slot.exit_at_ns.store(end, Ordering::Release);
         // Let the watcher account for what happened up to now (waiting here may itself
@@ -198,6 +216,10 @@ impl IsolatedGuard {
             interruptions: s.interruptions.load(Ordering::Relaxed),
             by_cause,
             hz: self.hz,
+            violations,
+            violation: (violations > 0)
+                .then(super::strict::last_violation)
+                .flatten(),
         }
     }
 }

@@ -65,10 +65,12 @@
 
 mod error;
 mod guard;
+pub mod strict;
 mod watcher;
 
 pub use error::{Ineligible, IsolError, NotQuiet, FAIR_SERVER};
 pub use guard::{IsolatedGuard, Report};
+pub use strict::{Strict, Violation};
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -112,6 +114,7 @@ pub struct Isolation {
     prefault_stack: usize,
     regions: Vec<(usize, usize)>,
     fifo: Option<i32>,
+    strict: Option<Strict>,
 }
 
 /// States of a waiting slot, shared between the isolated thread and the watcher.
@@ -223,6 +226,7 @@ impl Isolation {
             prefault_stack: 256 * 1024,
             regions: Vec::new(),
             fifo: None,
+            strict: None,
         }
     }
 
@@ -296,6 +300,14 @@ impl Isolation {
         self
     }
 
+    /// Strict mode: what happens when the thread makes a system call while isolated
+    /// (see [`strict`]). Default: nothing (the call runs; the watcher counts what it
+    /// causes).
+    pub fn strict(mut self, s: Strict) -> Self {
+        self.strict = Some(s);
+        self
+    }
+
     /// Check, prepare, wait until quiet. On success the calling thread is isolated until
     /// the guard's [`IsolatedGuard::exit`].
     ///
@@ -307,9 +319,27 @@ impl Isolation {
     /// move and wait. On any error the thread's affinity, policy and memory locking are
     /// put back as they were.
     pub fn enter(self) -> Result<IsolatedGuard, IsolError> {
+        let guard = self.enter_unblocked()?;
+        // The last thing before returning: from here a system call is a violation.
+        strict::block();
+        Ok(guard)
+    }
+
+    /// [`Isolation::enter`] for callers that must keep the guard somewhere before strict
+    /// mode begins (the C ABI stores it in thread-local storage, which may allocate):
+    /// `keep` runs with the guard, then strict mode begins.
+    pub fn enter_with(self, keep: impl FnOnce(IsolatedGuard)) -> Result<(), IsolError> {
+        let guard = self.enter_unblocked()?;
+        keep(guard);
+        strict::block();
+        Ok(())
+    }
+
+    fn enter_unblocked(self) -> Result<IsolatedGuard, IsolError> {
         let before = ThreadState::capture();
         let result = self.enter_checked();
         if result.is_err() {
+            strict::disarm();
             if let Some(b) = before {
                 b.restore();
             }
@@ -322,6 +352,9 @@ impl Isolation {
         let root = SysRoot::live();
         let topo = topology();
         // 1. Check, changing nothing.
+        if let Some(s) = self.strict {
+            strict::validate(s)?;
+        }
         let cpu = self.target_cpu(topo.online()?)?;
         let nohz = topo.nohz_full.contains(cpu);
         let isolated = topo.domain_isolated.contains(cpu);
@@ -357,6 +390,10 @@ impl Isolation {
         // here, not there).
         let _ = start_watcher(Some(&isolated_cpus));
         self.prepare()?;
+        if let Some(s) = self.strict {
+            // Dispatch on, selector still ALLOW: nothing traps until `block` at the end.
+            strict::arm(s, cpu)?;
+        }
         // 3. The policy before the move, then the move.
         if let Some(p) = self.fifo {
             set_fifo(p)?;
@@ -405,15 +442,18 @@ impl Isolation {
                 .store(os::monotonic_ns(), Ordering::Release);
         } else if let Err(e) = guard::wait_quiet(&slot, self.wait) {
             watcher::unregister(&slot);
+            strict::disarm();
             return Err(e);
         }
-        Ok(IsolatedGuard {
+        let guard = IsolatedGuard {
             slot,
             wait: self.wait,
             ticking,
             hz,
+            violations_at: strict::violations(),
             _not_send: std::marker::PhantomData,
-        })
+        };
+        Ok(guard)
     }
 
     /// The CPU the thread will be isolated on, checked without moving it: the CPU asked
