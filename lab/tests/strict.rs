@@ -52,6 +52,15 @@ fn strict_mode(kernel: &str) {
         lab.run(&Boot::default(), &scenarios)
             .unwrap_or_else(|e| panic!("{kernel}: lab run failed: {e}"))
     };
+    for s in &scenarios {
+        let r = run.result(&s.name).unwrap();
+        eprintln!(
+            "lab {kernel}: {} (exit {}):\n{}",
+            s.name,
+            r.status,
+            r.stdout.trim_end()
+        );
+    }
 
     // Armed and doing nothing forbidden: CPU 1 takes no interrupt in 10 s (counted from
     // CPU 0 and by the library); leaving isolation, then writing, is no violation.

@@ -226,8 +226,8 @@ pub unsafe extern "C" fn isol_enter(cfg: *const isol_config) -> i32 {
 /// `report` must be null or point to writable memory for one `struct isol_report`.
 #[no_mangle]
 pub unsafe extern "C" fn isol_exit(report: *mut isol_report) -> i32 {
-    // Strictness off before anything that may make a system call.
-    isol_core::task::strict::disarm();
+    // Strictness off (a store) before anything that may make a system call.
+    isol_core::task::strict::stop_trapping();
     guarded(|| {
         let Some(guard) = GUARD.with(|g| g.borrow_mut().take()) else {
             set_error("this thread is not isolated");

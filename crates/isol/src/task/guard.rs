@@ -182,10 +182,12 @@ impl IsolatedGuard {
 
     /// Leave isolation and report.
     pub fn exit(self) -> Report {
-        // Strictness off first: a store, then the calls below run untrapped.
+        // Strictness off first (a store), then the time (vDSO), then strict mode torn down:
+        // its system calls fall after the end and are not counted.
+        super::strict::stop_trapping();
+        let end = os::monotonic_ns();
         super::strict::disarm();
         let violations = super::strict::violations() - self.violations_at;
-        let end = os::monotonic_ns();
         self.slot.exit_at_ns.store(end, Ordering::Release);
         // Let the watcher account for what happened up to now (waiting here may itself
         // disturb the CPU; that is after `end` and not counted).

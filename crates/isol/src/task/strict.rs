@@ -187,16 +187,20 @@ pub(super) fn arm(s: Strict, cpu: u32) -> Result<(), IsolError> {
 
 /// Make the thread strict: from here every system call traps. The last thing `enter`
 /// does.
+/// A store, no system call: everything strict mode needs was set up by [`arm`] before the
+/// CPU became quiet.
 #[inline(always)]
 pub(super) fn block() {
     if MODE.get() != NONE {
-        let fd = PERF_FD.get();
-        if fd >= 0 {
-            // SAFETY: enables our own perf event; the ioctl takes no pointer.
-            unsafe { libc::ioctl(fd, PERF_EVENT_IOC_ENABLE, 0) };
-        }
         SELECTOR.set(SYSCALL_DISPATCH_FILTER_BLOCK);
     }
+}
+
+/// Stop trapping now: a store, no system call. The thread's next calls run; [`disarm`]
+/// then tears strict mode down (its calls are the first untrapped ones).
+pub fn stop_trapping() {
+    SELECTOR.set(SYSCALL_DISPATCH_FILTER_ALLOW);
+    MODE.set(NONE);
 }
 
 /// Leave strict mode for the calling thread now: the selector first (a store, so the
@@ -314,13 +318,14 @@ const PERF_TYPE_SOFTWARE: u32 = 1;
 const PERF_COUNT_SW_PAGE_FAULTS: u64 = 2;
 const PERF_SAMPLE_ADDR: u64 = 1 << 3;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
-const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
 const PERF_EVENT_IOC_DISABLE: libc::c_ulong = 0x2401;
-/// `attr.flags` bits: disabled, exclude_kernel, exclude_hv, remove_on_exec, sigtrap.
-const PERF_FLAGS: u64 = 1 | 1 << 5 | 1 << 6 | 1 << 36 | 1 << 37;
+/// `attr.flags` bits: exclude_kernel, exclude_hv, remove_on_exec, sigtrap. Enabled at
+/// once: enabling it later, once the CPU is quiet, disturbs the CPU (seen in the lab: a
+/// tick and an irq_work). Faults before strict mode begins are ignored by the handler.
+const PERF_FLAGS: u64 = 1 << 5 | 1 << 6 | 1 << 36 | 1 << 37;
 
-/// A disabled perf software event counting the calling thread's page faults, each one
-/// raising SIGTRAP (`TRAP_PERF`) with the faulting address.
+/// A perf software event counting the calling thread's page faults, each one raising
+/// SIGTRAP (`TRAP_PERF`) with the faulting address.
 fn open_fault_event() -> std::io::Result<i32> {
     let attr = PerfEventAttr {
         kind: PERF_TYPE_SOFTWARE,
@@ -434,9 +439,10 @@ extern "C" fn on_sigtrap(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
         chain(&PREVIOUS_TRAP, sig, info, ctx);
         return;
     }
-    if mode == NONE {
-        // Our event, after strictness ended (a fault in isol's own handlers, held back
-        // until they returned): not the program's doing.
+    if mode == NONE || SELECTOR.get() != SYSCALL_DISPATCH_FILTER_BLOCK {
+        // Our event, but not while strict: before strict mode began (enter still
+        // waiting), or after it ended (a fault in isol's own handlers, held back until
+        // they returned). Not the program's doing.
         return;
     }
     SELECTOR.set(SYSCALL_DISPATCH_FILTER_ALLOW);
