@@ -46,6 +46,12 @@ fn strict_mode(kernel: &str) {
     ]
     .iter()
     .map(|(name, args)| Scenario::new(*name, format!("{RT_OFF}isol-lab-guest strict {args}")))
+    .chain(["tlb", "tlbstrict", "task"].iter().map(|m| {
+        Scenario::new(
+            format!("notify_{m}"),
+            format!("{RT_OFF}isol-lab-guest notify {m} 1"),
+        )
+    }))
     .collect();
     let run = {
         let _one = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
@@ -135,6 +141,23 @@ fn strict_mode(kernel: &str) {
         "{kernel}: {v}"
     );
     assert_eq!(v["report"]["violations"], 1, "{kernel}: {v}");
+
+    // Remote notification: a TLB shootdown from a sibling thread and another process's
+    // threads arriving on the CPU are signalled to the task, with what and who.
+    for name in ["notify_tlb", "notify_tlbstrict"] {
+        let v = json(&run, name, 0);
+        assert_eq!(v["notified"], true, "{kernel} {name}: {v}");
+        assert_eq!(v["notified_by"][0], "ipi", "{kernel} {name}: {v}");
+        // Notification ends strict mode: the handler and its return ran, no violation.
+        assert_eq!(v["violations"], 0, "{kernel} {name}: {v}");
+    }
+    let v = json(&run, "notify_task", 0);
+    assert_eq!(v["notified"], true, "{kernel}: {v}");
+    let causes = v["report"]["by_cause"].to_string();
+    assert!(
+        causes.contains("isol-"),
+        "{kernel}: the other process is named: {v}"
+    );
 
     // A page fault: touching an unfaulted page of a file mapping, reported with its
     // address (Report), or fatal (Kill).

@@ -87,6 +87,11 @@ typedef struct isol_config {
    * The signal for `ISOL_STRICT_SIGNAL` (e.g. SIGUSR1).
    */
   int32_t strict_signal;
+  /**
+   * Non-zero: send this signal to the thread at the first interruption of its CPU
+   * while isolated (remote notification); `isol_notified_by` names it.
+   */
+  int32_t notify_signal;
 } isol_config;
 
 /**
@@ -197,6 +202,17 @@ uint64_t isol_interruptions(void);
  * `out` must be null or point to writable memory for one `struct isol_violation`.
  */
 int32_t isol_last_violation(struct isol_violation *out);
+
+/**
+ * The interruption the calling thread was signalled for (`notify_signal`): writes "KIND
+ * CULPRIT" (NUL-terminated, cut to `len`) into `buf` and returns 1; returns 0 when it was
+ * not notified, `-EINVAL` when it is not isolated. Takes a lock and may allocate: call it
+ * from the thread's normal flow, not from the signal handler.
+ *
+ * # Safety
+ * `buf` must be null or point to `len` writable bytes.
+ */
+int32_t isol_notified_by(char *buf, size_t len);
 
 /**
  * Start the process's watcher now, so that the first `isol_enter` does not pay for it.

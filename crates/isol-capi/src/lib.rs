@@ -64,6 +64,9 @@ pub struct isol_config {
     pub strict: i32,
     /// The signal for `ISOL_STRICT_SIGNAL` (e.g. SIGUSR1).
     pub strict_signal: i32,
+    /// Non-zero: send this signal to the thread at the first interruption of its CPU
+    /// while isolated (remote notification); `isol_notified_by` names it.
+    pub notify_signal: i32,
 }
 
 /// A strict-mode violation (`isol_last_violation`).
@@ -144,6 +147,7 @@ pub unsafe extern "C" fn isol_config_init(cfg: *mut isol_config) {
             mlock: 1,
             strict: ISOL_STRICT_OFF,
             strict_signal: 0,
+            notify_signal: 0,
         })
     };
 }
@@ -203,6 +207,9 @@ pub unsafe extern "C" fn isol_enter(cfg: *const isol_config) -> i32 {
                 ));
                 return -libc::EINVAL;
             }
+        }
+        if cfg.notify_signal != 0 {
+            b = b.on_interrupt(cfg.notify_signal);
         }
         // The guard is stored (which may allocate) before strict mode begins.
         let stored = b.enter_with(|guard| {
@@ -293,6 +300,35 @@ pub unsafe extern "C" fn isol_last_violation(out: *mut isol_violation) -> i32 {
         };
     }
     0
+}
+
+/// The interruption the calling thread was signalled for (`notify_signal`): writes "KIND
+/// CULPRIT" (NUL-terminated, cut to `len`) into `buf` and returns 1; returns 0 when it was
+/// not notified, `-EINVAL` when it is not isolated. Takes a lock and may allocate: call it
+/// from the thread's normal flow, not from the signal handler.
+///
+/// # Safety
+/// `buf` must be null or point to `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn isol_notified_by(buf: *mut c_char, len: usize) -> i32 {
+    guarded(|| {
+        let Some(cause) = GUARD.with(|g| g.borrow().as_ref().map(|g| g.notified_by())) else {
+            return -libc::EINVAL;
+        };
+        let Some((kind, culprit)) = cause else {
+            return 0;
+        };
+        if !buf.is_null() && len > 0 {
+            let text = format!("{kind} {culprit}");
+            let n = text.len().min(len - 1);
+            // SAFETY: the caller promised `len` writable bytes at `buf`; n < len.
+            unsafe {
+                std::ptr::copy_nonoverlapping(text.as_ptr().cast(), buf, n);
+                *buf.add(n) = 0;
+            }
+        }
+        1
+    })
 }
 
 /// Start the process's watcher now, so that the first `isol_enter` does not pay for it.

@@ -144,6 +144,23 @@ pub(crate) fn unlock_all_memory() -> io::Result<()> {
     rustix::mm::munlockall().map_err(io::Error::from)
 }
 
+/// Send `sig` to thread `tid` of this process.
+pub(crate) fn signal_thread(tid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: tgkill takes plain integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            std::process::id() as libc::c_long,
+            tid as libc::c_long,
+            sig as libc::c_long,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `VmLck` of this process, in KiB.
 pub(crate) fn locked_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

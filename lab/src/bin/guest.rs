@@ -43,6 +43,13 @@
 //! for signal 1000 and `nested` enters twice (both refused, nothing left armed). Prints
 //! one JSON object.
 //!
+//! `notify MODE CPU`: remote notification. A worker created on CPU 0 enters isolation on
+//! CPU with `on_interrupt(SIGUSR2)` (with `tlbstrict`, in strict mode Kill too); then, from
+//! CPU 0, `tlb`/`tlbstrict` map, touch and unmap memory in a sibling thread (a TLB
+//! shootdown IPI to CPU), and `task` runs `isol-lab-guest disturb CPU 0 0 --fifo`, another
+//! process whose threads move onto CPU. Prints whether the worker's handler ran, what it
+//! was notified for, the last interruption, and the report.
+//!
 //! `irqsum CPU`: the sum of every counter of CPU's column in `/proc/interrupts`, i.e. all
 //! interrupts (device, timer, IPIs, ...) it has taken since boot.
 
@@ -514,6 +521,96 @@ extern "C" fn on_usr1(_: libc::c_int) {
     );
 }
 
+static NOTIFIED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_usr2(_: libc::c_int) {
+    NOTIFIED.store(true, Ordering::SeqCst);
+}
+
+fn notify(args: &[String]) {
+    use isol::task::{Isolation, Strict};
+    let mode = args.get(1).cloned().unwrap_or_else(|| usage());
+    let cpu: u32 = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| usage());
+    pin(0);
+    // SAFETY: a zeroed sigaction with a plain handler; sigaction reads it.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_usr2 as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
+    }
+    let spinning = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (spinning, done, strict) = (spinning.clone(), done.clone(), mode == "tlbstrict");
+        std::thread::spawn(move || -> serde_json::Value {
+            let mut b = Isolation::builder()
+                .cpu(cpu)
+                .pin(true)
+                .fifo(10)
+                .on_interrupt(libc::SIGUSR2);
+            if strict {
+                b = b.strict(Strict::Kill);
+            }
+            let g = match b.enter() {
+                Ok(g) => g,
+                Err(e) => {
+                    spinning.store(true, Ordering::SeqCst);
+                    return serde_json::json!({"ok": false, "error": e.to_string()});
+                }
+            };
+            spinning.store(true, Ordering::SeqCst);
+            while !done.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+            isol::task::strict::stop_trapping();
+            let by = g.notified_by();
+            let last = g.last_interruption();
+            let r = g.exit();
+            serde_json::json!({"ok": true, "notified": NOTIFIED.load(Ordering::SeqCst),
+                "notified_by": by, "last": last, "report": r,
+                "violations": isol::task::strict::violations()})
+        })
+    };
+    while !spinning.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    if mode == "task" {
+        let _ = std::process::Command::new("isol-lab-guest")
+            .args(["disturb", &cpu.to_string(), "0", "0", "--fifo"])
+            .output();
+    } else {
+        std::thread::spawn(|| {
+            pin(0);
+            let len = 256 * 1024;
+            // SAFETY: a private anonymous mapping, touched, then unmapped: the unmap flushes
+            // the TLB of every CPU running this process (CPU 1: the worker).
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                assert_ne!(p, libc::MAP_FAILED);
+                std::ptr::write_bytes(p as *mut u8, 1, len);
+                libc::munmap(p, len);
+            }
+        })
+        .join()
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    done.store(true, Ordering::SeqCst);
+    println!("{}", worker.join().unwrap());
+}
+
 fn strict(args: &[String]) {
     use isol::task::{Isolation, Strict};
     let mode = args.get(1).cloned().unwrap_or_else(|| usage());
@@ -686,6 +783,7 @@ fn main() {
         Some("irqsum") => irqsum(num(1) as u32),
         Some("isolate") => isolate(&args, fifo),
         Some("strict") => strict(&args),
+        Some("notify") => notify(&args),
         Some("disturb") => disturb(
             num(1) as u32,
             num(2),

@@ -42,6 +42,9 @@ pub struct Report {
     /// The last of them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub violation: Option<super::Violation>,
+    /// The interruption the thread was signalled for (`on_interrupt`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notified_by: Option<(Kind, String)>,
 }
 
 impl fmt::Display for Report {
@@ -155,10 +158,13 @@ pub struct IsolatedGuard {
 }
 
 impl Drop for IsolatedGuard {
-    /// A guard dropped without [`IsolatedGuard::exit`] (a panic, an early return) still
-    /// ends strict mode: nothing stays armed.
+    /// A guard dropped without [`IsolatedGuard::exit`] (a panic, an early return, a thread
+    /// ending with the C ABI's guard in its thread-local storage) still leaves isolation:
+    /// strict mode torn down and the watcher told, so nothing stays armed or registered.
     fn drop(&mut self) {
-        super::strict::disarm();
+        if self.slot.state.load(Ordering::Acquire) != DONE {
+            self.leave();
+        }
     }
 }
 
@@ -180,21 +186,54 @@ impl IsolatedGuard {
             .copied()
     }
 
-    /// Leave isolation and report.
-    pub fn exit(self) -> Report {
-        // Strictness off first (a store), then the time (vDSO), then strict mode torn down:
-        // its system calls fall after the end and are not counted.
+    /// Leave: strictness off first (a store), then the time (vDSO), then strict mode torn
+    /// down (its system calls fall after the end and are not counted), then the watcher
+    /// told. The end time.
+    fn leave(&self) -> u64 {
         super::strict::stop_trapping();
         let end = os::monotonic_ns();
+        // The watcher no longer writes to this thread's selector.
+        self.slot
+            .selector
+            .store(std::ptr::null_mut(), Ordering::Release);
         super::strict::disarm();
-        let violations = super::strict::violations() - self.violations_at;
         self.slot.exit_at_ns.store(end, Ordering::Release);
         // Let the watcher account for what happened up to now (waiting here may itself
         // disturb the CPU; that is after `end` and not counted).
         watcher::settle(&self.slot, end);
+        self.slot.state.store(DONE, Ordering::Release);
+        watcher::unregister(&self.slot);
+        end
+    }
+
+    /// The last interruption while isolated: its kind and culprit. Takes a lock: call it
+    /// from the thread's normal flow, not from a signal handler.
+    pub fn last_interruption(&self) -> Option<(Kind, String)> {
+        self.slot
+            .detail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last
+            .clone()
+    }
+
+    /// The interruption the thread was signalled for ([`super::Isolation::on_interrupt`]),
+    /// once the watcher has sent the signal. Takes a lock, like
+    /// [`IsolatedGuard::last_interruption`].
+    pub fn notified_by(&self) -> Option<(Kind, String)> {
+        self.slot
+            .detail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .notified_by
+            .clone()
+    }
+
+    /// Leave isolation and report.
+    pub fn exit(self) -> Report {
+        let end = self.leave();
+        let violations = super::strict::violations() - self.violations_at;
         let s = &self.slot;
-        s.state.store(DONE, Ordering::Release);
-        watcher::unregister(s);
         let quiet_at = s.quiet_at_ns.load(Ordering::Acquire);
         let detail = s.detail.lock().unwrap_or_else(|p| p.into_inner());
         let mut by_cause: Vec<(Kind, String, u64)> = detail
@@ -222,6 +261,7 @@ impl IsolatedGuard {
             violation: (violations > 0)
                 .then(super::strict::last_violation)
                 .flatten(),
+            notified_by: detail.notified_by.clone(),
         }
     }
 }

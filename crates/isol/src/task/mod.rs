@@ -115,6 +115,7 @@ pub struct Isolation {
     regions: Vec<(usize, usize)>,
     fifo: Option<i32>,
     strict: Option<Strict>,
+    notify: Option<i32>,
 }
 
 /// States of a waiting slot, shared between the isolated thread and the watcher.
@@ -153,6 +154,13 @@ pub(crate) struct Slot {
     /// When the thread called exit: interruptions after it are not counted.
     pub exit_at_ns: AtomicU64,
     pub wait_cpu_ns: AtomicU64,
+    /// The signal to send the thread at its first interruption while isolated (0: none).
+    pub notify_signal: i32,
+    /// Whether it was sent.
+    pub notified: std::sync::atomic::AtomicBool,
+    /// The thread's strict-mode selector while it is strict (null otherwise): a remote
+    /// notification ends strict mode through it, so that the handler and its return run.
+    pub selector: std::sync::atomic::AtomicPtr<std::sync::atomic::AtomicU8>,
     pub detail: std::sync::Mutex<watcher::Detail>,
 }
 
@@ -227,6 +235,7 @@ impl Isolation {
             regions: Vec::new(),
             fifo: None,
             strict: None,
+            notify: None,
         }
     }
 
@@ -308,6 +317,19 @@ impl Isolation {
         self
     }
 
+    /// Remote notification (v16's): at the first interruption of the CPU while isolated
+    /// (an IRQ, an IPI, a timer, another task; not the thread's own calls or faults, which
+    /// are [`Isolation::strict`]'s), the watcher sends this signal to the thread. Its
+    /// handler runs at once; [`IsolatedGuard::notified_by`] then names the cause and the
+    /// culprit. The watcher sees an interruption within about a poll (1-2 ms), so the
+    /// signal follows it by that much; the signal itself reaches the CPU as one more
+    /// interruption (a reschedule IPI), counted but not notified again. Default: none (the
+    /// counter and the report only).
+    pub fn on_interrupt(mut self, signal: i32) -> Self {
+        self.notify = Some(signal);
+        self
+    }
+
     /// Check, prepare, wait until quiet. On success the calling thread is isolated until
     /// the guard's [`IsolatedGuard::exit`].
     ///
@@ -354,6 +376,9 @@ impl Isolation {
         // 1. Check, changing nothing.
         if let Some(s) = self.strict {
             strict::validate(s)?;
+        }
+        if let Some(n) = self.notify {
+            strict::check_signal("on_interrupt", n)?;
         }
         let cpu = self.target_cpu(topo.online()?)?;
         let nohz = topo.nohz_full.contains(cpu);
@@ -433,6 +458,9 @@ impl Isolation {
             entered_at_ns: AtomicU64::new(t0),
             exit_at_ns: AtomicU64::new(u64::MAX),
             wait_cpu_ns: AtomicU64::new(0),
+            notify_signal: self.notify.unwrap_or(0),
+            notified: Default::default(),
+            selector: std::sync::atomic::AtomicPtr::new(strict::selector()),
             detail: Default::default(),
         });
         watcher::register(&root, &isolated_cpus, &housekeeping, slot.clone())?;

@@ -26,7 +26,7 @@
 
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -90,8 +90,9 @@ const SYSCALL_DISPATCH_FILTER_BLOCK: u8 = 1;
 const SYS_USER_DISPATCH: libc::c_int = 2;
 
 thread_local! {
-    /// The selector the kernel reads on every system call of this thread.
-    static SELECTOR: Cell<u8> = const { Cell::new(SYSCALL_DISPATCH_FILTER_ALLOW) };
+    /// The selector the kernel reads on every system call of this thread. Atomic: the
+    /// watcher thread clears it when it notifies the thread of an interruption.
+    static SELECTOR: AtomicU8 = const { AtomicU8::new(SYSCALL_DISPATCH_FILTER_ALLOW) };
     /// NONE, or the action while strict.
     static MODE: Cell<u8> = const { Cell::new(NONE) };
     static SIGNAL_NR: Cell<i32> = const { Cell::new(0) };
@@ -119,20 +120,26 @@ pub(super) fn validate(s: Strict) -> Result<(), IsolError> {
         ));
     }
     if let Strict::Signal(n) = s {
-        if !(1..=libc::SIGRTMAX()).contains(&n) || n == libc::SIGKILL || n == libc::SIGSTOP {
-            return Err(IsolError::Config(format!(
-                "strict mode signal {n} is not a signal a handler can catch; use e.g. SIGUSR1 \
-                 ({}) or a real-time signal ({}..={})",
-                libc::SIGUSR1,
-                libc::SIGRTMIN(),
-                libc::SIGRTMAX()
-            )));
-        }
-        if n == libc::SIGSYS {
-            return Err(IsolError::Config(
-                "strict mode cannot report with SIGSYS: isol's handler uses it".into(),
-            ));
-        }
+        check_signal("strict mode", n)?;
+    }
+    Ok(())
+}
+
+/// A signal a program can catch and isol does not use itself (for `what`'s messages).
+pub(super) fn check_signal(what: &str, n: i32) -> Result<(), IsolError> {
+    if !(1..=libc::SIGRTMAX()).contains(&n) || n == libc::SIGKILL || n == libc::SIGSTOP {
+        return Err(IsolError::Config(format!(
+            "{what} signal {n} is not a signal a handler can catch; use e.g. SIGUSR1 ({}) or \
+             a real-time signal ({}..={})",
+            libc::SIGUSR1,
+            libc::SIGRTMIN(),
+            libc::SIGRTMAX()
+        )));
+    }
+    if n == libc::SIGSYS || n == libc::SIGTRAP {
+        return Err(IsolError::Config(format!(
+            "{what} cannot use signal {n}: isol's strict mode handles SIGSYS and SIGTRAP"
+        )));
     }
     Ok(())
 }
@@ -146,7 +153,7 @@ pub(super) fn arm(s: Strict, cpu: u32) -> Result<(), IsolError> {
         Strict::Signal(n) => (SIGNAL, n),
         Strict::Report => (REPORT, 0),
     };
-    SELECTOR.set(SYSCALL_DISPATCH_FILTER_ALLOW);
+    SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::Release));
     let selector = SELECTOR.with(|c| c.as_ptr());
     // SAFETY: prctl with these arguments only records, for this thread, the address of
     // the selector byte; it is a thread-local that lives as long as the thread, and is
@@ -185,6 +192,26 @@ pub(super) fn arm(s: Strict, cpu: u32) -> Result<(), IsolError> {
     Ok(())
 }
 
+/// The calling thread's selector when strict mode is armed, else null (for the watcher's
+/// remote notification, which ends strict mode through it).
+pub(super) fn selector() -> *mut AtomicU8 {
+    if MODE.get() == NONE {
+        return std::ptr::null_mut();
+    }
+    SELECTOR.with(|s| s as *const AtomicU8 as *mut AtomicU8)
+}
+
+/// End strict mode of another thread through its selector (a store): its next system
+/// call runs. The thread-local stays valid while the slot holds it (cleared before the
+/// thread leaves isolation).
+pub(super) fn end_remotely(selector: *mut AtomicU8) {
+    if !selector.is_null() {
+        // SAFETY: non-null only while the owning thread is isolated (see `selector`); the
+        // byte is an AtomicU8, written atomically here and there.
+        unsafe { (*selector).store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::Release) };
+    }
+}
+
 /// Make the thread strict: from here every system call traps. The last thing `enter`
 /// does.
 /// A store, no system call: everything strict mode needs was set up by [`arm`] before the
@@ -192,14 +219,14 @@ pub(super) fn arm(s: Strict, cpu: u32) -> Result<(), IsolError> {
 #[inline(always)]
 pub(super) fn block() {
     if MODE.get() != NONE {
-        SELECTOR.set(SYSCALL_DISPATCH_FILTER_BLOCK);
+        SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_BLOCK, Ordering::Release));
     }
 }
 
 /// Stop trapping now: a store, no system call. The thread's next calls run; [`disarm`]
 /// then tears strict mode down (its calls are the first untrapped ones).
 pub fn stop_trapping() {
-    SELECTOR.set(SYSCALL_DISPATCH_FILTER_ALLOW);
+    SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::Release));
     MODE.set(NONE);
 }
 
@@ -208,7 +235,7 @@ pub fn stop_trapping() {
 /// does it first thing; callers that must do something before (the C ABI finding the
 /// guard) call it themselves.
 pub fn disarm() {
-    SELECTOR.set(SYSCALL_DISPATCH_FILTER_ALLOW);
+    SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::Release));
     MODE.set(NONE);
     let fd = PERF_FD.replace(-1);
     if fd >= 0 {
@@ -393,7 +420,7 @@ fn raw_syscall(nr: i64, a: [i64; 6]) -> i64 {
 extern "C" fn on_sigsys(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // Strictness off before anything else: every call below (and the return from this
     // handler, rt_sigreturn) must run.
-    SELECTOR.set(SYSCALL_DISPATCH_FILTER_ALLOW);
+    SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::Release));
     // SAFETY: the kernel passes a valid siginfo and ucontext to an SA_SIGINFO handler.
     let code = unsafe { (*info).si_code };
     let mode = MODE.get();
@@ -439,13 +466,14 @@ extern "C" fn on_sigtrap(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
         chain(&PREVIOUS_TRAP, sig, info, ctx);
         return;
     }
-    if mode == NONE || SELECTOR.get() != SYSCALL_DISPATCH_FILTER_BLOCK {
+    if mode == NONE || SELECTOR.with(|s| s.load(Ordering::Acquire)) != SYSCALL_DISPATCH_FILTER_BLOCK
+    {
         // Our event, but not while strict: before strict mode began (enter still
         // waiting), or after it ended (a fault in isol's own handlers, held back until
         // they returned). Not the program's doing.
         return;
     }
-    SELECTOR.set(SYSCALL_DISPATCH_FILTER_ALLOW);
+    SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::Release));
     // SAFETY: as above.
     let gregs = unsafe { &(*(ctx as *mut libc::ucontext_t)).uc_mcontext.gregs };
     let v = Violation {

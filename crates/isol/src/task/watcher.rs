@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{IsolError, NotQuiet, Slot, FAILED, QUIET, REVERIFY, WAITING, YIELD};
+use super::{IsolError, NotQuiet, Slot, FAILED, ISOLATED, QUIET, REVERIFY, WAITING, YIELD};
 use crate::interrupt::{Kind, Record};
 use crate::kernel::timer_list;
 use crate::watch::{Watch, WatchOptions};
@@ -21,6 +21,10 @@ const HOLDBACK_NS: u64 = 1_000_000;
 pub(crate) struct Detail {
     /// Interruptions while isolated, by kind and culprit.
     pub causes: BTreeMap<(Kind, String), u64>,
+    /// The last of them.
+    pub last: Option<(Kind, String)>,
+    /// The one the thread was signalled for ([`super::Isolation::on_interrupt`]).
+    pub notified_by: Option<(Kind, String)>,
     /// Interruptions while waiting, by culprit.
     waiting: BTreeMap<String, u64>,
     dependency: Option<String>,
@@ -280,7 +284,21 @@ fn account(s: &Slot, r: &Record) {
                     s.interruptions.fetch_add(1, Ordering::Relaxed);
                     let k = Kind::ALL.iter().position(|k| *k == i.kind).unwrap_or(0);
                     s.last_kind.store(k as u8, Ordering::Relaxed);
-                    *d.causes.entry((i.kind, i.culprit())).or_default() += 1;
+                    let cause = (i.kind, i.culprit());
+                    *d.causes.entry(cause.clone()).or_default() += 1;
+                    let remote = !matches!(i.kind, Kind::Syscall | Kind::PageFault);
+                    if s.notify_signal != 0
+                        && remote
+                        && state == ISOLATED
+                        && !s.notified.swap(true, Ordering::AcqRel)
+                    {
+                        d.notified_by = Some(cause.clone());
+                        // v16: notification ends isolation's strictness, so that the
+                        // handler (and its return) run.
+                        super::strict::end_remotely(s.selector.load(Ordering::Acquire));
+                        let _ = crate::os::signal_thread(s.tid, s.notify_signal);
+                    }
+                    d.last = Some(cause);
                 }
                 return;
             }
