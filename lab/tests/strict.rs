@@ -52,6 +52,12 @@ fn strict_mode(kernel: &str) {
             format!("{RT_OFF}isol-lab-guest notify {m} 1"),
         )
     }))
+    .chain(["timer", "write"].iter().map(|m| {
+        Scenario::new(
+            format!("requiet_{m}"),
+            format!("{RT_OFF}isol-lab-guest requiet {m} 1"),
+        )
+    }))
     .collect();
     let run = {
         let _one = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
@@ -158,6 +164,26 @@ fn strict_mode(kernel: &str) {
         causes.contains("isol-"),
         "{kernel}: the other process is named: {v}"
     );
+
+    // Re-quiet: arming a timer or writing a file returns once the CPU is quiet again, and
+    // the CPU then takes nothing for 3 s.
+    for name in ["requiet_timer", "requiet_write"] {
+        let v = json(&run, name, 0);
+        assert_eq!(v["ok"], true, "{kernel} {name}: {v}");
+        assert!(v["ret"].as_i64().unwrap() >= 0, "{kernel} {name}: {v}");
+        let r = &v["report"];
+        assert_eq!(r["requiet_calls"], 1, "{kernel} {name}: {v}");
+        assert_eq!(r["requiet_timeouts"], 0, "{kernel} {name}: {v}");
+        assert!(
+            r["requiet_ns"].as_u64().unwrap() > 0,
+            "{kernel} {name}: {v}"
+        );
+        assert_eq!(v["irqs_after"], 0, "{kernel} {name}: {v}");
+        assert_eq!(
+            v["counted_after"], v["counted_at_return"],
+            "{kernel} {name}: {v}"
+        );
+    }
 
     // A page fault: touching an unfaulted page of a file mapping, reported with its
     // address (Report), or fatal (Kill).

@@ -50,6 +50,11 @@
 //! process whose threads move onto CPU. Prints whether the worker's handler ran, what it
 //! was notified for, the last interruption, and the report.
 //!
+//! `requiet timer|write CPU`: re-quiet mode. A worker created on CPU 0 enters isolation on
+//! CPU with `requiet(true)`, then arms a 20 ms timerfd or writes 1 MiB to a file: the call
+//! returns only once the CPU is quiet again; the main thread then counts CPU's interrupts
+//! for 3 s. Prints the call's duration, the worker's counts and the report.
+//!
 //! `irqsum CPU`: the sum of every counter of CPU's column in `/proc/interrupts`, i.e. all
 //! interrupts (device, timer, IPIs, ...) it has taken since boot.
 
@@ -611,6 +616,99 @@ fn notify(args: &[String]) {
     println!("{}", worker.join().unwrap());
 }
 
+fn requiet(args: &[String]) {
+    use isol::task::Isolation;
+    let mode = args.get(1).cloned().unwrap_or_else(|| usage());
+    let cpu: u32 = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| usage());
+    pin(0);
+    // SAFETY: timerfd_create and open take plain arguments and a valid path.
+    let (tfd, ffd) = unsafe {
+        let path = std::ffi::CString::new("/tmp/isol-requiet").unwrap();
+        (
+            libc::timerfd_create(libc::CLOCK_MONOTONIC, 0),
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC,
+                0o600,
+            ),
+        )
+    };
+    assert!(tfd >= 0 && ffd >= 0);
+    let buf = vec![7u8; 1 << 20];
+    let (called, done) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let worker = {
+        let (called, done) = (called.clone(), done.clone());
+        std::thread::spawn(move || -> serde_json::Value {
+            let g = match Isolation::builder()
+                .cpu(cpu)
+                .pin(true)
+                .fifo(10)
+                .requiet(true)
+                .enter()
+            {
+                Ok(g) => g,
+                Err(e) => {
+                    called.store(true, Ordering::SeqCst);
+                    return serde_json::json!({"ok": false, "error": e.to_string()});
+                }
+            };
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < Duration::from_millis(200) {
+                std::hint::spin_loop();
+            }
+            let before = g.interruptions();
+            let t = std::time::Instant::now();
+            // SAFETY: a timer 20 ms from now on our own timerfd; a write of our own buffer
+            // to our own file.
+            let ret = unsafe {
+                if mode == "timer" {
+                    let spec = libc::itimerspec {
+                        it_interval: libc::timespec {
+                            tv_sec: 0,
+                            tv_nsec: 0,
+                        },
+                        it_value: libc::timespec {
+                            tv_sec: 0,
+                            tv_nsec: 20_000_000,
+                        },
+                    };
+                    libc::timerfd_settime(tfd, 0, &spec, std::ptr::null_mut()) as i64
+                } else {
+                    libc::write(ffd, buf.as_ptr().cast(), buf.len()) as i64
+                }
+            };
+            let call_ns = t.elapsed().as_nanos() as u64;
+            let at_return = g.interruptions();
+            called.store(true, Ordering::SeqCst);
+            while !done.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+            let after = g.interruptions();
+            let r = g.exit();
+            serde_json::json!({"ok": true, "ret": ret, "call_ns": call_ns,
+                "counted_before": before, "counted_at_return": at_return,
+                "counted_after": after, "report": r})
+        })
+    };
+    while !called.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The CPU after the call returned: 3 s, counted from CPU 0.
+    let before = irq_total(cpu);
+    std::thread::sleep(Duration::from_secs(3));
+    let irqs = irq_total(cpu) - before;
+    done.store(true, Ordering::SeqCst);
+    let mut out = worker.join().unwrap();
+    out["irqs_after"] = irqs.into();
+    println!("{out}");
+}
+
 fn strict(args: &[String]) {
     use isol::task::{Isolation, Strict};
     let mode = args.get(1).cloned().unwrap_or_else(|| usage());
@@ -784,6 +882,7 @@ fn main() {
         Some("isolate") => isolate(&args, fifo),
         Some("strict") => strict(&args),
         Some("notify") => notify(&args),
+        Some("requiet") => requiet(&args),
         Some("disturb") => disturb(
             num(1) as u32,
             num(2),

@@ -45,6 +45,13 @@ pub struct Report {
     /// The interruption the thread was signalled for (`on_interrupt`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notified_by: Option<(Kind, String)>,
+    /// Re-quiet mode: system calls waited out, the time spent waiting for quiet again
+    /// after them (ns), and waits that timed out (the thread then ran on anyway).
+    pub requiet_calls: u64,
+    /// See `requiet_calls`.
+    pub requiet_ns: u64,
+    /// See `requiet_calls`.
+    pub requiet_timeouts: u64,
 }
 
 impl fmt::Display for Report {
@@ -83,6 +90,34 @@ impl fmt::Display for Report {
 /// The isolated thread's side of the wait. No system call in the final (spinning) phase:
 /// the clock is read through the vDSO.
 pub(super) fn wait_quiet(slot: &Slot, wait: Wait) -> Result<(), IsolError> {
+    match wait_core(slot, wait) {
+        Waited::Quiet { now, spent } => {
+            slot.wait_cpu_ns.store(spent, Ordering::Release);
+            slot.entered_at_ns.store(now, Ordering::Release);
+            slot.state.store(ISOLATED, Ordering::Release);
+            Ok(())
+        }
+        Waited::Failed => Err(watcher::failure(slot)),
+        Waited::Aborted => Err(IsolError::Aborted),
+        Waited::Dead => Err(watcher::dead()),
+    }
+}
+
+/// How a wait ended.
+pub(super) enum Waited {
+    /// Quiet at `now`, after `spent` ns of CPU time.
+    Quiet { now: u64, spent: u64 },
+    /// The watcher gave up (timeout): the slot holds the failure.
+    Failed,
+    /// `abort_wait` was called.
+    Aborted,
+    /// The watcher stopped answering.
+    Dead,
+}
+
+/// The wait itself: atomics, the vDSO clock and `park` only, no allocation and no lock,
+/// so that the re-quiet wait can run inside the SIGSYS handler.
+pub(super) fn wait_core(slot: &Slot, wait: Wait) -> Waited {
     let begin = os::monotonic_ns();
     // CPU time of the wait, from the vDSO clock: the spinning phases run flat out, the
     // sleeping phase costs nothing.
@@ -90,14 +125,18 @@ pub(super) fn wait_quiet(slot: &Slot, wait: Wait) -> Result<(), IsolError> {
     let mut spent = 0u64;
     // The watcher enforces the deadline; this one only guards against a dead watcher.
     let give_up = Instant::now()
-        + Duration::from_nanos(slot.deadline_ns.saturating_sub(slot.started_ns))
+        + Duration::from_nanos(
+            slot.deadline_ns
+                .load(Ordering::Acquire)
+                .saturating_sub(begin),
+        )
         + Duration::from_secs(2);
     if wait == Wait::Sleep {
         // An untimed wait: a timeout would arm a timer on this very CPU and keep its tick
         // device busy. The watcher always wakes us: on quiet, failure, timeout or abort.
         while slot.state.load(Ordering::Acquire) == WAITING {
             if ABORT.load(Ordering::Relaxed) != 0 {
-                return Err(IsolError::Aborted);
+                return Waited::Aborted;
             }
             spent = os::monotonic_ns().saturating_sub(spinning_since);
             std::thread::park();
@@ -112,14 +151,14 @@ pub(super) fn wait_quiet(slot: &Slot, wait: Wait) -> Result<(), IsolError> {
     loop {
         match slot.state.load(Ordering::Acquire) {
             QUIET => break,
-            FAILED => return Err(watcher::failure(slot)),
+            FAILED => return Waited::Failed,
             YIELD => {
                 // Let the starved task run: block until the watcher says it is done (it
                 // then wakes us to re-verify, spinning).
                 spent += os::monotonic_ns().saturating_sub(spinning_since);
                 while slot.state.load(Ordering::Acquire) == YIELD {
                     if ABORT.load(Ordering::Relaxed) != 0 {
-                        return Err(IsolError::Aborted);
+                        return Waited::Aborted;
                     }
                     std::thread::park();
                 }
@@ -129,19 +168,16 @@ pub(super) fn wait_quiet(slot: &Slot, wait: Wait) -> Result<(), IsolError> {
             _ => {}
         }
         if ABORT.load(Ordering::Relaxed) != 0 {
-            return Err(IsolError::Aborted);
+            return Waited::Aborted;
         }
         if Instant::now() > give_up {
-            return Err(watcher::dead());
+            return Waited::Dead;
         }
         std::hint::spin_loop();
     }
     let now = os::monotonic_ns();
     spent += now.saturating_sub(spinning_since);
-    slot.wait_cpu_ns.store(spent, Ordering::Release);
-    slot.entered_at_ns.store(now, Ordering::Release);
-    slot.state.store(ISOLATED, Ordering::Release);
-    Ok(())
+    Waited::Quiet { now, spent }
 }
 
 /// Held while the thread is isolated. Not `Send`: isolation belongs to the thread that
@@ -262,6 +298,9 @@ impl IsolatedGuard {
                 .then(super::strict::last_violation)
                 .flatten(),
             notified_by: detail.notified_by.clone(),
+            requiet_calls: s.requiet_calls.load(Ordering::Acquire),
+            requiet_ns: s.requiet_ns.load(Ordering::Acquire),
+            requiet_timeouts: s.requiet_timeouts.load(Ordering::Acquire),
         }
     }
 }

@@ -116,6 +116,7 @@ pub struct Isolation {
     fifo: Option<i32>,
     strict: Option<Strict>,
     notify: Option<i32>,
+    requiet: bool,
 }
 
 /// States of a waiting slot, shared between the isolated thread and the watcher.
@@ -140,7 +141,21 @@ pub(crate) struct Slot {
     pub last_kind: AtomicU8,
     pub thread: std::thread::Thread,
     pub started_ns: u64,
-    pub deadline_ns: u64,
+    /// When the watcher gives up waiting for quiet (renewed for each re-quiet wait).
+    pub deadline_ns: AtomicU64,
+    /// How long a wait for quiet may take.
+    pub timeout_ns: u64,
+    /// How the thread waits (for re-quiet waits).
+    pub wait: Wait,
+    /// When the current re-quiet wait began (0: none): interruptions during it are the
+    /// call's aftermath, waited out, not counted as interruptions of the isolated task.
+    pub rewait_at: AtomicU64,
+    /// When the last re-quiet wait ended (`u64::MAX` while one runs).
+    pub rewait_until: AtomicU64,
+    /// System calls made under re-quiet, time spent re-waiting, waits that timed out.
+    pub requiet_calls: AtomicU64,
+    pub requiet_ns: AtomicU64,
+    pub requiet_timeouts: AtomicU64,
     pub confirm_ns: u64,
     /// The thread sleeps while waiting ([`Wait::Sleep`]): the first quiet wakes it, and
     /// only the second, seen while it runs, counts.
@@ -236,6 +251,7 @@ impl Isolation {
             fifo: None,
             strict: None,
             notify: None,
+            requiet: false,
         }
     }
 
@@ -317,6 +333,18 @@ impl Isolation {
         self
     }
 
+    /// Re-quiet mode, the backstop Metcalf's patches ran on every return to userspace: each
+    /// system call the isolated thread makes runs, and isol returns to the thread only once
+    /// the CPU is quiet again (the same rule and wait as `enter`), so that deferred work the
+    /// call set in motion (a timer, a kworker, RCU) is over before the thread runs on. The
+    /// report counts the calls and the time spent re-waiting; interruptions during a
+    /// re-wait are the call's aftermath and are not counted as the task's. Uses Syscall
+    /// User Dispatch, like [`Isolation::strict`], which it excludes.
+    pub fn requiet(mut self, yes: bool) -> Self {
+        self.requiet = yes;
+        self
+    }
+
     /// Remote notification (v16's): at the first interruption of the CPU while isolated
     /// (an IRQ, an IPI, a timer, another task; not the thread's own calls or faults, which
     /// are [`Isolation::strict`]'s), the watcher sends this signal to the thread. Its
@@ -376,6 +404,13 @@ impl Isolation {
         // 1. Check, changing nothing.
         if let Some(s) = self.strict {
             strict::validate(s)?;
+            if self.requiet {
+                return Err(IsolError::Config(
+                    "strict mode and re-quiet mode exclude each other: a strict thread's \
+                     system call is a violation, a re-quiet thread's is waited out"
+                        .into(),
+                ));
+            }
         }
         if let Some(n) = self.notify {
             strict::check_signal("on_interrupt", n)?;
@@ -418,6 +453,8 @@ impl Isolation {
         if let Some(s) = self.strict {
             // Dispatch on, selector still ALLOW: nothing traps until `block` at the end.
             strict::arm(s, cpu)?;
+        } else if self.requiet {
+            strict::arm_requiet(cpu)?;
         }
         // 3. The policy before the move, then the move.
         if let Some(p) = self.fifo {
@@ -450,7 +487,14 @@ impl Isolation {
             started_ns: t0,
             // The timeout is for the CPU to get quiet: it starts once the watcher runs (its
             // start-up, enabling tracepoints, is paid once per process).
-            deadline_ns: os::monotonic_ns() + timeout,
+            deadline_ns: AtomicU64::new(os::monotonic_ns() + timeout),
+            timeout_ns: timeout,
+            wait: self.wait,
+            rewait_at: AtomicU64::new(0),
+            rewait_until: AtomicU64::new(0),
+            requiet_calls: AtomicU64::new(0),
+            requiet_ns: AtomicU64::new(0),
+            requiet_timeouts: AtomicU64::new(0),
             confirm_ns: self.confirm.as_nanos() as u64,
             sleeps: self.wait == Wait::Sleep,
             settle_after_ns,
@@ -464,6 +508,9 @@ impl Isolation {
             detail: Default::default(),
         });
         watcher::register(&root, &isolated_cpus, &housekeeping, slot.clone())?;
+        // The SIGSYS handler's way to the slot, for re-quiet waits (the guard keeps the
+        // slot alive until it detaches).
+        strict::attach(&slot);
         ABORT.store(0, Ordering::SeqCst);
         if ticking {
             slot.quiet_at_ns

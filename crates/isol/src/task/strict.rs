@@ -79,6 +79,7 @@ const NONE: u8 = 0;
 const KILL: u8 = 1;
 const SIGNAL: u8 = 2;
 const REPORT: u8 = 3;
+const REQUIET: u8 = 4;
 
 /// `PR_SET_SYSCALL_USER_DISPATCH` and its arguments (linux/prctl.h).
 const PR_SET_SYSCALL_USER_DISPATCH: libc::c_int = 59;
@@ -101,6 +102,8 @@ thread_local! {
     /// switched off).
     static ARMED: Cell<bool> = const { Cell::new(false) };
     static LAST: Cell<Option<Violation>> = const { Cell::new(None) };
+    /// The isolated thread's slot, for re-quiet waits (null when not isolated).
+    static SLOT: Cell<*const super::Slot> = const { Cell::new(std::ptr::null()) };
     /// The page-fault perf event of this thread, or -1.
     static PERF_FD: Cell<i32> = const { Cell::new(-1) };
     static COUNT: Cell<u64> = const { Cell::new(0) };
@@ -147,12 +150,22 @@ pub(super) fn check_signal(what: &str, n: i32) -> Result<(), IsolError> {
 /// Install the SIGSYS handler (once per process) and switch dispatch on for the calling
 /// thread with the selector still ALLOW. [`block`] then makes it strict.
 pub(super) fn arm(s: Strict, cpu: u32) -> Result<(), IsolError> {
-    install()?;
     let (mode, sig) = match s {
         Strict::Kill => (KILL, 0),
         Strict::Signal(n) => (SIGNAL, n),
         Strict::Report => (REPORT, 0),
     };
+    arm_with(mode, sig, cpu, true)
+}
+
+/// Re-quiet mode: system calls trap, run, and are followed by a wait for quiet (no fault
+/// event: a fault is not waited out).
+pub(super) fn arm_requiet(cpu: u32) -> Result<(), IsolError> {
+    arm_with(REQUIET, 0, cpu, false)
+}
+
+fn arm_with(mode: u8, sig: i32, cpu: u32, faults: bool) -> Result<(), IsolError> {
+    install()?;
     SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::Release));
     let selector = SELECTOR.with(|c| c.as_ptr());
     // SAFETY: prctl with these arguments only records, for this thread, the address of
@@ -175,8 +188,8 @@ pub(super) fn arm(s: Strict, cpu: u32) -> Result<(), IsolError> {
         });
     }
     ARMED.set(true);
-    match open_fault_event() {
-        Ok(fd) => PERF_FD.set(fd),
+    match faults.then(open_fault_event).transpose() {
+        Ok(fd) => PERF_FD.set(fd.unwrap_or(-1)),
         Err(source) => {
             disarm();
             return Err(IsolError::Prepare {
@@ -235,6 +248,7 @@ pub fn stop_trapping() {
 /// does it first thing; callers that must do something before (the C ABI finding the
 /// guard) call it themselves.
 pub fn disarm() {
+    SLOT.set(std::ptr::null());
     SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::Release));
     MODE.set(NONE);
     let fd = PERF_FD.replace(-1);
@@ -257,6 +271,11 @@ pub fn disarm() {
             )
         };
     }
+}
+
+/// Give the SIGSYS handler the thread's slot (re-quiet mode waits on it).
+pub(super) fn attach(slot: &std::sync::Arc<super::Slot>) {
+    SLOT.set(std::sync::Arc::as_ptr(slot));
 }
 
 /// The calling thread's last violation, if any.
@@ -444,6 +463,12 @@ extern "C" fn on_sigsys(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         // Allowed: ending the thread or the process is not a violation.
         raw_syscall(nr, args);
     }
+    if mode == REQUIET {
+        gregs[libc::REG_RAX as usize] = raw_syscall(nr, args);
+        requiet();
+        SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_BLOCK, Ordering::Release));
+        return;
+    }
     let v = Violation {
         kind: ViolationKind::Syscall,
         cpu: CPU.get(),
@@ -486,6 +511,36 @@ extern "C" fn on_sigtrap(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
         fault_address: addr,
     };
     act(mode, v);
+}
+
+/// After a system call in re-quiet mode: wait for quiet again, as `enter` did. Atomics,
+/// the vDSO clock and `park` only (see `wait_core`): safe in the SIGSYS handler, even when
+/// the call came from inside the allocator.
+fn requiet() {
+    use super::{ISOLATED, WAITING};
+    let slot = SLOT.get();
+    if slot.is_null() {
+        return;
+    }
+    // SAFETY: the slot is the isolated thread's own (this thread's), kept alive by its
+    // guard until `disarm` clears the pointer.
+    let slot = unsafe { &*slot };
+    let begin = crate::os::monotonic_ns();
+    slot.deadline_ns
+        .store(begin + slot.timeout_ns, Ordering::Release);
+    slot.rewait_until.store(u64::MAX, Ordering::Release);
+    slot.rewait_at.store(begin, Ordering::Release);
+    slot.state.store(WAITING, Ordering::Release);
+    let waited = super::guard::wait_core(slot, slot.wait);
+    let end = crate::os::monotonic_ns();
+    if !matches!(waited, super::guard::Waited::Quiet { .. }) {
+        slot.requiet_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+    slot.requiet_calls.fetch_add(1, Ordering::Relaxed);
+    slot.requiet_ns
+        .fetch_add(end.saturating_sub(begin), Ordering::Relaxed);
+    slot.rewait_until.store(end, Ordering::Release);
+    slot.state.store(ISOLATED, Ordering::Release);
 }
 
 /// The word at the top of the trapped thread's stack: a return address when it was in a

@@ -39,6 +39,8 @@ pub(crate) struct Detail {
     runnable: Vec<String>,
     last_state: u8,
     started: bool,
+    /// The re-quiet wait last set up (its `rewait_at`).
+    rewait_seen: u64,
 }
 
 struct Shared {
@@ -279,7 +281,11 @@ fn account(s: &Slot, r: &Record) {
             // From the moment the CPU was declared quiet, every interruption counts, even
             // one the watcher sees only after telling the thread.
             let quiet_at = s.quiet_at_ns.load(Ordering::Acquire);
-            if quiet_at != 0 && i.start_ns >= quiet_at {
+            // During a re-quiet wait (and up to its end), interruptions are the system
+            // call's aftermath being waited out: not the isolated task's.
+            let rewaiting = i.start_ns >= s.rewait_at.load(Ordering::Acquire)
+                && i.start_ns < s.rewait_until.load(Ordering::Acquire);
+            if quiet_at != 0 && i.start_ns >= quiet_at && !rewaiting {
                 if i.start_ns < s.exit_at_ns.load(Ordering::Acquire) {
                     s.interruptions.fetch_add(1, Ordering::Relaxed);
                     let k = Kind::ALL.iter().position(|k| *k == i.kind).unwrap_or(0);
@@ -382,6 +388,7 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
     if !matches!(state, WAITING | REVERIFY | YIELD) {
         return;
     }
+    let deadline = s.deadline_ns.load(Ordering::Acquire);
     if super::ABORT.load(Ordering::Relaxed) != 0 {
         // A sleeping thread cannot see the flag: wake it.
         s.thread.unpark();
@@ -419,6 +426,16 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
         s.quiet_at_ns.store(0, Ordering::Release);
     }
     d.last_state = state;
+    let rewait = s.rewait_at.load(Ordering::Acquire);
+    if rewait != 0 && d.rewait_seen != rewait && state == WAITING {
+        // A new re-quiet wait: quiet must be shown again from its start.
+        d.rewait_seen = rewait;
+        d.window_start = d.window_start.max(rewait);
+        d.candidate = None;
+        d.failure = None;
+        d.dependency = None;
+        d.waiting.clear();
+    }
     // Quiet, from the kernel's own signals: /proc/timer_list showed the tick device
     // disarmed (`next_event == KTIME_MAX`) and no hrtimer queued on the CPU at time `r`,
     // every event up to `r` has been seen, and none came after it. No fixed window: the
@@ -429,7 +446,7 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
         } else if horizon >= r {
             // A sleeping thread is only woken by the first quiet (its wake-up disturbs the
             // CPU); quiet counts from the second, seen while it runs there.
-            if !(s.sleeps && state == WAITING) {
+            if !(s.sleeps && state == WAITING) && rewait == 0 {
                 s.quiet_at_ns.store(r, Ordering::Release);
             }
             s.state.store(QUIET, Ordering::Release);
@@ -446,13 +463,13 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
         d.runnable_at = now;
         d.runnable = runnable_on(root, s.cpu, s.tid, spinning);
     }
-    if spinning && settled && !d.runnable.is_empty() && now <= s.deadline_ns {
+    if spinning && settled && !d.runnable.is_empty() && now <= deadline {
         // A spinning SCHED_FIFO thread would starve them, and they would come back.
         d.candidate = None;
         s.state.store(YIELD, Ordering::Release);
         return;
     }
-    if state == YIELD && now <= s.deadline_ns {
+    if state == YIELD && now <= deadline {
         if d.runnable.is_empty() {
             // The work ran: back onto the CPU, and show quiet again from there.
             s.state.store(REVERIFY, Ordering::Release);
@@ -462,7 +479,7 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
     }
     let mut timers = Vec::new();
     let mut armed = None;
-    if (settled && d.candidate.is_none()) || now > s.deadline_ns {
+    if (settled && d.candidate.is_none()) || now > deadline {
         let read_at = crate::os::monotonic_ns();
         if let Ok(text) = root.read("/proc/timer_list") {
             if let Ok(tl) = timer_list::parse(&text) {
@@ -485,7 +502,7 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
             }
         }
     }
-    if now > s.deadline_ns {
+    if now > deadline {
         let mut interruptions: Vec<(String, u64)> =
             d.waiting.iter().map(|(k, v)| (k.clone(), *v)).collect();
         interruptions.sort_by_key(|e| std::cmp::Reverse(e.1));
