@@ -168,15 +168,28 @@ fn arm_with(mode: u8, sig: i32, cpu: u32, faults: bool) -> Result<(), IsolError>
     install()?;
     SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::Release));
     let selector = SELECTOR.with(|c| c.as_ptr());
+    // The signal return trampoline is always allowed: every handler's return (isol's,
+    // which re-blocks in re-quiet mode, and the program's) is an rt_sigreturn from it.
+    let (offset, len) = match sigreturn_trampoline() {
+        Some(at) => (at as libc::c_ulong, TRAMPOLINE_LEN as libc::c_ulong),
+        None if mode == REQUIET => {
+            return Err(IsolError::Config(
+                "re-quiet mode needs the C library's signal return trampoline (glibc's \
+                 __restore_rt), which isol cannot find here"
+                    .into(),
+            ))
+        }
+        None => (0, 0),
+    };
     // SAFETY: prctl with these arguments only records, for this thread, the address of
-    // the selector byte; it is a thread-local that lives as long as the thread, and is
-    // switched off (`disarm`) before isolation ends.
+    // the selector byte (a thread-local that lives as long as the thread, switched off by
+    // `disarm` before isolation ends) and the code region whose calls always run.
     let r = unsafe {
         libc::prctl(
             PR_SET_SYSCALL_USER_DISPATCH,
             PR_SYS_DISPATCH_ON,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
+            offset,
+            len,
             selector,
         )
     };
@@ -271,6 +284,34 @@ pub fn disarm() {
             )
         };
     }
+}
+
+/// `mov $15, %rax; syscall`: x86-64 glibc's `__restore_rt`, the `sa_restorer` of every
+/// handler installed through it.
+const TRAMPOLINE: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
+/// The allowed region: up to and including the instruction after its `syscall` (the
+/// kernel compares the address after the `syscall` instruction).
+const TRAMPOLINE_LEN: usize = TRAMPOLINE.len() + 1;
+
+/// Where the signal return trampoline is, read back from isol's own SIGSYS action and
+/// checked byte for byte.
+fn sigreturn_trampoline() -> Option<usize> {
+    if !cfg!(all(target_arch = "x86_64", target_env = "gnu")) {
+        return None;
+    }
+    // SAFETY: sigaction with a null new action only writes the current one into `cur`.
+    let cur = unsafe {
+        let mut cur: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGSYS, std::ptr::null(), &mut cur) != 0 {
+            return None;
+        }
+        cur
+    };
+    let at = cur.sa_restorer? as usize;
+    // SAFETY: `at` is the C library's code, mapped and readable for the process's life;
+    // nine bytes are read.
+    let code = unsafe { std::slice::from_raw_parts(at as *const u8, TRAMPOLINE.len()) };
+    (code == TRAMPOLINE).then_some(at)
 }
 
 /// Give the SIGSYS handler the thread's slot (re-quiet mode waits on it).
@@ -664,6 +705,16 @@ fn chain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_signal_return_trampoline_is_found() {
+        install().unwrap();
+        let at = sigreturn_trampoline();
+        assert_eq!(
+            at.is_some(),
+            cfg!(all(target_arch = "x86_64", target_env = "gnu"))
+        );
+    }
 
     #[test]
     fn signals_a_handler_cannot_catch_are_refused() {
