@@ -147,6 +147,9 @@ pub(crate) struct Slot {
     pub timeout_ns: u64,
     /// How the thread waits (for re-quiet waits).
     pub wait: Wait,
+    /// Re-quiet mode: the thread's system calls are waited out and counted apart
+    /// (`requiet_calls`), not as interruptions.
+    pub requiet: bool,
     /// When the current re-quiet wait began (0: none): interruptions during it are the
     /// call's aftermath, waited out, not counted as interruptions of the isolated task.
     pub rewait_at: AtomicU64,
@@ -490,6 +493,7 @@ impl Isolation {
             deadline_ns: AtomicU64::new(os::monotonic_ns() + timeout),
             timeout_ns: timeout,
             wait: self.wait,
+            requiet: self.requiet,
             rewait_at: AtomicU64::new(0),
             rewait_until: AtomicU64::new(0),
             requiet_calls: AtomicU64::new(0),
@@ -724,6 +728,28 @@ mod tests {
         };
         assert_eq!(e.errno(), -libc::ENOMEM);
         assert!(e.to_string().contains("raise the limit"));
+    }
+
+    #[test]
+    fn bad_strict_requests_are_refused_before_anything_changes() {
+        let before = os::affinity().unwrap();
+        for (b, word) in [
+            (
+                Isolation::builder().strict(Strict::Kill).requiet(true),
+                "exclude each other",
+            ),
+            (
+                Isolation::builder().strict(Strict::Signal(1000)),
+                "signal 1000",
+            ),
+            (Isolation::builder().on_interrupt(libc::SIGSYS), "SIGSYS"),
+        ] {
+            let e = b.cpu(0).pin(true).enter().unwrap_err();
+            assert_eq!(e.errno(), -libc::EINVAL, "{e}");
+            assert!(e.to_string().contains(word), "{e}");
+            assert_eq!(strict::violations(), 0);
+        }
+        assert_eq!(os::affinity().unwrap(), before, "nothing moved");
     }
 
     #[test]

@@ -285,6 +285,12 @@ fn account(s: &Slot, r: &Record) {
             // call's aftermath being waited out: not the isolated task's.
             let rewaiting = i.start_ns >= s.rewait_at.load(Ordering::Acquire)
                 && i.start_ns < s.rewait_until.load(Ordering::Acquire);
+            // In re-quiet mode the thread's own calls (and the handler's return, an
+            // rt_sigreturn) are counted as `requiet_calls`, not as interruptions.
+            let own_call = s.requiet && i.kind == Kind::Syscall;
+            if own_call {
+                return;
+            }
             if quiet_at != 0 && i.start_ns >= quiet_at && !rewaiting {
                 if i.start_ns < s.exit_at_ns.load(Ordering::Acquire) {
                     s.interruptions.fetch_add(1, Ordering::Relaxed);
