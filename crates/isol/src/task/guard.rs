@@ -228,12 +228,13 @@ impl IsolatedGuard {
     fn leave(&self) -> u64 {
         super::strict::stop_trapping();
         let end = os::monotonic_ns();
+        // From here nothing counts, whenever the watcher reads it.
+        self.slot.exit_at_ns.store(end, Ordering::Release);
         // The watcher no longer writes to this thread's selector.
         self.slot
             .selector
             .store(std::ptr::null_mut(), Ordering::Release);
         super::strict::disarm();
-        self.slot.exit_at_ns.store(end, Ordering::Release);
         // Let the watcher account for what happened up to now (waiting here may itself
         // disturb the CPU; that is after `end` and not counted).
         watcher::settle(&self.slot, end);
