@@ -507,6 +507,24 @@ fn isolate(args: &[String], fifo: bool) {
     );
 }
 
+/// Argument `i`, parsed, or the usage.
+fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
+    args.get(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| usage())
+}
+
+/// Install a plain handler for `sig`.
+fn on_signal(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) {
+    // SAFETY: a zeroed sigaction with a plain handler; sigaction reads it.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(sig, &sa, std::ptr::null_mut());
+    }
+}
+
 static HANDLED: AtomicBool = AtomicBool::new(false);
 static HANDLER_SAW_VIOLATION: AtomicBool = AtomicBool::new(false);
 static HANDLER_SYSCALL_OK: AtomicBool = AtomicBool::new(false);
@@ -534,19 +552,9 @@ extern "C" fn on_usr2(_: libc::c_int) {
 
 fn notify(args: &[String]) {
     use isol::task::{Isolation, Strict};
-    let mode = args.get(1).cloned().unwrap_or_else(|| usage());
-    let cpu: u32 = args
-        .get(2)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| usage());
+    let (mode, cpu): (String, u32) = (arg(args, 1), arg(args, 2));
     pin(0);
-    // SAFETY: a zeroed sigaction with a plain handler; sigaction reads it.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_usr2 as *const () as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
-    }
+    on_signal(libc::SIGUSR2, on_usr2);
     let spinning = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));
     let worker = {
@@ -618,11 +626,7 @@ fn notify(args: &[String]) {
 
 fn requiet(args: &[String]) {
     use isol::task::Isolation;
-    let mode = args.get(1).cloned().unwrap_or_else(|| usage());
-    let cpu: u32 = args
-        .get(2)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| usage());
+    let (mode, cpu): (String, u32) = (arg(args, 1), arg(args, 2));
     pin(0);
     // SAFETY: timerfd_create and open take plain arguments and a valid path.
     let (tfd, ffd) = unsafe {
@@ -711,23 +715,9 @@ fn requiet(args: &[String]) {
 
 fn strict(args: &[String]) {
     use isol::task::{Isolation, Strict};
-    let mode = args.get(1).cloned().unwrap_or_else(|| usage());
-    let cpu: u32 = args
-        .get(2)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| usage());
-    let secs: f64 = args
-        .get(3)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| usage());
+    let (mode, cpu, secs): (String, u32, f64) = (arg(args, 1), arg(args, 2), arg(args, 3));
     pin(0);
-    // SAFETY: a zeroed sigaction with a plain handler; sigaction reads it.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_usr1 as *const () as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
-    }
+    on_signal(libc::SIGUSR1, on_usr1);
     let mut fds = [0i32; 2];
     // SAFETY: pipe writes two descriptors into the array.
     unsafe { libc::pipe(fds.as_mut_ptr()) };

@@ -184,15 +184,16 @@ impl Ctx<'_> {
         }
     }
 
-    /// Strict mode traps system calls with Syscall User Dispatch (Linux 5.11+, x86-64);
-    /// without it isol refuses strict mode (there is no fallback).
+    /// Strict mode traps system calls with Syscall User Dispatch (Linux 5.11+, x86-64) and
+    /// page faults with a perf event's `sigtrap` (5.13+); without them isol refuses strict
+    /// mode (there is no fallback).
     pub(super) fn strict_mode(&self) -> Finding {
         let what = "strict mode (Syscall User Dispatch)";
         let Some(release) = self.m.release.as_ref() else {
             return self.unknown(what, &self.m.release);
         };
         let e = vec![ev("/proc/sys/kernel/osrelease", release.clone())];
-        let since = crate::kernel::SYSCALL_USER_DISPATCH_SINCE;
+        let since = crate::kernel::STRICT_MODE_SINCE;
         match crate::kernel::version(release) {
             Some(v) if v >= since && cfg!(target_arch = "x86_64") => self.finding(
                 Severity::Ok,
@@ -202,9 +203,9 @@ impl Ctx<'_> {
             ),
             Some(_) => self.finding(
                 Severity::Warn,
-                format!("strict mode is unavailable: kernel {release} has no Syscall User Dispatch (5.11 or later, x86-64); isol refuses strict mode"),
+                format!("strict mode is unavailable: kernel {release} has no Syscall User Dispatch (5.11) or perf sigtrap (5.13) on x86-64; isol refuses strict mode"),
                 e,
-                fix(FixKind::Kernel, "boot Linux 5.11 or later to use strict mode"),
+                fix(FixKind::Kernel, "boot Linux 5.13 or later to use strict mode"),
             ),
             None => self.unknown(what, &self.m.release),
         }

@@ -308,8 +308,9 @@ pub fn version(release: &str) -> Option<(u32, u32)> {
 /// kick about once a second from it.
 pub const FAIR_SERVER_SINCE: (u32, u32) = (6, 8);
 
-/// The first release with Syscall User Dispatch (strict mode's trap).
-pub const SYSCALL_USER_DISPATCH_SINCE: (u32, u32) = (5, 11);
+/// The first release with what strict mode needs: Syscall User Dispatch (5.11) and perf
+/// events with `sigtrap` (5.13).
+pub const STRICT_MODE_SINCE: (u32, u32) = (5, 13);
 
 /// Everything isol knows about the kernel, read once.
 #[derive(Debug, Clone, Serialize)]

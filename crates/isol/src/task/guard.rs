@@ -80,6 +80,33 @@ impl fmt::Display for Report {
             write!(f, ")")?;
         }
         write!(f, "; {} interruptions", self.interruptions)?;
+        if let Some(v) = &self.violation {
+            write!(
+                f,
+                "; {} strict-mode violation(s), the last {} at {:#x} (CPU {})",
+                self.violations,
+                v.name
+                    .unwrap_or(if v.syscall < 0 { "page fault" } else { "?" }),
+                if v.syscall < 0 {
+                    v.fault_address
+                } else {
+                    v.address
+                },
+                v.cpu
+            )?;
+        }
+        if self.requiet_calls > 0 {
+            write!(
+                f,
+                "; {} system calls waited out ({:.2} ms re-waiting, {} timed out)",
+                self.requiet_calls,
+                self.requiet_ns as f64 / 1e6,
+                self.requiet_timeouts
+            )?;
+        }
+        if let Some((k, c)) = &self.notified_by {
+            write!(f, "; notified of {k} {c}")?;
+        }
         for (k, c, n) in self.by_cause.iter().take(5) {
             write!(f, "\n  {n:>6}  {k} {c}")?;
         }
