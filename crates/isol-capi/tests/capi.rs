@@ -47,10 +47,14 @@ fn static_lib() -> PathBuf {
 }
 
 fn build_example(dir: &Path) -> PathBuf {
+    build_named(dir, "hotloop")
+}
+
+fn build_named(dir: &Path, name: &str) -> PathBuf {
     let lib = static_lib();
-    let out = dir.join("hotloop");
+    let out = dir.join(name);
     let ok = Command::new("cc")
-        .arg(crate_dir().join("examples/hotloop.c"))
+        .arg(crate_dir().join(format!("examples/{name}.c")))
         .arg("-I")
         .arg(crate_dir().join("include"))
         .arg(&lib)
@@ -100,5 +104,59 @@ fn c_example_builds_and_runs() {
     let n = v["interruptions"].as_u64().unwrap();
     assert!(n >= 50, "{v}");
     assert!(v["seen"].as_u64().unwrap() <= n);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Strict mode through the C ABI, in development mode on this host (the tick keeps
+/// running, but Syscall User Dispatch and perf events work): `isol_enter` stores its
+/// bookkeeping before strict mode begins, so only the program's own call is a violation.
+#[test]
+fn strict_mode_from_c() {
+    let tmp = std::env::temp_dir().join(format!("isol-capi-strict-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let exe = build_named(&tmp, "strict");
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped running: tracing needs root");
+        return;
+    }
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    if online.trim() == "0" {
+        eprintln!("skipped running: needs CPU 1");
+        return;
+    }
+    let run = |mode: &str| {
+        Command::new(&exe)
+            .args(["1", mode, "--allow-ticking"])
+            .output()
+            .unwrap()
+    };
+    let json = |out: &std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    };
+    // Report: the call ran (the right parent), one violation naming it.
+    let v = json(&run("report"));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["ppid_right"], true, "{v}");
+    assert_eq!(v["violations"], 1, "{v}");
+    assert_eq!(v["name"], "getppid", "{v}");
+    assert_eq!(v["syscall"], libc::SYS_getppid, "{v}");
+    // Signal: the handler ran first and could read the violation; then the call ran.
+    let v = json(&run("signal"));
+    assert_eq!(v["handled"], 1, "{v}");
+    assert_eq!(v["handler_saw"], libc::SYS_getppid, "{v}");
+    assert_eq!(v["ppid_right"], true, "{v}");
+    // Kill: SIGKILL, with the violation on stderr.
+    let out = run("kill");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("made system call getppid (110)"), "{err}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
