@@ -17,7 +17,9 @@
 //! * **interruption**: any time the kernel takes an isolated CPU from its task (an IRQ, an
 //!   IPI, a softirq, an exception, another task), with its cause and culprit;
 //! * **quiet**: an isolated CPU whose tick device is disarmed, with no timer queued and
-//!   nothing else runnable: nothing will interrupt it while its task stays in userspace.
+//!   nothing else runnable: nothing will interrupt it while its task stays in userspace;
+//! * **strict mode**: an isolated task's own entries into the kernel (system calls, page
+//!   faults) are violations, caught and acted on at once.
 //!
 //! ## Rooms
 //!

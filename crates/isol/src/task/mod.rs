@@ -32,6 +32,15 @@
 //! While isolated, [`IsolatedGuard::interruptions`] reads a counter the watcher updates,
 //! without a system call. [`IsolatedGuard::exit`] returns a [`Report`].
 //!
+//! Three options complete v16's semantics ([`strict`]):
+//! * [`Isolation::strict`]: a system call or a page fault of the isolated thread is a
+//!   violation, caught at once (Syscall User Dispatch, a perf `sigtrap` event) and acted
+//!   on: kill the process, signal the thread, or report;
+//! * [`Isolation::on_interrupt`]: the thread is signalled when the kernel comes to its CPU
+//!   (remote notification), and [`IsolatedGuard::notified_by`] names the culprit;
+//! * [`Isolation::requiet`]: each system call runs, then isol waits until the CPU is quiet
+//!   again before the thread runs on (the patches' wait on every return to userspace).
+//!
 //! ## Quiescing: what userspace can and cannot do
 //! * **vmstat**: the per-CPU counters are folded by `vmstat_update` work, which the kernel
 //!   no longer schedules on nohz_full CPUs once their tick is stopped; userspace has no
