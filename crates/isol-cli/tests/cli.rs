@@ -134,6 +134,15 @@ fn usage_errors_are_one_line_and_exit_64() {
         assert!(err.contains(needle), "{err}");
     }
     isol().args(["check", "--bogus"]).assert().code(64);
+    // A task that does not exist, before any tracing (so also without root).
+    let out = isol()
+        .args(["watch", "--pid", "2147483600", "-d", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("--pid 2147483600: no such task"), "{err}");
     isol()
         .args(["--root", "/nonexistent/dir", "check"])
         .assert()

@@ -92,6 +92,16 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
             "watch traces the live kernel; --root only works with --replay",
         ));
     }
+    if let Some(p) = args
+        .pids
+        .iter()
+        .find(|p| !root.exists(&format!("/proc/{p}")))
+    {
+        return Err(Failure::usage(format!(
+            "--pid {p}: no such task (it may have ended); give the id of a running task \
+             (`ps -eLo tid,comm`)"
+        )));
+    }
     let model = KernelModel::load(root);
     let target = crate::live::choose_target(&model, args.cpus.as_deref())?;
     if target.housekeeping.is_empty() {

@@ -192,11 +192,23 @@ impl Decoder {
     }
 }
 
-fn comm_lookup_live(root: SysRoot) -> Box<dyn Fn(i32) -> Option<String> + Send> {
+/// A task's name: from `/proc`, else (a task that has exited, a short-lived `kill`) from
+/// the names the tracer saved as it recorded events (`saved_cmdlines` under `tracefs`).
+fn comm_lookup_live(root: SysRoot, tracefs: String) -> Box<dyn Fn(i32) -> Option<String> + Send> {
     Box::new(move |pid| {
         root.read_line(&format!("/proc/{pid}/comm"))
             .ok()
             .filter(|c| !c.is_empty())
+            .or_else(|| saved_cmdline(&root, &tracefs, pid))
+    })
+}
+
+/// `pid`'s name in the tracer's `saved_cmdlines` (lines `PID COMM`).
+fn saved_cmdline(root: &SysRoot, tracefs: &str, pid: i32) -> Option<String> {
+    let text = root.read(&format!("{tracefs}/saved_cmdlines")).ok()?;
+    text.lines().find_map(|l| {
+        let (p, comm) = l.split_once(' ')?;
+        (p.parse::<i32>().ok()? == pid && comm != "<...>").then(|| comm.trim().to_string())
     })
 }
 
@@ -334,7 +346,7 @@ impl Watch {
             symbols,
             schema.vectors.clone(),
             &residents,
-            comm_lookup_live(root.clone()),
+            comm_lookup_live(root.clone(), tracefs.mount().to_string()),
         );
         residents.sort_unstable();
         residents.dedup();
@@ -656,4 +668,26 @@ pub fn decode_only(dir: &Path, rounds: usize) -> Result<u64, TraceError> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sender that has exited (a `kill` run from a shell) is named from the tracer's
+    /// saved names, not printed as `?`.
+    #[test]
+    fn exited_tasks_are_named_from_saved_cmdlines() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("proc/41")).unwrap();
+        std::fs::write(dir.path().join("proc/41/comm"), "bash\n").unwrap();
+        let t = dir.path().join("sys/kernel/tracing");
+        std::fs::create_dir_all(&t).unwrap();
+        std::fs::write(t.join("saved_cmdlines"), "172 kill\n173 <...>\n41 stale\n").unwrap();
+        let lookup = comm_lookup_live(SysRoot::at(dir.path()), "/sys/kernel/tracing".into());
+        assert_eq!(lookup(41).as_deref(), Some("bash"), "/proc first");
+        assert_eq!(lookup(172).as_deref(), Some("kill"));
+        assert_eq!(lookup(173), None, "the tracer lost that name");
+        assert_eq!(lookup(999), None);
+    }
 }
