@@ -52,12 +52,17 @@ fn strict_mode(kernel: &str) {
             format!("{RT_OFF}isol-lab-guest notify {m} 1"),
         )
     }))
-    .chain(["timer", "write"].iter().map(|m| {
-        Scenario::new(
-            format!("requiet_{m}"),
-            format!("{RT_OFF}isol-lab-guest requiet {m} 1"),
-        )
-    }))
+    .chain(
+        [("timer", ""), ("write", ""), ("write_sleep", "--sleep")]
+            .iter()
+            .map(|(name, flag)| {
+                let mode = name.trim_end_matches("_sleep");
+                Scenario::new(
+                    format!("requiet_{name}"),
+                    format!("{RT_OFF}isol-lab-guest requiet {mode} 1 {flag}"),
+                )
+            }),
+    )
     .collect();
     let run = {
         let _one = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
@@ -167,7 +172,7 @@ fn strict_mode(kernel: &str) {
 
     // Re-quiet: arming a timer or writing a file returns once the CPU is quiet again, and
     // the CPU then takes nothing for 3 s.
-    for name in ["requiet_timer", "requiet_write"] {
+    for name in ["requiet_timer", "requiet_write", "requiet_write_sleep"] {
         let v = json(&run, name, 0);
         assert_eq!(v["ok"], true, "{kernel} {name}: {v}");
         assert!(v["ret"].as_i64().unwrap() >= 0, "{kernel} {name}: {v}");
@@ -179,10 +184,16 @@ fn strict_mode(kernel: &str) {
             "{kernel} {name}: {v}"
         );
         assert_eq!(v["irqs_after"], 0, "{kernel} {name}: {v}");
+        // Nothing counted after the call returned, and the call itself is counted apart.
         assert_eq!(
             v["counted_after"], v["counted_at_return"],
             "{kernel} {name}: {v}"
         );
+        assert_eq!(r["interruptions"], 0, "{kernel} {name}: {v}");
+        // Isolated from enter to exit: a re-wait keeps the isolation's quiet time (the
+        // scenario lasts about 3.5 s).
+        let isolated = r["isolated_ns"].as_u64().unwrap();
+        assert!(isolated < 30_000_000_000, "{kernel} {name}: {v}");
     }
 
     // A page fault: touching an unfaulted page of a file mapping, reported with its

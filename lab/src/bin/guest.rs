@@ -50,7 +50,7 @@
 //! process whose threads move onto CPU. Prints whether the worker's handler ran, what it
 //! was notified for, the last interruption, and the report.
 //!
-//! `requiet timer|write CPU`: re-quiet mode. A worker created on CPU 0 enters isolation on
+//! `requiet timer|write CPU [--sleep]`: re-quiet mode (waiting by sleeping with `--sleep`). A worker created on CPU 0 enters isolation on
 //! CPU with `requiet(true)`, then arms a 20 ms timerfd or writes 1 MiB to a file: the call
 //! returns only once the CPU is quiet again; the main thread then counts CPU's interrupts
 //! for 3 s. Prints the call's duration, the worker's counts and the report.
@@ -625,8 +625,13 @@ fn notify(args: &[String]) {
 }
 
 fn requiet(args: &[String]) {
-    use isol::task::Isolation;
+    use isol::task::{Isolation, Wait};
     let (mode, cpu): (String, u32) = (arg(args, 1), arg(args, 2));
+    let wait = if args.iter().any(|a| a == "--sleep") {
+        Wait::Sleep
+    } else {
+        Wait::Spin
+    };
     pin(0);
     // SAFETY: timerfd_create and open take plain arguments and a valid path.
     let (tfd, ffd) = unsafe {
@@ -653,6 +658,7 @@ fn requiet(args: &[String]) {
                 .cpu(cpu)
                 .pin(true)
                 .fifo(10)
+                .wait(wait)
                 .requiet(true)
                 .enter()
             {

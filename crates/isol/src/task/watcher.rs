@@ -425,14 +425,18 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
             return;
         }
     }
+    // A re-quiet wait (after a system call) keeps the isolation's quiet time: what
+    // happens during it is waited out, not counted, and counting resumes after it.
+    let rewait = s.rewait_at.load(Ordering::Acquire);
     if state == REVERIFY && d.last_state != REVERIFY {
         // The woken thread now runs on the CPU: show quiet again from here.
         d.window_start = d.window_start.max(now);
         d.candidate = None;
-        s.quiet_at_ns.store(0, Ordering::Release);
+        if rewait == 0 {
+            s.quiet_at_ns.store(0, Ordering::Release);
+        }
     }
     d.last_state = state;
-    let rewait = s.rewait_at.load(Ordering::Acquire);
     if rewait != 0 && d.rewait_seen != rewait && state == WAITING {
         // A new re-quiet wait: quiet must be shown again from its start.
         d.rewait_seen = rewait;
