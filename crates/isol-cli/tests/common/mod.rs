@@ -82,18 +82,11 @@ pub fn assert_success(out: &std::process::Output) {
     );
 }
 
-/// Copy the directory tree `from` to `to` (a fixture to tamper with).
-pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let (p, t) = (e.path(), to.join(e.file_name()));
-        if p.is_dir() {
-            copy_tree(&p, &t);
-        } else {
-            std::fs::copy(&p, &t).unwrap();
-        }
-    }
-}
+// The library's test helpers, shared rather than copied (`copy_tree`).
+#[path = "../../../isol/tests/common/mod.rs"]
+mod library;
+#[allow(unused_imports)] // not every test file copies trees
+pub use library::copy_tree;
 
 /// Longer than any refusal may take: a run past it is a hang.
 pub const HANG: std::time::Duration = std::time::Duration::from_secs(60);

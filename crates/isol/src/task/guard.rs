@@ -273,24 +273,19 @@ impl IsolatedGuard {
     /// The last interruption while isolated: its kind and culprit. Takes a lock: call it
     /// from the thread's normal flow, not from a signal handler.
     pub fn last_interruption(&self) -> Option<(Kind, String)> {
-        self.slot
-            .detail
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .last
-            .clone()
+        self.detail().last.clone()
     }
 
     /// The interruption the thread was signalled for ([`super::Isolation::on_interrupt`]),
     /// once the watcher has sent the signal. Takes a lock, like
     /// [`IsolatedGuard::last_interruption`].
     pub fn notified_by(&self) -> Option<(Kind, String)> {
-        self.slot
-            .detail
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .notified_by
-            .clone()
+        self.detail().notified_by.clone()
+    }
+
+    /// What the watcher keeps about this isolation (locked).
+    fn detail(&self) -> std::sync::MutexGuard<'_, watcher::Detail> {
+        self.slot.detail.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Leave isolation and report.
@@ -299,7 +294,7 @@ impl IsolatedGuard {
         let violations = super::strict::violations() - self.violations_at;
         let s = &self.slot;
         let quiet_at = s.quiet_at_ns.load(Ordering::Acquire);
-        let detail = s.detail.lock().unwrap_or_else(|p| p.into_inner());
+        let detail = self.detail();
         let mut by_cause: Vec<(Kind, String, u64)> = detail
             .causes
             .iter()

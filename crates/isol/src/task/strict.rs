@@ -166,7 +166,7 @@ pub(super) fn arm_requiet(cpu: u32) -> Result<(), IsolError> {
 
 fn arm_with(mode: u8, sig: i32, cpu: u32, faults: bool) -> Result<(), IsolError> {
     install()?;
-    SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::Release));
+    set_selector(SYSCALL_DISPATCH_FILTER_ALLOW);
     let selector = SELECTOR.with(|c| c.as_ptr());
     // The signal return trampoline is always allowed: every handler's return (isol's,
     // which re-blocks in re-quiet mode, and the program's) is an rt_sigreturn from it.
@@ -245,14 +245,14 @@ pub(super) fn end_remotely(selector: *mut AtomicU8) {
 #[inline(always)]
 pub(super) fn block() {
     if MODE.get() != NONE {
-        SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_BLOCK, Ordering::Release));
+        set_selector(SYSCALL_DISPATCH_FILTER_BLOCK);
     }
 }
 
 /// Stop trapping now: a store, no system call. The thread's next calls run; [`disarm`]
 /// then tears strict mode down (its calls are the first untrapped ones).
 pub fn stop_trapping() {
-    SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::Release));
+    set_selector(SYSCALL_DISPATCH_FILTER_ALLOW);
     MODE.set(NONE);
 }
 
@@ -262,7 +262,7 @@ pub fn stop_trapping() {
 /// guard) call it themselves.
 pub fn disarm() {
     SLOT.set(std::ptr::null());
-    SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::Release));
+    set_selector(SYSCALL_DISPATCH_FILTER_ALLOW);
     MODE.set(NONE);
     let fd = PERF_FD.replace(-1);
     if fd >= 0 {
@@ -312,6 +312,17 @@ fn sigreturn_trampoline() -> Option<usize> {
     // nine bytes are read.
     let code = unsafe { std::slice::from_raw_parts(at as *const u8, TRAMPOLINE.len()) };
     (code == TRAMPOLINE).then_some(at)
+}
+
+/// Set the calling thread's selector (a store the kernel reads on each system call).
+#[inline(always)]
+fn set_selector(v: u8) {
+    SELECTOR.with(|s| s.store(v, Ordering::Release));
+}
+
+/// Whether the calling thread's system calls trap now.
+fn strict_now() -> bool {
+    SELECTOR.with(|s| s.load(Ordering::Acquire)) == SYSCALL_DISPATCH_FILTER_BLOCK
 }
 
 /// Give the SIGSYS handler the thread's slot (re-quiet mode waits on it).
@@ -480,7 +491,7 @@ fn raw_syscall(nr: i64, a: [i64; 6]) -> i64 {
 extern "C" fn on_sigsys(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // Strictness off before anything else: every call below (and the return from this
     // handler, rt_sigreturn) must run.
-    SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::Release));
+    set_selector(SYSCALL_DISPATCH_FILTER_ALLOW);
     // SAFETY: the kernel passes a valid siginfo and ucontext to an SA_SIGINFO handler.
     let code = unsafe { (*info).si_code };
     let mode = MODE.get();
@@ -507,7 +518,7 @@ extern "C" fn on_sigsys(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     if mode == REQUIET {
         gregs[libc::REG_RAX as usize] = raw_syscall(nr, args);
         requiet();
-        SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_BLOCK, Ordering::Release));
+        set_selector(SYSCALL_DISPATCH_FILTER_BLOCK);
         return;
     }
     let v = Violation {
@@ -532,14 +543,13 @@ extern "C" fn on_sigtrap(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
         chain(&PREVIOUS_TRAP, sig, info, ctx);
         return;
     }
-    if mode == NONE || SELECTOR.with(|s| s.load(Ordering::Acquire)) != SYSCALL_DISPATCH_FILTER_BLOCK
-    {
+    if mode == NONE || !strict_now() {
         // Our event, but not while strict: before strict mode began (enter still
         // waiting), or after it ended (a fault in isol's own handlers, held back until
         // they returned). Not the program's doing.
         return;
     }
-    SELECTOR.with(|s| s.store(SYSCALL_DISPATCH_FILTER_ALLOW, Ordering::Release));
+    set_selector(SYSCALL_DISPATCH_FILTER_ALLOW);
     // SAFETY: as above.
     let gregs = unsafe { &(*(ctx as *mut libc::ucontext_t)).uc_mcontext.gregs };
     let v = Violation {
@@ -608,6 +618,9 @@ fn act(mode: u8, v: Violation) {
             libc::SYS_ioctl,
             [fd as i64, PERF_EVENT_IOC_DISABLE as i64, 0, 0, 0, 0],
         );
+    }
+    if mode == REPORT {
+        return;
     }
     let pid = raw_syscall(libc::SYS_getpid, [0; 6]);
     let tid = raw_syscall(libc::SYS_gettid, [0; 6]);
