@@ -16,6 +16,8 @@ use clap::{Parser, Subcommand};
 pub const EXIT_USAGE: u8 = 64;
 /// Exit code when something failed at run time (an unreadable snapshot, a write error).
 pub const EXIT_FAILURE: u8 = 70;
+/// Exit code when the command needs root, as in sysexits.h.
+pub const EXIT_NOPERM: u8 = 77;
 
 /// Task isolation for Linux: check a machine, and run latency-critical threads undisturbed.
 #[derive(Parser)]
@@ -39,6 +41,12 @@ enum Command {
     Watch(cmd::watch::Args),
     /// OS noise of CPUs at nanosecond resolution, each gap attributed to its cause.
     Noise(cmd::noise::Args),
+    /// Move the kernel's work off CPUs now, journaling every old value (undo: restore).
+    Apply(cmd::apply::ApplyArgs),
+    /// Put back every value the last apply changed.
+    Restore(cmd::apply::RestoreArgs),
+    /// The kernel boot parameters that isolate CPUs, with the reason for each.
+    Cmdline(cmd::apply::CmdlineArgs),
 }
 
 /// An error for the user: one line, and the exit code that goes with it.
@@ -90,6 +98,9 @@ fn main() -> ExitCode {
         Command::Snapshot(args) => cmd::snapshot::run(&root.sys, args),
         Command::Watch(args) => cmd::watch::run(&root.sys, args),
         Command::Noise(args) => cmd::noise::run(&root.sys, args),
+        Command::Apply(args) => cmd::apply::apply(&root, args),
+        Command::Restore(args) => cmd::apply::restore(&root, args),
+        Command::Cmdline(args) => cmd::apply::cmdline(&root.sys, args),
     });
     match result {
         Ok(code) => ExitCode::from(code),

@@ -10,6 +10,9 @@ use crate::Failure;
 /// An opened root, keeping any temporary extraction alive.
 pub struct Root {
     pub sys: SysRoot,
+    /// The captured directory given with `--root` (not an extracted archive), where
+    /// `apply` and `restore` may rehearse on a copy of a machine.
+    pub dir: Option<std::path::PathBuf>,
     _extracted: Option<tempfile::TempDir>,
 }
 
@@ -17,6 +20,7 @@ pub fn open(root: Option<&Path>) -> Result<Root, Failure> {
     let Some(path) = root else {
         return Ok(Root {
             sys: SysRoot::live(),
+            dir: None,
             _extracted: None,
         });
     };
@@ -30,6 +34,7 @@ pub fn open(root: Option<&Path>) -> Result<Root, Failure> {
         if std::fs::canonicalize(path).is_ok_and(|p| p == Path::new("/")) {
             return Ok(Root {
                 sys: SysRoot::live(),
+                dir: None,
                 _extracted: None,
             });
         }
@@ -38,6 +43,7 @@ pub fn open(root: Option<&Path>) -> Result<Root, Failure> {
             .map_err(|e| Failure::usage(format!("--root: {e}")))?;
         return Ok(Root {
             sys: SysRoot::at(path),
+            dir: Some(path.to_path_buf()),
             _extracted: None,
         });
     }
@@ -62,6 +68,7 @@ pub fn open(root: Option<&Path>) -> Result<Root, Failure> {
     )?;
     Ok(Root {
         sys: SysRoot::at(tmp.path()),
+        dir: None,
         _extracted: Some(tmp),
     })
 }

@@ -107,6 +107,7 @@
 
 #![warn(missing_docs)]
 
+pub mod apply;
 pub mod check;
 pub mod confine;
 pub mod cpus;

@@ -46,13 +46,7 @@ pub fn is_root() -> bool {
 /// Restrict the calling thread to `cpus`. The watch engine pins itself to the
 /// housekeeping CPUs with it, so that it never runs on a CPU it watches.
 pub fn pin_current_thread(cpus: &CpuSet) -> io::Result<()> {
-    let mut set = rustix::thread::CpuSet::new();
-    for c in cpus.iter() {
-        if (c as usize) < rustix::thread::CpuSet::MAX_CPU {
-            set.set(c as usize);
-        }
-    }
-    rustix::thread::sched_setaffinity(None, &set).map_err(io::Error::from)
+    rustix::thread::sched_setaffinity(None, &to_rustix(cpus)).map_err(io::Error::from)
 }
 
 /// The CPUs the calling thread may run on.
@@ -62,6 +56,36 @@ pub(crate) fn affinity() -> io::Result<CpuSet> {
         .filter(|&c| set.is_set(c))
         .map(|c| c as u32)
         .collect())
+}
+
+fn to_rustix(cpus: &CpuSet) -> rustix::thread::CpuSet {
+    let mut set = rustix::thread::CpuSet::new();
+    for c in cpus.iter() {
+        if (c as usize) < rustix::thread::CpuSet::MAX_CPU {
+            set.set(c as usize);
+        }
+    }
+    set
+}
+
+fn thread_pid(tid: u32) -> io::Result<rustix::process::Pid> {
+    rustix::process::Pid::from_raw(tid as i32)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))
+}
+
+/// The CPUs thread `tid` (any process) may run on.
+pub(crate) fn affinity_of(tid: u32) -> io::Result<CpuSet> {
+    let set = rustix::thread::sched_getaffinity(Some(thread_pid(tid)?)).map_err(io::Error::from)?;
+    Ok((0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&c| set.is_set(c))
+        .map(|c| c as u32)
+        .collect())
+}
+
+/// Restrict thread `tid` (any process) to `cpus`.
+pub(crate) fn set_affinity_of(tid: u32, cpus: &CpuSet) -> io::Result<()> {
+    rustix::thread::sched_setaffinity(Some(thread_pid(tid)?), &to_rustix(cpus))
+        .map_err(io::Error::from)
 }
 
 /// A thread's scheduling policy and priority, as `sched_getscheduler`/`sched_getparam`

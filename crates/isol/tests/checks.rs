@@ -122,6 +122,12 @@ fn cases() -> Vec<Case> {
         },
         Case { id: "boot.tsc_reliable", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "clocksource watchdog" },
         Case {
+            id: "boot.rcu_normal",
+            pass: plain(LAB, &[("/sys/module/rcupdate/parameters/rcu_normal_after_boot", Some("Y\n"))]),
+            not: plain(LAB, &[]),
+            says: "expedited RCU grace periods stay on",
+        },
+        Case {
             id: "cpu.online",
             pass: plain(LAB, &[]),
             not: (LAB, &[("/sys/devices/system/cpu/online", Some("0\n"))], Given::Raw { cpus: "1", housekeeping: "0" }),
@@ -167,6 +173,12 @@ fn cases() -> Vec<Case> {
         Case { id: "irq.managed", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "kernel-managed" },
         Case { id: "irq.default_affinity", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "new IRQs may be delivered" },
         Case {
+            id: "irq.rps",
+            pass: plain(LAB, &[("/sys/class/net/eth0/queues/rx-0/rps_cpus", Some("1\n"))]),
+            not: plain(LAB, &[("/sys/class/net/eth0/queues/rx-0/rps_cpus", Some("2\n"))]),
+            says: "RPS steers received packets to target CPUs: eth0 rx-0",
+        },
+        Case {
             id: "tasks.kthreads",
             pass: plain(LAB, &[
                 ("/proc/42/task/42/status", Some("Name:\tkcompactd0\nCpus_allowed:\t1\nCpus_allowed_list:\t0\n")),
@@ -200,6 +212,15 @@ fn cases() -> Vec<Case> {
             pass: plain(LAB, &[("/sys/devices/virtual/workqueue/writeback/cpumask", Some("1\n"))]),
             not: plain(LAB, &[]),
             says: "writeback work may run on CPUs 1",
+        },
+        Case {
+            id: "services.workqueue_sysfs",
+            pass: plain(LAB, &[("/sys/devices/virtual/workqueue/blkcg_punt_bio/cpumask", Some("3\n"))]),
+            not: plain(LAB, &[
+                ("/sys/devices/virtual/workqueue/blkcg_punt_bio/cpumask", Some("3\n")),
+                ("/sys/devices/virtual/workqueue/cpumask", Some("3\n")),
+            ]),
+            says: "workqueues may run work on target CPUs: blkcg_punt_bio",
         },
         Case { id: "services.watchdog_cpumask", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "lockup watchdog" },
         Case {
@@ -392,4 +413,25 @@ fn reports_on_both_fixtures_are_golden() {
             "{fixture}: the report changed; if on purpose, ISOL_BLESS=1"
         );
     }
+}
+
+/// A nohz_full CPU whose tick device is armed is a finding naming what the model shows:
+/// never ok.
+#[test]
+fn a_nohz_full_cpu_whose_tick_runs_is_a_warning_with_its_dependency() {
+    let text = std::fs::read_to_string(fixtures().join(LAB).join("proc/timer_list")).unwrap();
+    let at = text.find("Per CPU device: 1").unwrap();
+    let (head, tail) = text.split_at(at);
+    let ticking = format!(
+        "{head}{}",
+        tail.replacen("next_event:     9223372036854775807 nsecs", "next_event:     5000000000 nsecs", 1)
+    );
+    assert_ne!(ticking, text);
+    let ticking: &'static str = Box::leak(ticking.into_boxed_str());
+    let edits: &'static [Edit] = Box::leak(Box::new([("/proc/timer_list", Some(ticking))]));
+    let f = finding(LAB, edits, Given::Chosen, "timers.tick");
+    assert_eq!(f.severity, Severity::Warn, "{}", f.summary);
+    assert!(f.summary.contains("nohz_full CPU 1 is armed"), "{}", f.summary);
+    assert!(f.summary.contains("cpu1"), "names the CPU and why: {}", f.summary);
+    assert!(f.fix.is_some());
 }

@@ -213,4 +213,46 @@ impl Ctx<'_> {
             )
         }
     }
+
+    /// Expedited RCU grace periods IPI every CPU that is in the kernel; after boot the
+    /// kernel can use normal grace periods only (forced on PREEMPT_RT).
+    pub(super) fn rcu_normal(&self) -> Finding {
+        let path = "/sys/module/rcupdate/parameters/rcu_normal_after_boot";
+        let (on, e) = match &self.m.rcu_normal_after_boot {
+            Fact::Known(v) => (*v, ev(path, if *v { "Y" } else { "N" })),
+            f if f.is_absent() => {
+                let Some(c) = self.m.cmdline.as_ref() else {
+                    return self.unknown("rcu_normal_after_boot", &self.m.cmdline);
+                };
+                let v = c.get("rcupdate.rcu_normal_after_boot").flatten();
+                let on = matches!(v, Some("1") | Some("Y") | Some("y"));
+                (
+                    on,
+                    ev(
+                        "/proc/cmdline",
+                        v.map_or("no rcupdate.rcu_normal_after_boot=".into(), |v| {
+                            format!("rcupdate.rcu_normal_after_boot={v}")
+                        }),
+                    ),
+                )
+            }
+            f => return self.unknown("rcu_normal_after_boot", f),
+        };
+        if on {
+            self.finding(
+                Severity::Ok,
+                "RCU uses normal grace periods after boot: no expedited-grace-period IPIs",
+                vec![e],
+                None,
+            )
+        } else {
+            self.finding(
+                Severity::Warn,
+                "expedited RCU grace periods stay on after boot: each sends an IPI to every \
+                 CPU that is in the kernel",
+                vec![e],
+                fix(FixKind::Boot, "rcupdate.rcu_normal_after_boot=1"),
+            )
+        }
+    }
 }

@@ -134,4 +134,57 @@ impl Ctx<'_> {
             )
         }
     }
+
+    /// Receive packet steering hands packets to the CPUs of each queue's `rps_cpus`.
+    pub(super) fn rps(&self) -> Finding {
+        let masks = match &self.m.rps {
+            Fact::Known(m) => m,
+            f if f.is_absent() => {
+                return self.finding(
+                    Severity::Ok,
+                    "no network device: nothing steers packets",
+                    vec![ev("/sys/class/net", "absent")],
+                    None,
+                )
+            }
+            f => return self.unknown("RPS masks", f),
+        };
+        let hits: Vec<(&String, &CpuSet)> = masks
+            .iter()
+            .filter(|(_, m)| m.intersects(self.target()))
+            .collect();
+        if hits.is_empty() {
+            return self.finding(
+                Severity::Ok,
+                format!(
+                    "no RPS mask of {} receive queues includes a target CPU",
+                    masks.len()
+                ),
+                masks
+                    .iter()
+                    .take(8)
+                    .map(|(p, m)| ev(p.as_str(), cpus(m)))
+                    .collect(),
+                None,
+            );
+        }
+        let names: Vec<String> = hits
+            .iter()
+            .map(|(p, m)| {
+                let q = p
+                    .trim_start_matches("/sys/class/net/")
+                    .replace("/queues/", " ");
+                format!("{} -> CPU {}", q.trim_end_matches("/rps_cpus"), cpus(m))
+            })
+            .collect();
+        self.finding(
+            Severity::Warn,
+            format!("RPS steers received packets to target CPUs: {}", some_of(&names, 4)),
+            hits.iter().map(|(p, m)| ev(p.as_str(), cpus(m))).collect(),
+            fix(
+                FixKind::Runtime,
+                "echo 0 (or a housekeeping mask) > /sys/class/net/DEV/queues/rx-N/rps_cpus (isol apply does it)",
+            ),
+        )
+    }
 }

@@ -241,6 +241,11 @@ pub(crate) const CHECKS: &[Check] = &[
         run: |c| c.tsc_reliable(),
     },
     Check {
+        id: "boot.rcu_normal",
+        area: Area::Boot,
+        run: |c| c.rcu_normal(),
+    },
+    Check {
         id: "cpu.online",
         area: Area::Cpu,
         run: |c| c.online(),
@@ -296,6 +301,11 @@ pub(crate) const CHECKS: &[Check] = &[
         run: |c| c.default_irq_affinity(),
     },
     Check {
+        id: "irq.rps",
+        area: Area::Irq,
+        run: |c| c.rps(),
+    },
+    Check {
         id: "tasks.kthreads",
         area: Area::Tasks,
         run: |c| c.kthreads(),
@@ -329,6 +339,11 @@ pub(crate) const CHECKS: &[Check] = &[
         id: "services.writeback",
         area: Area::Services,
         run: |c| c.writeback(),
+    },
+    Check {
+        id: "services.workqueue_sysfs",
+        area: Area::Services,
+        run: |c| c.workqueue_sysfs(),
     },
     Check {
         id: "services.watchdog_cpumask",

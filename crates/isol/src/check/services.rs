@@ -35,6 +35,62 @@ impl Ctx<'_> {
         )
     }
 
+    /// Every other `WQ_SYSFS` workqueue. Its work runs on its mask within the global
+    /// unbound mask, so only CPUs in both count.
+    pub(super) fn workqueue_sysfs(&self) -> Finding {
+        const WQ: &str = "/sys/devices/virtual/workqueue";
+        let global = self.m.workqueue.cpumask.as_ref();
+        let mut hits = Vec::new();
+        let mut e = Vec::new();
+        for (name, mask) in self
+            .m
+            .workqueue
+            .queues
+            .iter()
+            .filter(|(n, _)| *n != "writeback")
+        {
+            let Some(mask) = mask.as_ref() else { continue };
+            let effective = global.map_or(mask.clone(), |g| mask.intersection(g));
+            e.push(ev(format!("{WQ}/{name}/cpumask"), cpus(mask)));
+            if effective.intersects(self.target()) {
+                hits.push(format!(
+                    "{name} (CPU {})",
+                    cpus(&effective.intersection(self.target()))
+                ));
+            }
+        }
+        if let Some(g) = global {
+            e.push(ev(format!("{WQ}/cpumask"), cpus(g)));
+        }
+        if hits.is_empty() {
+            self.finding(
+                Severity::Ok,
+                format!(
+                    "no other steerable workqueue ({}) runs work on the target",
+                    self.m.workqueue.queues.len().saturating_sub(1)
+                ),
+                e,
+                None,
+            )
+        } else {
+            self.finding(
+                Severity::Warn,
+                format!(
+                    "workqueues may run work on target CPUs: {}",
+                    some_of(&hits, 4)
+                ),
+                e,
+                fix(
+                    FixKind::Runtime,
+                    format!(
+                        "echo {} > {WQ}/NAME/cpumask for each (isol apply does it)",
+                        self.housekeeping_mask()
+                    ),
+                ),
+            )
+        }
+    }
+
     pub(super) fn writeback(&self) -> Finding {
         self.mask_check(
             "writeback work",
@@ -172,10 +228,25 @@ impl Ctx<'_> {
             }
             return self.unknown("transparent huge pages", &self.m.mm.thp_enabled);
         };
-        let e = vec![ev(
+        let mut e = vec![ev(
             "/sys/kernel/mm/transparent_hugepage/enabled",
             mode.clone(),
         )];
+        let defrag = self.m.mm.thp_defrag.as_ref();
+        if let Some(d) = defrag {
+            e.push(ev("/sys/kernel/mm/transparent_hugepage/defrag", d.clone()));
+        }
+        if mode != "never" && defrag.is_some_and(|d| d == "always") {
+            return self.finding(
+                Severity::Warn,
+                "THP defrag is always: a fault that wants a huge page stalls in direct compaction",
+                e,
+                fix(
+                    FixKind::Runtime,
+                    "echo madvise > /sys/kernel/mm/transparent_hugepage/defrag",
+                ),
+            );
+        }
         if mode == "always" {
             self.finding(
                 Severity::Warn,

@@ -93,7 +93,41 @@ impl Ctx<'_> {
                 fix(FixKind::Boot, self.boot_line()),
             )
         } else {
-            self.finding(Severity::Ok, format!("the tick device is armed on CPUs {}; nohz_full stops it once a single task runs there", ticking.iter().map(u32::to_string).collect::<Vec<_>>().join(",")), e, None)
+            let why: Vec<String> = ticking.iter().map(|&c| self.tick_dependency(c)).collect();
+            self.finding(
+                Severity::Warn,
+                format!("the tick device of nohz_full CPU {} is armed: {}", ticking.iter().map(u32::to_string).collect::<Vec<_>>().join(","), why.join("; ")),
+                e,
+                fix(FixKind::Runtime, "leave one task on each isolated CPU (isol apply moves the others) and end what keeps the tick; `isol watch` names the dependency at each tick_stop"),
+            )
+        }
+    }
+
+    /// What keeps the tick of a nohz_full CPU armed, as far as the model shows: more than
+    /// one runnable task (SCHED), one task with a dependency, or a pending timer.
+    fn tick_dependency(&self, cpu: u32) -> String {
+        let runnable: Vec<String> = self
+            .m
+            .threads
+            .as_ref()
+            .map(|ts| {
+                ts.iter()
+                    .filter(|t| t.state == 'R' && t.last_cpu == cpu)
+                    .map(|t| format!("{}/{}", t.comm, t.tid))
+                    .collect()
+            })
+            .unwrap_or_default();
+        match runnable.len() {
+            0 => format!("cpu{cpu} is idle with a timer pending (timers.armed lists them)"),
+            1 => format!(
+                "one task runs on cpu{cpu} ({}) and the tick still runs: a dependency \
+                 (POSIX_TIMER, PERF_EVENTS, RCU, the fair server) or a timer",
+                runnable[0]
+            ),
+            n => format!(
+                "SCHED: {n} runnable tasks on cpu{cpu} ({})",
+                some_of(&runnable, 3)
+            ),
         }
     }
 }

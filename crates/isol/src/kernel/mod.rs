@@ -293,6 +293,9 @@ pub struct Workqueue {
     pub isolated: Fact<CpuSet>,
     /// The `writeback` workqueue's own mask.
     pub writeback: Fact<CpuSet>,
+    /// Every workqueue userspace may steer (`WQ_SYSFS`: a directory with a `cpumask`),
+    /// writeback included, by name.
+    pub queues: BTreeMap<String, Fact<CpuSet>>,
 }
 
 /// The (major, minor) version of a kernel release (`6.12.117+deb12-cloud-amd64` ->
@@ -352,6 +355,11 @@ pub struct KernelModel {
     /// The fair deadline server's runtime per online CPU, in ns (debugfs
     /// `sched/fair_server/cpuN/runtime`, kernels 6.8 and later; 0 means off).
     pub fair_server: BTreeMap<u32, Fact<u64>>,
+    /// Receive packet steering: each `rps_cpus` mask under `/sys/class/net`, by path
+    /// (absent without network devices).
+    pub rps: Fact<BTreeMap<String, CpuSet>>,
+    /// `rcupdate.rcu_normal_after_boot` as the running kernel has it.
+    pub rcu_normal_after_boot: Fact<bool>,
 }
 
 impl KernelModel {
@@ -401,7 +409,27 @@ impl KernelModel {
                 requested: Fact::mask(root, &format!("{wq}/cpumask_requested")),
                 isolated: Fact::mask(root, &format!("{wq}/cpumask_isolated")),
                 writeback: Fact::mask(root, &format!("{wq}/writeback/cpumask")),
+                queues: root
+                    .list(wq)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|n| root.exists(&format!("{wq}/{n}/cpumask")))
+                    .map(|n| {
+                        let mask = Fact::mask(root, &format!("{wq}/{n}/cpumask"));
+                        (n, mask)
+                    })
+                    .collect(),
             },
+            rps: load_rps(root),
+            rcu_normal_after_boot: Fact::read(
+                root,
+                "/sys/module/rcupdate/parameters/rcu_normal_after_boot",
+                |s| match s.trim() {
+                    "Y" | "1" => Ok(true),
+                    "N" | "0" => Ok(false),
+                    other => Err(format!("not Y or N: {other:?}")),
+                },
+            ),
             cgroup_mounts,
             cpusets,
             sysctls: Sysctls::load(root),
@@ -623,6 +651,26 @@ fn load_irqs(root: &SysRoot) -> Fact<BTreeMap<u32, IrqAffinity>> {
                     .collect(),
             },
         );
+    }
+    Fact::Known(out)
+}
+
+fn load_rps(root: &SysRoot) -> Fact<BTreeMap<String, CpuSet>> {
+    let devs = match root.list("/sys/class/net") {
+        Ok(d) => d,
+        Err(e) => return Fact::from_error(&e),
+    };
+    let mut out = BTreeMap::new();
+    for dev in devs {
+        let queues = root
+            .list(&format!("/sys/class/net/{dev}/queues"))
+            .unwrap_or_default();
+        for q in queues.iter().filter(|q| q.starts_with("rx-")) {
+            let path = format!("/sys/class/net/{dev}/queues/{q}/rps_cpus");
+            if let Fact::Known(mask) = Fact::mask(root, &path) {
+                out.insert(path, mask);
+            }
+        }
     }
     Fact::Known(out)
 }

@@ -1,0 +1,214 @@
+//! Host tier: `isol apply --cpus 1` then `isol restore` on this machine's real kernel. Every
+//! file and thread affinity apply changes is back as it was, and apply changed nothing its
+//! plan did not list. In its own test binary: the threads of this process are moved too.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{is_root, isol, json};
+
+/// Settings files apply may touch, and their neighbours it must not: every file of these
+/// directories, with its text.
+fn settings() -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut add = |path: String| {
+        if let Ok(t) = std::fs::read_to_string(&path) {
+            out.insert(path, t);
+        }
+    };
+    for dir in [
+        "/proc/sys/kernel",
+        "/proc/sys/vm",
+        "/sys/kernel/mm/transparent_hugepage",
+        "/sys/kernel/mm/ksm",
+        "/sys/devices/virtual/workqueue",
+    ] {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_file() {
+                add(p.to_string_lossy().into_owned());
+            } else if p.join("cpumask").is_file() {
+                add(p.join("cpumask").to_string_lossy().into_owned());
+            }
+        }
+    }
+    for e in std::fs::read_dir("/proc/irq").unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            add(p.join("smp_affinity_list").to_string_lossy().into_owned());
+        } else {
+            add(p.to_string_lossy().into_owned());
+        }
+    }
+    for cpu in std::fs::read_dir("/sys/devices/system/cpu")
+        .unwrap()
+        .flatten()
+    {
+        let p = cpu.path();
+        add(p
+            .join("cpufreq/scaling_governor")
+            .to_string_lossy()
+            .into_owned());
+        for s in std::fs::read_dir(p.join("cpuidle"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            add(s.path().join("disable").to_string_lossy().into_owned());
+        }
+    }
+    // Counters and random values change on their own; cpumask_requested reads back what
+    // was written to cpumask.
+    out.retain(|p, _| {
+        ![
+            "/random/",
+            "/ns_last_pid",
+            "/tainted",
+            "/nr_",
+            "/stat_refresh",
+            "/drop_caches",
+            "/compact_memory",
+            "pages_",
+            "full_scans",
+            "stable_node",
+            "/ksm/general_profit",
+            "cpumask_requested",
+        ]
+        .iter()
+        .any(|x| p.contains(x))
+    });
+    out
+}
+
+/// Every thread: (pid, tid, start time) -> Cpus_allowed_list.
+fn affinities() -> BTreeMap<(u32, u32, u64), String> {
+    let mut out = BTreeMap::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        for t in std::fs::read_dir(p.path().join("task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Ok(tid) = t.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let (Ok(stat), Ok(status)) = (
+                std::fs::read_to_string(t.path().join("stat")),
+                std::fs::read_to_string(t.path().join("status")),
+            ) else {
+                continue;
+            };
+            let start: u64 = stat[stat.rfind(')').unwrap() + 1..]
+                .split_whitespace()
+                .nth(19)
+                .unwrap()
+                .parse()
+                .unwrap();
+            if let Some(l) = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")) {
+                out.insert(
+                    (pid, tid, start),
+                    l.split_whitespace().nth(1).unwrap().to_string(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn apply_and_restore_on_cpu_1_leave_every_setting_as_it_was() {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    if !is_root() || online.trim() == "0" {
+        eprintln!(
+            "skipped: needs root and two online CPUs (online: {})",
+            online.trim()
+        );
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("isol");
+    let state_arg = state_dir.to_str().unwrap();
+    let files_before = settings();
+    let threads_before = affinities();
+
+    let out = isol()
+        .args(["apply", "--cpus", "1", "--json", "--state-dir", state_arg])
+        .output()
+        .unwrap();
+    let undo = || {
+        isol()
+            .args(["restore", "--state-dir", state_arg])
+            .output()
+            .unwrap()
+    };
+    if out.status.code() != Some(0) {
+        undo();
+        panic!("apply failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let applied = json(&out.stdout);
+    let files_applied = settings();
+    let threads_applied = affinities();
+    let listed: Vec<String> = applied["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["setting"]["kind"] == "file")
+        .map(|c| c["setting"]["path"].as_str().unwrap().to_string())
+        .collect();
+    let restored = undo();
+
+    // apply changed only what its plan lists, and changed something.
+    let changed: Vec<&String> = files_before
+        .iter()
+        .filter(|(p, t)| files_applied.get(*p) != Some(*t))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(!changed.is_empty(), "apply changed no file");
+    for p in &changed {
+        assert!(
+            listed.contains(p),
+            "apply changed {p}, which its plan does not list"
+        );
+    }
+    let moved = threads_before
+        .iter()
+        .filter(|(k, v)| threads_applied.get(*k).is_some_and(|a| a != *v))
+        .count();
+    assert!(moved > 0, "apply moved no thread");
+    for (k, v) in &threads_applied {
+        if threads_before.get(k).is_some_and(|b| b != v) {
+            let now = isol::CpuSet::parse_list(v).unwrap();
+            assert!(
+                !now.contains(1),
+                "thread {k:?} was moved but may still run on CPU 1: {v}"
+            );
+        }
+    }
+
+    // restore put back every byte and every affinity.
+    assert_eq!(
+        restored.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&restored.stdout),
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let files_after = settings();
+    for (p, t) in &files_before {
+        assert_eq!(files_after.get(p), Some(t), "{p} after restore");
+    }
+    let threads_after = affinities();
+    for (k, v) in &threads_before {
+        if let Some(now) = threads_after.get(k) {
+            assert_eq!(now, v, "affinity of thread {k:?} after restore");
+        }
+    }
+    assert!(
+        !state_dir.join("journal").exists(),
+        "the journal is gone after a full restore"
+    );
+}
