@@ -160,7 +160,10 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Fill `cfg` with the defaults: the thread's one CPU, no pin, spin, 1 s, mlock on.
+ * Fill `cfg` with the defaults (the thread's one CPU, no pin, spin, 1 s, mlock on), then
+ * with what `isol run` asks for in the environment: `ISOL_CPU`, `ISOL_FIFO`, `ISOL_STRICT`
+ * and `ISOL_REPORT_FD`. A malformed variable makes the next `isol_enter` fail with
+ * `-EINVAL`, naming it.
  *
  * # Safety
  * `cfg` must point to writable memory for one `struct isol_config`.

@@ -126,7 +126,13 @@ fn guarded(f: impl FnOnce() -> i32) -> i32 {
     }
 }
 
-/// Fill `cfg` with the defaults: the thread's one CPU, no pin, spin, 1 s, mlock on.
+/// A malformed `ISOL_*` variable seen by `isol_config_init`: `isol_enter` refuses with it.
+static ENV_ERROR: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Fill `cfg` with the defaults (the thread's one CPU, no pin, spin, 1 s, mlock on), then
+/// with what `isol run` asks for in the environment: `ISOL_CPU`, `ISOL_FIFO`, `ISOL_STRICT`
+/// and `ISOL_REPORT_FD`. A malformed variable makes the next `isol_enter` fail with
+/// `-EINVAL`, naming it.
 ///
 /// # Safety
 /// `cfg` must point to writable memory for one `struct isol_config`.
@@ -135,21 +141,50 @@ pub unsafe extern "C" fn isol_config_init(cfg: *mut isol_config) {
     if cfg.is_null() {
         return;
     }
-    // SAFETY: non-null, and the caller promised it points to a writable isol_config.
-    unsafe {
-        cfg.write(isol_config {
-            cpu: -1,
-            pin: 0,
-            wait: ISOL_WAIT_SPIN,
-            timeout_ms: 0,
-            allow_ticking: 0,
-            fifo_priority: 0,
-            mlock: 1,
-            strict: ISOL_STRICT_OFF,
-            strict_signal: 0,
-            notify_signal: 0,
-        })
+    let mut c = isol_config {
+        cpu: -1,
+        pin: 0,
+        wait: ISOL_WAIT_SPIN,
+        timeout_ms: 0,
+        allow_ticking: 0,
+        fifo_priority: 0,
+        mlock: 1,
+        strict: ISOL_STRICT_OFF,
+        strict_signal: 0,
+        notify_signal: 0,
     };
+    let env = catch_unwind(isol_core::task::env::RunConfig::from_env)
+        .unwrap_or_else(|_| Ok(Default::default()));
+    let mut error = ENV_ERROR.lock().unwrap_or_else(|p| p.into_inner());
+    match env {
+        Ok(run) => {
+            *error = None;
+            if let Some(cpu) = run.cpu {
+                c.cpu = cpu as i32;
+            }
+            if let Some(p) = run.fifo {
+                c.fifo_priority = p;
+            }
+            match run.strict {
+                None => {}
+                Some(Strict::Kill) => c.strict = ISOL_STRICT_KILL,
+                Some(Strict::Report) => c.strict = ISOL_STRICT_REPORT,
+                Some(Strict::Signal(n)) => {
+                    c.strict = ISOL_STRICT_SIGNAL;
+                    c.strict_signal = n;
+                }
+            }
+            if let Some(fd) = run.report_fd {
+                isol_core::task::strict::report_to(fd);
+            }
+            if run.allow_ticking {
+                c.allow_ticking = 1;
+            }
+        }
+        Err(e) => *error = Some(e.to_string()),
+    }
+    // SAFETY: non-null, and the caller promised it points to a writable isol_config.
+    unsafe { cfg.write(c) };
 }
 
 /// Enter isolation on the calling thread. Returns 0, or a negative errno: `-EINVAL` (the
@@ -177,6 +212,10 @@ pub unsafe extern "C" fn isol_enter(cfg: *const isol_config) -> i32 {
         if GUARD.with(|g| g.borrow().is_some()) {
             set_error("this thread is already isolated; call isol_exit first");
             return -libc::EBUSY;
+        }
+        if let Some(e) = ENV_ERROR.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            set_error(&e);
+            return -libc::EINVAL;
         }
         let mut b = Isolation::builder()
             .wait(if cfg.wait == ISOL_WAIT_SLEEP {

@@ -47,6 +47,8 @@ enum Command {
     Restore(cmd::apply::RestoreArgs),
     /// The kernel boot parameters that isolate CPUs, with the reason for each.
     Cmdline(cmd::apply::CmdlineArgs),
+    /// Start a program on an isolated CPU (optionally applied and watched); exit with its status.
+    Run(cmd::run::Args),
 }
 
 /// An error for the user: one line, and the exit code that goes with it.
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => cmd::apply::apply(&root, args),
         Command::Restore(args) => cmd::apply::restore(&root, args),
         Command::Cmdline(args) => cmd::apply::cmdline(&root.sys, args),
+        Command::Run(args) => cmd::run::run(&root.sys, args),
     });
     match result {
         Ok(code) => ExitCode::from(code),

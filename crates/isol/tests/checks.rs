@@ -424,14 +424,26 @@ fn a_nohz_full_cpu_whose_tick_runs_is_a_warning_with_its_dependency() {
     let (head, tail) = text.split_at(at);
     let ticking = format!(
         "{head}{}",
-        tail.replacen("next_event:     9223372036854775807 nsecs", "next_event:     5000000000 nsecs", 1)
+        tail.replacen(
+            "next_event:     9223372036854775807 nsecs",
+            "next_event:     5000000000 nsecs",
+            1
+        )
     );
     assert_ne!(ticking, text);
     let ticking: &'static str = Box::leak(ticking.into_boxed_str());
     let edits: &'static [Edit] = Box::leak(Box::new([("/proc/timer_list", Some(ticking))]));
     let f = finding(LAB, edits, Given::Chosen, "timers.tick");
     assert_eq!(f.severity, Severity::Warn, "{}", f.summary);
-    assert!(f.summary.contains("nohz_full CPU 1 is armed"), "{}", f.summary);
-    assert!(f.summary.contains("cpu1"), "names the CPU and why: {}", f.summary);
+    assert!(
+        f.summary.contains("nohz_full CPU 1 is armed"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        f.summary.contains("cpu1"),
+        "names the CPU and why: {}",
+        f.summary
+    );
     assert!(f.fix.is_some());
 }

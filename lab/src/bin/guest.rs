@@ -876,6 +876,7 @@ fn main() {
         Some("spin") => spin(num(1) as u32, num(2), fifo),
         Some("irqsum") => irqsum(num(1) as u32),
         Some("isolate") => isolate(&args, fifo),
+        Some("under-run") => under_run(&args),
         Some("strict") => strict(&args),
         Some("notify") => notify(&args),
         Some("requiet") => requiet(&args),
@@ -894,9 +895,56 @@ fn main() {
     }
 }
 
+/// `under-run quiet|syscall SECS`: a program as `isol run` starts it. It enters isolation as
+/// the environment says (`Isolation::from_env`: the CPU, SCHED_FIFO, strict mode), spins
+/// SECS without a system call, then (`syscall`) makes one, leaves, and prints its report.
+/// A helper thread, moved to CPU 0 before the entry, ends the spin.
+fn under_run(args: &[String]) {
+    use isol::task::Isolation;
+    let (mode, secs): (String, f64) = (arg(args, 1), arg(args, 2));
+    let done = Arc::new(AtomicBool::new(false));
+    let timer = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            pin(0);
+            std::thread::sleep(Duration::from_secs_f64(secs));
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    // The helper has left this CPU before the entry waits for quiet.
+    std::thread::sleep(Duration::from_millis(50));
+    let builder = Isolation::from_env().unwrap_or_else(|e| {
+        eprintln!("under-run: {e}");
+        std::process::exit(2)
+    });
+    let guard = match builder.enter() {
+        Ok(g) => g,
+        Err(e) => {
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "error": e.to_string()})
+            );
+            std::process::exit(3)
+        }
+    };
+    while !done.load(Ordering::Relaxed) {
+        std::hint::spin_loop();
+    }
+    if mode == "syscall" {
+        // SAFETY: getppid takes no arguments (under strict kill, the process ends here).
+        unsafe { libc::getppid() };
+    }
+    let report = guard.exit();
+    timer.join().unwrap();
+    println!(
+        "{}",
+        serde_json::json!({"ok": true, "report": serde_json::to_value(&report).unwrap()})
+    );
+}
+
 fn usage() -> ! {
     eprintln!(
-        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS] | disturb CPU DELAY_MS WAKEUPS [--refresh] [--fifo] | isolate CPU SECS [OPTIONS]"
+        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS] | disturb CPU DELAY_MS WAKEUPS [--refresh] [--fifo] | isolate CPU SECS [OPTIONS] | under-run quiet|syscall SECS"
     );
     std::process::exit(64)
 }

@@ -3,5 +3,6 @@
 pub mod apply;
 pub mod check;
 pub mod noise;
+pub mod run;
 pub mod snapshot;
 pub mod watch;

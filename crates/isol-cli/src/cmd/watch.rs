@@ -234,12 +234,15 @@ fn replay_failure(e: TraceError) -> Failure {
     }
 }
 
-struct Output {
+/// How watch prints: lines or JSON, to standard output (or standard error, where another
+/// program owns standard output, as under `isol run`).
+pub(crate) struct Output {
     json: bool,
     lines: bool,
     nested: bool,
     cpus: CpuSet,
-    start: u64,
+    pub(crate) start: u64,
+    to_stderr: bool,
 }
 
 impl Output {
@@ -250,14 +253,31 @@ impl Output {
             nested: args.nested,
             cpus,
             start,
+            to_stderr: false,
+        }
+    }
+
+    /// Human lines on standard error, for `isol run --watch`.
+    pub(crate) fn on_stderr(cpus: CpuSet, start: u64) -> Output {
+        Output {
+            json: false,
+            lines: true,
+            nested: false,
+            cpus,
+            start,
+            to_stderr: true,
         }
     }
 
     fn emit(&mut self, text: &str) -> Result<(), Failure> {
+        if self.to_stderr {
+            eprintln!("{text}");
+            return Ok(());
+        }
         crate::output::println(text)
     }
 
-    fn header(
+    pub(crate) fn header(
         &mut self,
         notices: &[String],
         metrics: Option<std::net::SocketAddr>,
@@ -297,7 +317,7 @@ impl Output {
     }
 
     /// Print `records`, count them in `tally` and the metrics.
-    fn records(
+    pub(crate) fn records(
         &mut self,
         records: &[Record],
         metrics: Option<&Metrics>,
@@ -389,7 +409,7 @@ impl Output {
         line.trim_end().to_string()
     }
 
-    fn summary(&mut self, s: &Summary, stats: watch::Stats) -> Result<(), Failure> {
+    pub(crate) fn summary(&mut self, s: &Summary, stats: watch::Stats) -> Result<(), Failure> {
         if self.json {
             let v = serde_json::json!({"type": "summary", "summary": s, "engine": stats});
             return self.emit(&v.to_string());
@@ -453,6 +473,10 @@ impl Output {
                 String::new()
             }
         ));
+        if self.to_stderr {
+            eprint!("{out}");
+            return Ok(());
+        }
         crate::output::print(&out)
     }
 }

@@ -72,6 +72,7 @@
 //! patches code and sends one IPI to every CPU. Later enters and exits send none; the
 //! watcher lives until the process ends.
 
+pub mod env;
 mod error;
 mod guard;
 pub mod strict;
@@ -265,6 +266,34 @@ impl Isolation {
             notify: None,
             requiet: false,
         }
+    }
+
+    /// [`Isolation::builder`] configured from the environment `isol run` sets (see
+    /// [`env`]): the CPU, SCHED_FIFO, strict mode and where violations are reported.
+    /// Without those variables, the builder's defaults; a malformed one is an error
+    /// naming it.
+    pub fn from_env() -> Result<Isolation, IsolError> {
+        Ok(Isolation::builder().configured(&env::RunConfig::from_env()?))
+    }
+
+    /// Apply a [`env::RunConfig`] to this request.
+    pub fn configured(mut self, c: &env::RunConfig) -> Self {
+        if let Some(cpu) = c.cpu {
+            self = self.cpu(cpu);
+        }
+        if let Some(p) = c.fifo {
+            self = self.fifo(p);
+        }
+        if let Some(s) = c.strict {
+            self = self.strict(s);
+        }
+        if let Some(fd) = c.report_fd {
+            strict::report_to(fd);
+        }
+        if c.allow_ticking {
+            self = self.allow_ticking(true);
+        }
+        self
     }
 
     /// The CPU to isolate on. Default: the one CPU the thread is allowed to run on.

@@ -26,7 +26,7 @@
 
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -114,6 +114,14 @@ thread_local! {
 static PREVIOUS: Mutex<Option<libc::sigaction>> = Mutex::new(None);
 static PREVIOUS_TRAP: Mutex<Option<libc::sigaction>> = Mutex::new(None);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// Where violations are also written, one line each (`isol run` reads it), or -1.
+static REPORT_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Also write each violation, as the one line strict mode prints, to `fd` (best effort:
+/// a full pipe drops lines rather than block the thread).
+pub fn report_to(fd: i32) {
+    REPORT_FD.store(fd, Ordering::Relaxed);
+}
 
 /// Check a strict configuration before anything changes.
 pub(super) fn validate(s: Strict) -> Result<(), IsolError> {
@@ -619,36 +627,48 @@ fn act(mode: u8, v: Violation) {
             [fd as i64, PERF_EVENT_IOC_DISABLE as i64, 0, 0, 0, 0],
         );
     }
-    if mode == REPORT {
+    let report_fd = REPORT_FD.load(Ordering::Relaxed);
+    if mode == REPORT && report_fd < 0 {
         return;
     }
     let pid = raw_syscall(libc::SYS_getpid, [0; 6]);
     let tid = raw_syscall(libc::SYS_gettid, [0; 6]);
+    let mut line = Line {
+        buf: [0; 256],
+        len: 0,
+    };
+    let then = match mode {
+        KILL => "; killed",
+        SIGNAL => "; signalled",
+        _ => "; reported",
+    };
+    let _ = match v.kind {
+        ViolationKind::Syscall => writeln!(
+            line,
+            "isol: strict mode: thread {tid} made system call {} ({}) at {:#x} (called from {:#x}) while isolated on CPU {}{then}",
+            v.name.unwrap_or("?"),
+            v.syscall,
+            v.address,
+            v.caller,
+            v.cpu
+        ),
+        ViolationKind::PageFault => writeln!(
+            line,
+            "isol: strict mode: thread {tid} took a page fault at {:#x} (instruction {:#x}) while isolated on CPU {}{then}",
+            v.fault_address,
+            v.address,
+            v.cpu
+        ),
+    };
+    let ptr = line.buf.as_ptr() as i64;
+    if report_fd >= 0 {
+        raw_syscall(
+            libc::SYS_write,
+            [report_fd as i64, ptr, line.len as i64, 0, 0, 0],
+        );
+    }
     match mode {
         KILL => {
-            let mut line = Line {
-                buf: [0; 256],
-                len: 0,
-            };
-            let _ = match v.kind {
-                ViolationKind::Syscall => writeln!(
-                    line,
-                    "isol: strict mode: thread {tid} made system call {} ({}) at {:#x} (called from {:#x}) while isolated on CPU {}; killed",
-                    v.name.unwrap_or("?"),
-                    v.syscall,
-                    v.address,
-                    v.caller,
-                    v.cpu
-                ),
-                ViolationKind::PageFault => writeln!(
-                    line,
-                    "isol: strict mode: thread {tid} took a page fault at {:#x} (instruction {:#x}) while isolated on CPU {}; killed",
-                    v.fault_address,
-                    v.address,
-                    v.cpu
-                ),
-            };
-            let ptr = line.buf.as_ptr() as i64;
             raw_syscall(libc::SYS_write, [2, ptr, line.len as i64, 0, 0, 0]);
             raw_syscall(libc::SYS_kill, [pid, libc::SIGKILL as i64, 0, 0, 0, 0]);
         }
