@@ -24,7 +24,7 @@ fn lab_run() -> Option<&'static Run> {
             Scenario::new(
                 "quiet_watched",
                 format!(
-                    "{RT_OFF}isol run --cpu 1 --fifo 10 --watch -- isol-lab-guest under-run quiet 2; echo \"STATUS $?\""
+                    "{RT_OFF}isol run --cpu 1 --fifo 10 --watch -- isol-lab-guest under-run quiet 2; echo \"STATUS $?\"; dmesg | grep -iE 'clocksource|sched_clock|unstable' | sed 's/^/DMESG /'"
                 ),
             ),
             Scenario::new(

@@ -119,8 +119,12 @@ fn affinities() -> BTreeMap<(u32, u32, u64), String> {
     out
 }
 
+/// Tests here change the machine: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn apply_and_restore_on_cpu_1_leave_every_setting_as_it_was() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
     if !is_root() || online.trim() == "0" {
         eprintln!(
@@ -211,4 +215,99 @@ fn apply_and_restore_on_cpu_1_leave_every_setting_as_it_was() {
         !state_dir.join("journal").exists(),
         "the journal is gone after a full restore"
     );
+}
+
+/// `isol run --apply`: the program finds the setup applied, and it is undone when the
+/// program ends, also when isol run is stopped by SIGTERM.
+#[test]
+fn run_with_apply_restores_when_the_program_ends_or_isol_is_stopped() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    if !is_root() || online.trim() != "0-1" {
+        eprintln!(
+            "skipped: needs root and exactly CPUs 0-1 online (online: {})",
+            online.trim()
+        );
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("isol");
+    let state_arg = state_dir.to_str().unwrap();
+    let before = settings();
+    let out = isol()
+        .args([
+            "run",
+            "--apply",
+            "--cpu",
+            "1",
+            "--allow-ticking",
+            "--state-dir",
+            state_arg,
+            "--",
+        ])
+        .args([
+            "sh",
+            "-c",
+            "cat /sys/devices/virtual/workqueue/cpumask; grep Cpus_allowed_list: /proc/1/status",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let mask = lines.next().unwrap();
+    assert_eq!(
+        isol::CpuSet::parse_mask(mask).unwrap().to_list(),
+        "0",
+        "{text}"
+    );
+    assert_eq!(lines.next().unwrap(), "Cpus_allowed_list:\t0", "{text}");
+    let after = settings();
+    for (p, t) in &before {
+        assert_eq!(after.get(p), Some(t), "{p} after the program ended");
+    }
+    assert!(!state_dir.join("journal").exists());
+
+    // Stopped by SIGTERM while the program runs: the program is stopped, the setup undone.
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("isol"))
+        .args([
+            "run",
+            "--apply",
+            "--cpu",
+            "1",
+            "--allow-ticking",
+            "--state-dir",
+            state_arg,
+            "--",
+        ])
+        .args(["sleep", "30"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !state_dir.join("journal").exists() && t0.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: kill sends SIGTERM to the child just spawned, not yet waited for.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t0.elapsed().as_secs() < 20, "the program was not stopped");
+    let after = settings();
+    for (p, t) in &before {
+        assert_eq!(after.get(p), Some(t), "{p} after SIGTERM");
+    }
+    assert!(!state_dir.join("journal").exists());
 }

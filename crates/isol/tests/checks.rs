@@ -447,3 +447,26 @@ fn a_nohz_full_cpu_whose_tick_runs_is_a_warning_with_its_dependency() {
     );
     assert!(f.fix.is_some());
 }
+
+/// `nosoftlockup` with the NMI watchdog off leaves no lockup-watchdog timer: ok even where
+/// the watchdog mask covers the target; with the NMI watchdog on, still a warning.
+#[test]
+fn nosoftlockup_with_the_nmi_watchdog_off_is_no_watchdog() {
+    // Kernel parameters go before the `--` that starts init's arguments.
+    let cmdline = std::fs::read_to_string(fixtures().join(HOST).join("proc/cmdline")).unwrap();
+    let with: &'static str = Box::leak(
+        cmdline
+            .replacen(" -- ", " nosoftlockup -- ", 1)
+            .into_boxed_str(),
+    );
+    assert!(with.contains("nosoftlockup -- "));
+    let off: &'static [Edit] = Box::leak(Box::new([("/proc/cmdline", Some(with))]));
+    let f = finding(HOST, off, Given::Chosen, "services.watchdog_cpumask");
+    assert_eq!(f.severity, Severity::Ok, "{}", f.summary);
+    let nmi_on: &'static [Edit] = Box::leak(Box::new([
+        ("/proc/cmdline", Some(with)),
+        ("/proc/sys/kernel/nmi_watchdog", Some("1\n")),
+    ]));
+    let f = finding(HOST, nmi_on, Given::Chosen, "services.watchdog_cpumask");
+    assert_eq!(f.severity, Severity::Warn, "{}", f.summary);
+}

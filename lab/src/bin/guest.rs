@@ -898,17 +898,23 @@ fn main() {
 /// `under-run quiet|syscall SECS`: a program as `isol run` starts it. It enters isolation as
 /// the environment says (`Isolation::from_env`: the CPU, SCHED_FIFO, strict mode), spins
 /// SECS without a system call, then (`syscall`) makes one, leaves, and prints its report.
-/// A helper thread, moved to CPU 0 before the entry, ends the spin.
+/// A helper thread, moved to CPU 0 before the entry, ends the spin. It exits only after
+/// the isolation ends: a thread of the process exiting while another is isolated was seen
+/// to send that one an IPI (`call_function_single` from `on_each_cpu_cond_mask`).
 fn under_run(args: &[String]) {
     use isol::task::Isolation;
     let (mode, secs): (String, f64) = (arg(args, 1), arg(args, 2));
     let done = Arc::new(AtomicBool::new(false));
+    let released = Arc::new(AtomicBool::new(false));
     let timer = {
-        let done = done.clone();
+        let (done, released) = (done.clone(), released.clone());
         std::thread::spawn(move || {
             pin(0);
             std::thread::sleep(Duration::from_secs_f64(secs));
             done.store(true, Ordering::SeqCst);
+            while !released.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         })
     };
     // The helper has left this CPU before the entry waits for quiet.
@@ -935,6 +941,7 @@ fn under_run(args: &[String]) {
         unsafe { libc::getppid() };
     }
     let report = guard.exit();
+    released.store(true, Ordering::SeqCst);
     timer.join().unwrap();
     println!(
         "{}",

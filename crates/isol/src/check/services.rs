@@ -119,8 +119,14 @@ impl Ctx<'_> {
 
     pub(super) fn watchdog_cpumask(&self) -> Finding {
         let s = &self.m.sysctls;
+        // The hrtimer runs while either detector is on: `nosoftlockup` turns the soft one
+        // off, and with the NMI (hard) one off too, no timer is left.
+        let cmd = self.m.cmdline.as_ref();
+        let soft_off = cmd.is_some_and(|c| c.nosoftlockup);
+        let hard_off = s.nmi_watchdog.as_deref().is_none_or(|v| v == "0");
         let off = s.watchdog.as_deref() == Some("0")
-            || self.m.cmdline.as_ref().is_some_and(|c| c.nowatchdog);
+            || cmd.is_some_and(|c| c.nowatchdog)
+            || (soft_off && hard_off);
         let mask = s
             .watchdog_cpumask
             .as_deref()

@@ -269,7 +269,7 @@ impl Isolation {
     }
 
     /// [`Isolation::builder`] configured from the environment `isol run` sets (see
-    /// [`env`]): the CPU, SCHED_FIFO, strict mode and where violations are reported.
+    /// [`env`](mod@env)): the CPU, SCHED_FIFO, strict mode and where violations are reported.
     /// Without those variables, the builder's defaults; a malformed one is an error
     /// naming it.
     pub fn from_env() -> Result<Isolation, IsolError> {

@@ -31,6 +31,7 @@ pub(crate) const EVENTS: &[(&str, &str, Side)] = &[
     ("timer", "tick_stop", Side::Target),
     ("workqueue", "workqueue_execute_start", Side::Target),
     ("sched", "sched_switch", Side::Target),
+    ("sched", "sched_process_fork", Side::Target),
     ("nmi", "nmi_handler", Side::Target),
     ("raw_syscalls", "sys_enter", Side::Target),
     ("raw_syscalls", "sys_exit", Side::Target),
@@ -165,6 +166,11 @@ pub(crate) enum What {
         comm: [u8; 16],
         target_cpu: i32,
     },
+    /// A task (thread or process) created on a watched CPU.
+    Fork {
+        parent: i32,
+        child: i32,
+    },
     Stack(Vec<u64>),
     /// Not a kernel event: the page reader found lost events or a corrupt page.
     Lost {
@@ -289,6 +295,10 @@ enum Binding {
         comm: Loc,
         target: Loc,
     },
+    Fork {
+        parent: Loc,
+        child: Loc,
+    },
     Stack {
         size: Loc,
         caller: Loc,
@@ -399,6 +409,10 @@ impl Schema {
                     work: l("work")?,
                     function: l("function")?,
                     cpu: l("cpu")?,
+                },
+                "sched_process_fork" => Binding::Fork {
+                    parent: l("parent_pid")?,
+                    child: l("child_pid")?,
                 },
                 "sched_wakeup" => Binding::Wakeup {
                     pid: l("pid")?,
@@ -528,6 +542,10 @@ impl Schema {
                 pid: int(p, *pid)? as i32,
                 comm: comm(p, *c)?,
                 target_cpu: int(p, *target)? as i32,
+            },
+            Binding::Fork { parent, child } => What::Fork {
+                parent: int(p, *parent)? as i32,
+                child: int(p, *child)? as i32,
             },
             Binding::Stack { size, caller } => {
                 let n = int(p, *size)?.max(0) as usize;

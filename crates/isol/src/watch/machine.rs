@@ -269,6 +269,12 @@ impl Machine {
             } => self.switch(
                 cpu, e.ts, prev_pid, prev_state, prev_comm, next_pid, next_comm,
             ),
+            // A thread or child process of the CPU's workload is workload too.
+            What::Fork { parent, child } => {
+                if self.residents.contains(&parent) {
+                    self.residents.insert(child);
+                }
+            }
             What::Nmi { handler, delta_ns } => {
                 let d = delta_ns.max(0) as u64;
                 let name = self.symbols.name(handler).unwrap_or_else(|| "nmi".into());

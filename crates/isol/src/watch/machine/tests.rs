@@ -239,3 +239,53 @@ fn syscalls_of_the_resident_count_but_not_those_of_an_interloper() {
     assert_eq!(task.source, "intruder");
     assert!(!task.complete, "still running when the watch ended");
 }
+
+/// A thread or child process the resident (100) creates is the CPU's workload too; a task
+/// created by anyone else still interrupts.
+#[test]
+fn what_the_resident_creates_is_resident() {
+    let mut m = machine();
+    let switch = |ts, prev: i32, prev_state: i64, next: i32| {
+        ev(
+            ts,
+            1,
+            prev,
+            What::Switch {
+                prev_pid: prev,
+                prev_state,
+                prev_comm: comm(&format!("task{prev}")),
+                next_pid: next,
+                next_comm: comm(&format!("task{next}")),
+            },
+        )
+    };
+    // 100 creates thread 101, which then runs on the CPU while 100 sleeps.
+    m.feed(ev(
+        1_000,
+        1,
+        100,
+        What::Fork {
+            parent: 100,
+            child: 101,
+        },
+    ));
+    m.feed(switch(2_000, 100, 1, 101));
+    m.feed(switch(5_000, 101, 1, 100));
+    // 200 (not resident) creates 201, which runs there: an interruption.
+    m.feed(ev(
+        6_000,
+        1,
+        200,
+        What::Fork {
+            parent: 200,
+            child: 201,
+        },
+    ));
+    m.feed(switch(7_000, 100, 1, 201));
+    m.feed(switch(9_000, 201, 1, 100));
+    let i = interruptions(&mut m);
+    let tasks: Vec<String> = i.iter().map(|x| x.culprit()).collect();
+    assert_eq!(i.len(), 1, "{tasks:?}");
+    assert_eq!(i[0].kind, Kind::Task);
+    assert_eq!(i[0].number, Some(201));
+}
