@@ -49,6 +49,17 @@ enum Command {
     Cmdline(cmd::apply::CmdlineArgs),
     /// Start a program on an isolated CPU (optionally applied and watched); exit with its status.
     Run(cmd::run::Args),
+    /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (isol.1, isol-SUBCOMMAND.1) into a directory.
+    #[command(hide = true)]
+    Man {
+        /// Where to write them.
+        dir: PathBuf,
+    },
 }
 
 /// An error for the user: one line, and the exit code that goes with it.
@@ -104,6 +115,8 @@ fn main() -> ExitCode {
         Command::Restore(args) => cmd::apply::restore(&root, args),
         Command::Cmdline(args) => cmd::apply::cmdline(&root.sys, args),
         Command::Run(args) => cmd::run::run(&root.sys, args),
+        Command::Completions { shell } => cmd::ship::completions(shell),
+        Command::Man { dir } => cmd::ship::man(&dir),
     });
     match result {
         Ok(code) => ExitCode::from(code),

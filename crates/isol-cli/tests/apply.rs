@@ -299,3 +299,37 @@ fn the_systemd_unit_applies_and_restores() {
         .success();
     assert_eq!(tree(dir.path()), pristine);
 }
+
+/// The watch unit's own command, for one second (host tier: tracing needs root).
+#[test]
+fn the_watch_unit_command_runs() {
+    let unit = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../packaging/systemd/isol-watch.service"),
+    )
+    .unwrap();
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[0], "/usr/bin/isol");
+    if !common::is_root() {
+        eprintln!("skipped: tracing needs root");
+        return;
+    }
+    let out = isol()
+        .args(&words[1..])
+        .args(["-d", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Summary over"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("Prometheus metrics on http://127.0.0.1:9184"));
+}

@@ -4,5 +4,6 @@ pub mod apply;
 pub mod check;
 pub mod noise;
 pub mod run;
+pub mod ship;
 pub mod snapshot;
 pub mod watch;
