@@ -726,3 +726,32 @@ fn boot_parameters_for_the_lab_and_this_host() {
         invariant
     );
 }
+
+/// irqbalance is left running, and the plan says it will undo the IRQ moves unless the
+/// CPUs are banned.
+#[test]
+fn a_running_irqbalance_is_named_unless_it_bans_the_cpus() {
+    let dir = noisy_host();
+    let r = dir.path();
+    put(r, "/proc/999/task/999/stat", "999 (irqbalance) S 1 999 999 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 2 0 500 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n");
+    put(
+        r,
+        "/proc/999/task/999/status",
+        "Name:\tirqbalance\nCpus_allowed_list:\t0\n",
+    );
+    put(r, "/proc/999/environ", "PATH=/usr/bin\0");
+    let plan = plan_for(r, "1", &Options::default());
+    let left = plan.left.iter().find(|l| l.what == "irqbalance (pid 999)");
+    assert!(
+        left.is_some_and(|l| l.why.contains("IRQBALANCE_BANNED_CPULIST=1")),
+        "{:?}",
+        plan.left
+    );
+    put(
+        r,
+        "/proc/999/environ",
+        "PATH=/usr/bin\0IRQBALANCE_BANNED_CPULIST=1\0",
+    );
+    let plan = plan_for(r, "1", &Options::default());
+    assert!(plan.left.iter().all(|l| !l.what.starts_with("irqbalance")));
+}

@@ -75,6 +75,28 @@ struct Case {
     says: &'static str,
 }
 
+/// Edits that add a running irqbalance (pid 999) to `fixture`, with `environ`: its files,
+/// and the snapshot's listing of `/proc` that names it.
+fn with_irqbalance(fixture: &'static str, environ: &'static str) -> &'static [Edit] {
+    let path = fixtures().join(fixture).join("isol-snapshot.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    m["listings"]["/proc"]
+        .as_array_mut()
+        .unwrap()
+        .push("999".into());
+    m["listings"]["/proc/999/task"] = serde_json::json!(["999"]);
+    let manifest: &'static str = Box::leak(m.to_string().into_boxed_str());
+    Box::leak(Box::new([
+        ("/isol-snapshot.json", Some(manifest)),
+        (
+            "/proc/999/task/999/stat",
+            Some("999 (irqbalance) S 1 999 999 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 2 0 500 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"),
+        ),
+        ("/proc/999/task/999/status", Some("Name:\tirqbalance\nCpus_allowed_list:\t0\n")),
+        ("/proc/999/environ", Some(environ)),
+    ]))
+}
+
 const fn plain(
     fixture: &'static str,
     edits: &'static [Edit],
@@ -172,6 +194,12 @@ fn cases() -> Vec<Case> {
         Case { id: "irq.effective_affinity", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "are delivered to CPUs 1" },
         Case { id: "irq.managed", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "kernel-managed" },
         Case { id: "irq.default_affinity", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "new IRQs may be delivered" },
+        Case {
+            id: "irq.irqbalance",
+            pass: plain(HOST, with_irqbalance(HOST, "PATH=/usr/bin\0IRQBALANCE_BANNED_CPULIST=1\0")),
+            not: plain(HOST, with_irqbalance(HOST, "PATH=/usr/bin\0")),
+            says: "irqbalance (pid 999) may move IRQs back onto CPU 1",
+        },
         Case {
             id: "irq.rps",
             pass: plain(LAB, &[("/sys/class/net/eth0/queues/rx-0/rps_cpus", Some("1\n"))]),

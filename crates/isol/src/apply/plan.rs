@@ -65,6 +65,7 @@ pub fn plan(
     p.memory();
     p.cpus();
     p.threads(opts);
+    p.irqbalance();
     if opts.cycle_offline {
         for cpu in p.iso.iter() {
             p.changes.push(Change {
@@ -209,6 +210,31 @@ impl Planner<'_> {
                 why,
                 "irq.affinity",
             );
+        }
+    }
+
+    /// irqbalance is a service, not a setting: apply leaves it running and says when it
+    /// will move the IRQs back.
+    fn irqbalance(&mut self) {
+        let Some(ib) = &self.model.irqbalance else {
+            return;
+        };
+        let mut exempt = self.model.nohz_full().union(&self.model.domain_isolated());
+        if let Fact::Known(Some(b)) = &ib.banned {
+            exempt = exempt.union(b);
+        }
+        let exposed = self.iso.difference(&exempt);
+        if !exposed.is_empty() {
+            self.left.push(Left {
+                what: format!("irqbalance (pid {})", ib.pid),
+                why: format!(
+                    "it will move IRQs back onto CPU {}: set IRQBALANCE_BANNED_CPULIST={} in \
+                     /etc/default/irqbalance and restart it, or stop it (restore then reports \
+                     the IRQs it moved as changed by someone else)",
+                    exposed.to_list(),
+                    self.iso.to_list()
+                ),
+            });
         }
     }
 

@@ -187,4 +187,71 @@ impl Ctx<'_> {
             ),
         )
     }
+
+    /// irqbalance rewrites IRQ affinities every 10 s. Since 1.8 it leaves the kernel's
+    /// isolated and nohz_full CPUs alone; any other target CPU must be banned, or it undoes
+    /// what `isol apply` moved.
+    pub(super) fn irqbalance(&self) -> Finding {
+        let Some(ib) = &self.m.irqbalance else {
+            return self.finding(
+                Severity::Ok,
+                "irqbalance is not running",
+                vec![ev("/proc/*/stat", "no irqbalance process")],
+                None,
+            );
+        };
+        let kernel = self.m.nohz_full().union(&self.m.domain_isolated());
+        let path = format!("/proc/{}/environ", ib.pid);
+        let (exempt, e) = match &ib.banned {
+            Fact::Known(b) => (
+                b.as_ref().map_or(kernel.clone(), |b| b.union(&kernel)),
+                ev(
+                    path.as_str(),
+                    b.as_ref()
+                        .map_or("no IRQBALANCE_BANNED_CPULIST".into(), |b| {
+                            format!("IRQBALANCE_BANNED_CPULIST={}", b.to_list())
+                        }),
+                ),
+            ),
+            f => {
+                if self.target().is_subset(&kernel) {
+                    (
+                        kernel.clone(),
+                        ev(path.as_str(), f.why_unknown().unwrap_or_default()),
+                    )
+                } else {
+                    return self.unknown("irqbalance's banned CPUs", f);
+                }
+            }
+        };
+        let exposed = self.target().difference(&exempt);
+        if exposed.is_empty() {
+            self.finding(
+                Severity::Ok,
+                format!(
+                    "irqbalance (pid {}) leaves the target alone (banned, isolated or nohz_full)",
+                    ib.pid
+                ),
+                vec![e],
+                None,
+            )
+        } else {
+            self.finding(
+                Severity::Warn,
+                format!(
+                    "irqbalance (pid {}) may move IRQs back onto CPU {}: it undoes the IRQ affinities isol apply sets",
+                    ib.pid,
+                    cpus(&exposed)
+                ),
+                vec![e],
+                fix(
+                    FixKind::Runtime,
+                    format!(
+                        "IRQBALANCE_BANNED_CPULIST={} in /etc/default/irqbalance, then systemctl restart irqbalance (or stop it)",
+                        cpus(self.target())
+                    ),
+                ),
+            )
+        }
+    }
 }

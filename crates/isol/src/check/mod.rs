@@ -306,6 +306,11 @@ pub(crate) const CHECKS: &[Check] = &[
         run: |c| c.rps(),
     },
     Check {
+        id: "irq.irqbalance",
+        area: Area::Irq,
+        run: |c| c.irqbalance(),
+    },
+    Check {
         id: "tasks.kthreads",
         area: Area::Tasks,
         run: |c| c.kthreads(),

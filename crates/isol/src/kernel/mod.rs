@@ -360,6 +360,48 @@ pub struct KernelModel {
     pub rps: Fact<BTreeMap<String, CpuSet>>,
     /// `rcupdate.rcu_normal_after_boot` as the running kernel has it.
     pub rcu_normal_after_boot: Fact<bool>,
+    /// The irqbalance daemon, when it runs.
+    pub irqbalance: Option<IrqBalance>,
+}
+
+/// A running irqbalance and the CPUs it was told to leave alone.
+#[derive(Debug, Clone, Serialize)]
+pub struct IrqBalance {
+    /// Its process id.
+    pub pid: u32,
+    /// `IRQBALANCE_BANNED_CPULIST` (or the older `IRQBALANCE_BANNED_CPUS` mask) from its
+    /// environment; `Known(None)` when neither is set.
+    pub banned: Fact<Option<CpuSet>>,
+}
+
+impl IrqBalance {
+    fn find(root: &SysRoot, threads: &Fact<Vec<ThreadInfo>>) -> Option<IrqBalance> {
+        let t = threads
+            .as_ref()?
+            .iter()
+            .find(|t| t.comm == "irqbalance" && t.pid == t.tid && !t.kernel_thread)?;
+        let path = format!("/proc/{}/environ", t.pid);
+        let banned = Fact::read(root, &path, |text| {
+            let var = |name: &str| {
+                text.split('\0')
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+            };
+            if let Some(list) = var("IRQBALANCE_BANNED_CPULIST") {
+                return CpuSet::parse_list(list)
+                    .map(Some)
+                    .map_err(|e| e.to_string());
+            }
+            if let Some(mask) = var("IRQBALANCE_BANNED_CPUS") {
+                return CpuSet::parse_mask(mask)
+                    .map(Some)
+                    .map_err(|e| e.to_string());
+            }
+            Ok(None)
+        });
+        Some(IrqBalance { pid: t.pid, banned })
+    }
 }
 
 impl KernelModel {
@@ -388,6 +430,8 @@ impl KernelModel {
         });
         let wq = "/sys/devices/virtual/workqueue";
         let mm = "/sys/kernel/mm";
+        let threads = load_threads(root);
+        let irqbalance = IrqBalance::find(root, &threads);
         KernelModel {
             release,
             cmdline,
@@ -403,7 +447,7 @@ impl KernelModel {
                 ),
                 Err(e) => Fact::from_error(&e),
             },
-            threads: load_threads(root),
+            threads,
             workqueue: Workqueue {
                 cpumask: Fact::mask(root, &format!("{wq}/cpumask")),
                 requested: Fact::mask(root, &format!("{wq}/cpumask_requested")),
@@ -421,6 +465,7 @@ impl KernelModel {
                     .collect(),
             },
             rps: load_rps(root),
+            irqbalance,
             rcu_normal_after_boot: Fact::read(
                 root,
                 "/sys/module/rcupdate/parameters/rcu_normal_after_boot",
