@@ -323,12 +323,7 @@ fn the_watch_unit_command_runs() {
         .args(["-d", "1s"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Summary over"));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("Prometheus metrics on http://127.0.0.1:9184"));

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{is_root, isol, json};
+use common::{assert_success, is_root, isol, json};
 
 /// Settings files apply may touch, and their neighbours it must not: every file of these
 /// directories, with its text.
@@ -122,18 +122,26 @@ fn affinities() -> BTreeMap<(u32, u32, u64), String> {
 /// Tests here change the machine: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-#[test]
-fn apply_and_restore_on_cpu_1_leave_every_setting_as_it_was() {
-    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+/// This machine's turn and a state directory, when it can take the test: root, with CPUs
+/// 0 and 1 (exactly) online. None, after saying why, otherwise.
+fn on_this_machine() -> Option<(std::sync::MutexGuard<'static, ()>, tempfile::TempDir)> {
+    let one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
-    if !is_root() || online.trim() == "0" {
+    if !is_root() || online.trim() != "0-1" {
         eprintln!(
-            "skipped: needs root and two online CPUs (online: {})",
+            "skipped: needs root and CPUs 0-1 online (online: {})",
             online.trim()
         );
-        return;
+        return None;
     }
-    let state = tempfile::tempdir().unwrap();
+    Some((one, tempfile::tempdir().unwrap()))
+}
+
+#[test]
+fn apply_and_restore_on_cpu_1_leave_every_setting_as_it_was() {
+    let Some((_one, state)) = on_this_machine() else {
+        return;
+    };
     let state_dir = state.path().join("isol");
     let state_arg = state_dir.to_str().unwrap();
     let files_before = settings();
@@ -221,30 +229,24 @@ fn apply_and_restore_on_cpu_1_leave_every_setting_as_it_was() {
 /// program ends, also when isol run is stopped by SIGTERM.
 #[test]
 fn run_with_apply_restores_when_the_program_ends_or_isol_is_stopped() {
-    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
-    if !is_root() || online.trim() != "0-1" {
-        eprintln!(
-            "skipped: needs root and exactly CPUs 0-1 online (online: {})",
-            online.trim()
-        );
+    let Some((_one, state)) = on_this_machine() else {
         return;
-    }
-    let state = tempfile::tempdir().unwrap();
+    };
     let state_dir = state.path().join("isol");
     let state_arg = state_dir.to_str().unwrap();
+    let run_applied = [
+        "run",
+        "--apply",
+        "--cpu",
+        "1",
+        "--allow-ticking",
+        "--state-dir",
+        state_arg,
+        "--",
+    ];
     let before = settings();
     let out = isol()
-        .args([
-            "run",
-            "--apply",
-            "--cpu",
-            "1",
-            "--allow-ticking",
-            "--state-dir",
-            state_arg,
-            "--",
-        ])
+        .args(run_applied)
         .args([
             "sh",
             "-c",
@@ -252,12 +254,7 @@ fn run_with_apply_restores_when_the_program_ends_or_isol_is_stopped() {
         ])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let mask = lines.next().unwrap();
@@ -275,16 +272,7 @@ fn run_with_apply_restores_when_the_program_ends_or_isol_is_stopped() {
 
     // Stopped by SIGTERM while the program runs: the program is stopped, the setup undone.
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("isol"))
-        .args([
-            "run",
-            "--apply",
-            "--cpu",
-            "1",
-            "--allow-ticking",
-            "--state-dir",
-            state_arg,
-            "--",
-        ])
+        .args(run_applied)
         .args(["sleep", "30"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

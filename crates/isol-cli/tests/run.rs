@@ -11,6 +11,13 @@ fn run(args: &[&str]) -> std::process::Output {
     isol().arg("run").args(args).output().unwrap()
 }
 
+/// `isol run --cpu 1 --allow-ticking ARGS`: this kernel's tick never stops.
+fn ticking(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--cpu", "1", "--allow-ticking"];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -18,19 +25,11 @@ fn stderr(out: &std::process::Output) -> String {
 /// The program's own status comes through, and a signal is 128 + its number.
 #[test]
 fn exit_statuses_are_the_programs() {
-    let out = run(&["--cpu", "1", "--allow-ticking", "--", "sh", "-c", "exit 7"]);
+    let out = ticking(&["--", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
-    let out = run(&["--cpu", "1", "--allow-ticking", "--", "true"]);
+    let out = ticking(&["--", "true"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = run(&[
-        "--cpu",
-        "1",
-        "--allow-ticking",
-        "--",
-        "sh",
-        "-c",
-        "kill -TERM $$",
-    ]);
+    let out = ticking(&["--", "sh", "-c", "kill -TERM $$"]);
     assert_eq!(out.status.code(), Some(143));
     let err = stderr(&out);
     assert!(err.contains("killed by signal 15"), "{err}");
@@ -39,11 +38,7 @@ fn exit_statuses_are_the_programs() {
 /// Pinned to exactly the CPU, with the configuration libisol reads.
 #[test]
 fn the_program_is_pinned_and_configured() {
-    let out = run(&[
-        "--cpu",
-        "1",
-        "--allow-ticking",
-        "--strict",
+    let out = ticking(&["--strict",
         "usr1",
         "--",
         "sh",
@@ -59,32 +54,13 @@ fn the_program_is_pinned_and_configured() {
         "the violation report pipe is handed over: {text}"
     );
     // The program's arguments are its own, flags included.
-    let out = run(&[
-        "--cpu",
-        "1",
-        "--allow-ticking",
-        "--",
-        "sh",
-        "-c",
-        "echo \"$0 $1\"",
-        "--json",
-        "-x",
-    ]);
+    let out = ticking(&["--", "sh", "-c", "echo \"$0 $1\"", "--json", "-x"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "--json -x\n");
 }
 
 #[test]
 fn json_summary() {
-    let out = run(&[
-        "--cpu",
-        "1",
-        "--allow-ticking",
-        "--json",
-        "--",
-        "sh",
-        "-c",
-        "exit 3",
-    ]);
+    let out = ticking(&["--json", "--", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3));
     let v = json(&out.stdout);
     assert_eq!(v["schema"], "isol.run/v1");
