@@ -250,16 +250,7 @@ impl Locked {
 
     /// Start a new journal with `header` (synced, directory entry included).
     pub(crate) fn create(&self, header: &Header) -> Result<Writer, JournalError> {
-        let path = self.journal_path();
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| JournalError::io("create", &path, e))?;
-        let mut w = Writer { file, path };
-        w.line(&serde_json::to_string(header).expect("a header serialises"))?;
+        let w = Writer::start(self.journal_path(), header)?;
         sync_dir(self.state.path())?;
         Ok(w)
     }
@@ -288,18 +279,7 @@ impl Locked {
         }
         let tmp = self.state.path().join("journal.new");
         let _ = std::fs::remove_file(&tmp);
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(|e| JournalError::io("create", &tmp, e))?;
-        let mut w = Writer {
-            file,
-            path: tmp.clone(),
-        };
-        w.line(&serde_json::to_string(header).expect("a header serialises"))?;
+        let mut w = Writer::start(tmp.clone(), header)?;
         for c in changes {
             w.record(c)?;
         }
@@ -322,6 +302,20 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// A new private file at `path` (it must not exist), its header written and synced.
+    fn start(path: PathBuf, header: &Header) -> Result<Writer, JournalError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| JournalError::io("create", &path, e))?;
+        let mut w = Writer { file, path };
+        w.line(&serde_json::to_string(header).expect("a header serialises"))?;
+        Ok(w)
+    }
+
     fn line(&mut self, json: &str) -> Result<(), JournalError> {
         self.file
             .write_all(format!("{json}\n").as_bytes())

@@ -132,17 +132,14 @@ impl Planner<'_> {
     }
 
     /// A mask file: drop the isolated CPUs when it has any.
-    fn mask_file(&mut self, path: &str, why: String, fixes: &str) {
-        let Ok(text) = self.root.read(path) else {
+    /// A mask the model read: drop the isolated CPUs when it has any.
+    fn mask_file(&mut self, path: &str, now: Option<&CpuSet>, why: String, fixes: &str) {
+        let Some(now) = now.filter(|n| n.intersects(&self.iso)) else {
             return;
         };
-        let Ok(now) = CpuSet::parse_mask(text.trim()) else {
-            return;
-        };
-        if now.intersects(&self.iso) {
-            let new = self.without_isolated(&now).to_mask(self.nr_cpus);
-            self.push(path, Format::Mask, &text, new, why, fixes);
-        }
+        let new = self.without_isolated(now).to_mask(self.nr_cpus);
+        let old = now.to_mask(self.nr_cpus);
+        self.push(path, Format::Mask, &old, new, why, fixes);
     }
 
     fn word_file(&mut self, path: &str, new: &str, why: &str, fixes: &str) {
@@ -219,11 +216,7 @@ impl Planner<'_> {
         let Some(ib) = &self.model.irqbalance else {
             return;
         };
-        let mut exempt = self.model.nohz_full().union(&self.model.domain_isolated());
-        if let Fact::Known(Some(b)) = &ib.banned {
-            exempt = exempt.union(b);
-        }
-        let exposed = self.iso.difference(&exempt);
+        let exposed = self.iso.difference(&ib.exempt(self.model));
         if !exposed.is_empty() {
             self.left.push(Left {
                 what: format!("irqbalance (pid {})", ib.pid),
@@ -240,26 +233,22 @@ impl Planner<'_> {
 
     fn workqueues(&mut self) {
         const WQ: &str = "/sys/devices/virtual/workqueue";
+        let wq = &self.model.workqueue;
         self.mask_file(
             &format!("{WQ}/cpumask"),
+            wq.cpumask.as_ref(),
             "unbound workqueue items (kworker/u*) may run on the isolated CPUs".into(),
             "services.workqueue",
         );
-        let Ok(names) = self.root.list(WQ) else {
-            return;
-        };
-        for name in names {
-            let path = format!("{WQ}/{name}/cpumask");
-            if !self.root.exists(&path) {
-                continue;
-            }
+        for (name, mask) in &wq.queues {
             let fixes = if name == "writeback" {
                 "services.writeback"
             } else {
                 "services.workqueue_sysfs"
             };
             self.mask_file(
-                &path,
+                &format!("{WQ}/{name}/cpumask"),
+                mask.as_ref(),
                 format!("work queued on the {name} workqueue may run on the isolated CPUs"),
                 fixes,
             );
@@ -267,21 +256,20 @@ impl Planner<'_> {
     }
 
     fn rps(&mut self) {
-        let Ok(devs) = self.root.list("/sys/class/net") else {
+        let Fact::Known(masks) = &self.model.rps else {
             return;
         };
-        for dev in devs {
-            let Ok(queues) = self.root.list(&format!("/sys/class/net/{dev}/queues")) else {
-                continue;
-            };
-            for q in queues.iter().filter(|q| q.starts_with("rx-")) {
-                let path = format!("/sys/class/net/{dev}/queues/{q}/rps_cpus");
-                self.mask_file(
-                    &path,
-                    format!("packets received on {dev} {q} are steered to the isolated CPUs (RPS)"),
-                    "irq.rps",
-                );
-            }
+        for (path, mask) in masks {
+            let queue = path
+                .trim_start_matches("/sys/class/net/")
+                .trim_end_matches("/rps_cpus")
+                .replace("/queues/", " ");
+            self.mask_file(
+                path,
+                Some(mask),
+                format!("packets received on {queue} are steered to the isolated CPUs (RPS)"),
+                "irq.rps",
+            );
         }
     }
 
@@ -379,7 +367,7 @@ impl Planner<'_> {
     }
 
     fn cpus(&mut self) {
-        const DEEP_US: u64 = 10;
+        use crate::kernel::cpu::DEEP_IDLE_US as DEEP_US;
         for cpu in self.iso.clone().iter() {
             let base = format!("/sys/devices/system/cpu/cpu{cpu}");
             let Some(d) = self.model.cpus.detail.get(&cpu) else {
@@ -458,15 +446,6 @@ impl Planner<'_> {
                 });
                 continue;
             }
-            let Ok(stat) = self
-                .root
-                .read(&format!("/proc/{}/task/{}/stat", t.pid, t.tid))
-            else {
-                continue; // exited while we read
-            };
-            let Some(start) = super::system::start_time(&stat).ok() else {
-                continue;
-            };
             let (why, fixes) = if t.kernel_thread {
                 (
                     "a kernel thread that may run on the isolated CPUs",
@@ -483,7 +462,7 @@ impl Planner<'_> {
                     pid: t.pid,
                     tid: t.tid,
                     comm: t.comm.clone(),
-                    start,
+                    start: t.start_time,
                     kernel: t.kernel_thread,
                 },
                 old: t.allowed.to_list(),

@@ -19,17 +19,9 @@ pub trait System {
     fn set_affinity(&mut self, pid: u32, tid: u32, cpus: &CpuSet) -> io::Result<()>;
 }
 
-/// The start time of a thread, field 22 of its `stat`.
-pub(super) fn start_time(stat: &str) -> io::Result<u64> {
-    let after = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))?;
-    // Fields after the comm start at field 3 (state); start time is field 22.
-    after
-        .split_whitespace()
-        .nth(22 - 3)
-        .and_then(|f| f.parse().ok())
+/// The parts of a thread's `stat` apply needs.
+fn stat(text: &str) -> io::Result<crate::kernel::threads::Stat> {
+    crate::kernel::threads::parse_stat(text)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))
 }
 
@@ -63,7 +55,7 @@ impl System for LiveSystem {
 
     fn affinity(&self, pid: u32, tid: u32) -> io::Result<(CpuSet, u64)> {
         let stat = self.read(&format!("/proc/{pid}/task/{tid}/stat"))?;
-        Ok((crate::os::affinity_of(tid)?, start_time(&stat)?))
+        Ok((crate::os::affinity_of(tid)?, self::stat(&stat)?.start_time))
     }
 
     fn set_affinity(&mut self, _pid: u32, tid: u32, cpus: &CpuSet) -> io::Result<()> {
@@ -138,18 +130,15 @@ impl System for DirSystem {
         let status = self.read(&format!("{dir}/status"))?;
         let allowed = crate::kernel::threads::parse_status_allowed(&status)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Cpus_allowed_list"))?;
-        Ok((allowed, start_time(&self.read(&format!("{dir}/stat"))?)?))
+        let started = stat(&self.read(&format!("{dir}/stat"))?)?.start_time;
+        Ok((allowed, started))
     }
 
     fn set_affinity(&mut self, pid: u32, tid: u32, cpus: &CpuSet) -> io::Result<()> {
         let path = format!("/proc/{pid}/task/{tid}/status");
         let status = self.read(&path)?;
-        let stat = self.read(&format!("/proc/{pid}/task/{tid}/stat"))?;
+        let flags = stat(&self.read(&format!("/proc/{pid}/task/{tid}/stat"))?)?.flags;
         // A bound per-CPU kernel thread refuses, as the kernel does.
-        let flags: u64 = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().nth(9 - 3)?.parse().ok())
-            .unwrap_or(0);
         if flags & crate::kernel::threads::PF_NO_SETAFFINITY != 0 {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
@@ -164,19 +153,5 @@ impl System for DirSystem {
             })
             .collect();
         self.replace(&path, &text)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_time_is_field_22() {
-        let stat = "22 (ksoftirqd/1) S 2 0 0 0 -1 69238848 0 0 0 0 2 0 0 0 20 0 1 0 20 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 1 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
-        assert_eq!(start_time(stat).unwrap(), 20);
-        let spaced = "7 (a) b) (c) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0\n";
-        assert_eq!(start_time(spaced).unwrap(), 12345);
-        assert!(start_time("garbage").is_err());
     }
 }

@@ -152,7 +152,7 @@ impl Ctx<'_> {
     }
 
     pub(super) fn idle_states(&self) -> Finding {
-        const DEEP_US: u64 = 10;
+        use crate::kernel::cpu::DEEP_IDLE_US as DEEP_US;
         let mut deep = Vec::new();
         let mut e = Vec::new();
         for cpu in self.target().iter() {

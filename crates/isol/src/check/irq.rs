@@ -200,29 +200,21 @@ impl Ctx<'_> {
                 None,
             );
         };
-        let kernel = self.m.nohz_full().union(&self.m.domain_isolated());
+        let exempt = ib.exempt(self.m);
         let path = format!("/proc/{}/environ", ib.pid);
-        let (exempt, e) = match &ib.banned {
-            Fact::Known(b) => (
-                b.as_ref().map_or(kernel.clone(), |b| b.union(&kernel)),
-                ev(
-                    path.as_str(),
-                    b.as_ref()
-                        .map_or("no IRQBALANCE_BANNED_CPULIST".into(), |b| {
-                            format!("IRQBALANCE_BANNED_CPULIST={}", b.to_list())
-                        }),
-                ),
+        let e = match &ib.banned {
+            Fact::Known(b) => ev(
+                path.as_str(),
+                b.as_ref()
+                    .map_or("no IRQBALANCE_BANNED_CPULIST".into(), |b| {
+                        format!("IRQBALANCE_BANNED_CPULIST={}", b.to_list())
+                    }),
             ),
-            f => {
-                if self.target().is_subset(&kernel) {
-                    (
-                        kernel.clone(),
-                        ev(path.as_str(), f.why_unknown().unwrap_or_default()),
-                    )
-                } else {
-                    return self.unknown("irqbalance's banned CPUs", f);
-                }
+            // Unreadable: enough only when the kernel's own sets already cover the target.
+            f if self.target().is_subset(&exempt) => {
+                ev(path.as_str(), f.why_unknown().unwrap_or_default())
             }
+            f => return self.unknown("irqbalance's banned CPUs", f),
         };
         let exposed = self.target().difference(&exempt);
         if exposed.is_empty() {

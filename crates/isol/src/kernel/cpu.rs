@@ -11,6 +11,10 @@ use crate::sysroot::SysRoot;
 
 const CPU: &str = "/sys/devices/system/cpu";
 
+/// An idle state slower than this to exit (in us) is deep: `check` warns of it and
+/// `apply` disables it on isolated CPUs.
+pub const DEEP_IDLE_US: u64 = 10;
+
 /// One cpuidle state of a CPU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IdleState {

@@ -375,6 +375,16 @@ pub struct IrqBalance {
 }
 
 impl IrqBalance {
+    /// The CPUs it keeps IRQs off: the model's isolated and nohz_full CPUs (irqbalance
+    /// 1.8 and later skip them) and those banned in its environment, when readable.
+    pub fn exempt(&self, model: &KernelModel) -> CpuSet {
+        let kernel = model.nohz_full().union(&model.domain_isolated());
+        match &self.banned {
+            Fact::Known(Some(b)) => b.union(&kernel),
+            _ => kernel,
+        }
+    }
+
     fn find(root: &SysRoot, threads: &Fact<Vec<ThreadInfo>>) -> Option<IrqBalance> {
         let t = threads
             .as_ref()?

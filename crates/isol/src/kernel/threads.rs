@@ -71,6 +71,9 @@ pub struct ThreadInfo {
     pub rt_priority: u32,
     /// Whether userspace may change its affinity (false for bound per-CPU kthreads).
     pub affinity_settable: bool,
+    /// When it started (clock ticks after boot): with the tid, it names one thread even
+    /// after the tid is reused.
+    pub start_time: u64,
 }
 
 /// The parts of `stat` isol uses.
@@ -84,6 +87,8 @@ pub struct Stat {
     pub state: char,
     /// `PF_*` flags.
     pub flags: u64,
+    /// Start time, in clock ticks after boot.
+    pub start_time: u64,
     /// The CPU it last ran on.
     pub processor: u32,
     /// Real-time priority.
@@ -107,6 +112,7 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
         comm,
         state: field(3)?.chars().next()?,
         flags: field(9)?.parse().ok()?,
+        start_time: field(22)?.parse().ok()?,
         processor: field(39)?.parse().ok()?,
         rt_priority: field(40)?.parse().ok()?,
         policy: field(41)?.parse().ok()?,
@@ -135,6 +141,7 @@ pub fn thread_info(pid: u32, stat: &str, status: &str) -> Option<ThreadInfo> {
         policy: Policy::from_number(s.policy),
         rt_priority: s.rt_priority,
         affinity_settable: s.flags & PF_NO_SETAFFINITY == 0,
+        start_time: s.start_time,
     })
 }
 
@@ -152,6 +159,7 @@ mod tests {
         assert_eq!(s.comm, "ksoftirqd/1");
         assert_eq!(s.state, 'S');
         assert_eq!(s.processor, 1);
+        assert_eq!(s.start_time, 20);
         assert_eq!(s.policy, 0);
         let t = thread_info(22, KSOFTIRQD, "Name:\tksoftirqd/1\nCpus_allowed_list:\t1\n").unwrap();
         assert!(t.kernel_thread);
@@ -167,6 +175,11 @@ mod tests {
         let stat = "4242 (my (weird) prog) R 1 4242 4242 0 -1 4194560 0 0 0 0 0 0 0 0 -51 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 50 1 0 0 0 0 0 0 0 0 0 0 0\n";
         let t = thread_info(4242, stat, "Cpus_allowed_list:\t0-1\n").unwrap();
         assert_eq!(t.comm, "my (weird) prog");
+        assert_eq!(
+            t.start_time, 100,
+            "field 22, counted after the comm's last parenthesis"
+        );
+        assert!(parse_stat("garbage").is_none());
         assert!(!t.kernel_thread && t.affinity_settable);
         assert_eq!(t.policy, Policy::Fifo);
         assert_eq!(t.rt_priority, 50);
