@@ -113,6 +113,12 @@ pub struct Boot {
     pub isolation: String,
     /// How long the whole run may take.
     pub timeout: Duration,
+    /// Run every vCPU in one host thread (`-accel tcg,thread=single`). Slower, but TCG
+    /// then never executes a guest instruction another vCPU is rewriting: with one thread
+    /// per vCPU, a kernel patching its code (each tracepoint switched on or off) was seen
+    /// to run a half-written instruction and panic (`__schedule`, RIP inside a 5-byte NOP).
+    /// For boots that switch tracepoints many times.
+    pub single_thread: bool,
 }
 
 impl Boot {
@@ -132,6 +138,7 @@ impl Boot {
                 "nohz_full={list} isolcpus=nohz,domain,managed_irq,{list} rcu_nocbs={list} irqaffinity=0 mce=ignore_ce"
             ),
             timeout: Duration::from_secs(240),
+            single_thread: false,
         }
     }
 
@@ -377,7 +384,12 @@ impl Lab {
 
     fn qemu(&self, boot: &Boot, initrd: &Path, results: Option<&Path>) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max", "-smp"])
+        let accel = if boot.single_thread {
+            "tcg,thread=single"
+        } else {
+            "tcg,thread=multi"
+        };
+        cmd.args(["-accel", accel, "-cpu", "max", "-smp"])
             .arg(boot.cpus.to_string())
             .arg("-m")
             .arg(boot.memory_mib.to_string())

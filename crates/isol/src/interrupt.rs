@@ -88,6 +88,23 @@ pub struct Sender {
     /// The sender's kernel stack, innermost first (with `--stack`).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub stack: Vec<String>,
+    /// The task the sender worked for: a kworker running `work_on_cpu` work (CPU hotplug
+    /// does its work so) names who queued it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub on_behalf: Option<Behalf>,
+}
+
+/// Who a proxy (a kworker) was working for when it sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Behalf {
+    /// CPU the work was queued from.
+    pub cpu: u32,
+    /// The task that queued the work.
+    pub pid: i32,
+    /// Its name.
+    pub comm: String,
+    /// The work function the proxy was running (`work_for_cpu_fn`).
+    pub function: String,
 }
 
 impl fmt::Display for Sender {
@@ -104,6 +121,9 @@ impl fmt::Display for Sender {
         }
         if let Some(c) = &self.callsite {
             write!(f, " in {c}")?;
+        }
+        if let Some(b) = &self.on_behalf {
+            write!(f, " for {}/{} ({})", b.comm, b.pid, b.function)?;
         }
         Ok(())
     }
@@ -139,6 +159,11 @@ pub struct Interruption {
     /// Who caused it from another context.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub senders: Vec<Sender>,
+    /// Why no sender is named for an interruption that has one (an IPI): the kernel has no
+    /// send event, or the sending CPU was not tracing (one coming online), or the IPI was
+    /// sent before the watch started.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub untraced: Option<String>,
     /// Faulting address (page faults).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub address: Option<u64>,

@@ -60,6 +60,14 @@ impl Symbols {
         (off < MAX_DISTANCE).then(|| (&*self.names[i], off))
     }
 
+    /// The address of the symbol `name` (the first, if several share it).
+    pub fn address_of(&self, name: &str) -> Option<u64> {
+        self.names
+            .iter()
+            .position(|n| &**n == name)
+            .map(|i| self.addrs[i])
+    }
+
     /// A function's name: `vmstat_update`, or `0xffffffffc0123456` when unknown. A null
     /// pointer is None.
     pub fn name(&self, addr: u64) -> Option<String> {

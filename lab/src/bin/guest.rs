@@ -164,9 +164,7 @@ fn spin(cpu: u32, secs: u64, fifo: bool) {
 }
 
 fn irqsum(cpu: u32) {
-    let t = loc();
-    let sum: u64 = t.rows.iter().filter_map(|r| r.counts.get(&cpu)).sum();
-    println!("{sum}");
+    println!("{}", loc().interrupts_on(cpu));
 }
 
 extern "C" fn on_sigusr1(_: libc::c_int) {}
@@ -877,6 +875,7 @@ fn main() {
         Some("irqsum") => irqsum(num(1) as u32),
         Some("isolate") => isolate(&args, fifo),
         Some("under-run") => under_run(&args),
+        Some("app") => app(arg(&args, 1)),
         Some("strict") => strict(&args),
         Some("notify") => notify(&args),
         Some("requiet") => requiet(&args),
@@ -893,6 +892,90 @@ fn main() {
         ),
         _ => usage(),
     }
+}
+
+static APP_USR1: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn on_app_usr1(_: libc::c_int) {
+    APP_USR1.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Map `pages` fresh anonymous pages and write each (faulting them in on this CPU).
+fn touch_pages(pages: usize) -> *mut u8 {
+    let len = pages * 4096;
+    // SAFETY: an anonymous private mapping of `len` bytes, checked before use; each write
+    // is inside it.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(
+            p,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        let p = p as *mut u8;
+        for i in 0..pages {
+            p.add(i * 4096).write_volatile(1);
+        }
+        p
+    }
+}
+
+/// `app SECS`: an application as a user starts it, after `isol watch`, with `taskset -c 1
+/// isol-lab-guest app SECS`. It faults in a few pages on its CPU (they wait in that CPU's
+/// LRU batch until something drains it), starts a sibling thread that moves to CPU 0 and
+/// unmaps a page every 500 ms (each a TLB shootdown of the app's CPU), makes itself
+/// SCHED_FIFO and spins SECS, counting the SIGUSR1s it gets. It prints what it did as JSON.
+fn app(secs: f64) {
+    set_name("app");
+    on_signal(libc::SIGUSR1, on_app_usr1);
+    touch_pages(64);
+    // The sibling keeps the time, so the spin makes no call at all (not even a vDSO
+    // clock read, which is a system call under some clocksources).
+    let done = Arc::new(AtomicBool::new(false));
+    let (moved_tx, moved) = std::sync::mpsc::channel();
+    let sibling = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            set_name("sibling");
+            pin(0);
+            moved_tx.send(()).unwrap();
+            let end = Instant::now() + Duration::from_secs_f64(secs);
+            let mut unmapped = 0u64;
+            while Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(500));
+                let p = touch_pages(1);
+                // SAFETY: `p` is the one-page mapping touch_pages just made.
+                unsafe { libc::munmap(p as *mut libc::c_void, 4096) };
+                unmapped += 1;
+            }
+            done.store(true, Ordering::SeqCst);
+            (gettid(), unmapped)
+        })
+    };
+    // SCHED_FIFO once the sibling has left: a FIFO spinner never yields its CPU.
+    moved.recv().unwrap();
+    set_fifo(1);
+    while !done.load(Ordering::Relaxed) {
+        std::hint::spin_loop();
+    }
+    let (sibling_tid, unmapped) = sibling.join().unwrap();
+    println!(
+        "{}",
+        serde_json::json!({
+            "pid": std::process::id(),
+            "sibling": sibling_tid,
+            "munmaps": unmapped,
+            "usr1": APP_USR1.load(Ordering::SeqCst),
+        })
+    );
 }
 
 /// `under-run quiet|syscall SECS`: a program as `isol run` starts it. It enters isolation as
@@ -951,7 +1034,7 @@ fn under_run(args: &[String]) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS] | disturb CPU DELAY_MS WAKEUPS [--refresh] [--fifo] | isolate CPU SECS [OPTIONS] | under-run quiet|syscall SECS"
+        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS] | disturb CPU DELAY_MS WAKEUPS [--refresh] [--fifo] | isolate CPU SECS [OPTIONS] | under-run quiet|syscall SECS | app SECS"
     );
     std::process::exit(64)
 }

@@ -397,13 +397,14 @@ fn supervise(
         Some((w, mut out, mut tally)) => {
             let stats = w.stats();
             let end = isol::monotonic_ns();
-            let records = w
-                .stop()
+            let start_cost = w.start_cost().clone();
+            let (records, stop_cost) = w
+                .stop_costed()
                 .map_err(|e| Failure::runtime(format!("run: --watch: {e}")))?;
             out.records(&records, None, &mut tally)?;
             let s = tally.summary(end.saturating_sub(out.start));
             if !args.json {
-                out.summary(&s, stats)?;
+                out.summary(&s, stats, Some([&start_cost, &stop_cost]))?;
             }
             Some(s)
         }

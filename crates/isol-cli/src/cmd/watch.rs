@@ -62,6 +62,17 @@ pub struct Args {
     #[arg(long)]
     cleanup: bool,
 
+    /// Leave the events on when this watch ends (recording off), in the instance
+    /// `isol-armed`, so the next watches (and `isol noise`, `isol run --watch`, libisol)
+    /// start and stop without patching kernel code, which interrupts every CPU. Each traced
+    /// event then costs a few hundred nanoseconds on the CPU where it fires.
+    #[arg(long, conflicts_with = "replay")]
+    keep_armed: bool,
+
+    /// Remove the instance `--keep-armed` left (switching its events off), then exit.
+    #[arg(long, conflicts_with_all = ["replay", "keep_armed", "cleanup"])]
+    disarm: bool,
+
     /// Task ids that belong on the watched CPUs: their running is not an interruption.
     #[arg(long = "pid", value_name = "PID")]
     pids: Vec<i32>,
@@ -83,6 +94,9 @@ pub struct Args {
 pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     if args.cleanup {
         return cleanup(root);
+    }
+    if args.disarm {
+        return disarm(root);
     }
     if let Some(dir) = &args.replay {
         return replay(dir, &args, root);
@@ -119,6 +133,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     })?;
     let mut opts = WatchOptions::new(target.cpus.clone());
     opts.stack = args.stack;
+    opts.keep_armed = args.keep_armed;
     opts.syscalls = !args.no_syscalls;
     opts.residents = args.pids.clone();
     opts.record = args.record.clone();
@@ -156,14 +171,15 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     // Whatever happened, stop tracing and remove the instance before reporting.
     let stats = watch.stats();
     let end = isol::monotonic_ns();
-    let last = watch.stop();
+    let start_cost = watch.start_cost().clone();
+    let last = watch.stop_costed();
     if let Some(f) = failed {
         return Err(f);
     }
-    let records = last.map_err(|e| Failure::runtime(e.to_string()))?;
+    let (records, stop_cost) = last.map_err(|e| Failure::runtime(e.to_string()))?;
     out.records(&records, metrics.as_ref(), &mut tally)?;
     let summary = tally.summary(end.saturating_sub(out.start));
-    out.summary(&summary, stats)?;
+    out.summary(&summary, stats, Some([&start_cost, &stop_cost]))?;
     if let Some(dir) = &args.record {
         eprintln!("isol: recording written to {}", dir.display());
     }
@@ -188,6 +204,27 @@ fn cleanup(root: &SysRoot) -> Result<u8, Failure> {
     } else {
         crate::output::println(&format!("removed {}", removed.join(", ")))?;
     }
+    Ok(0)
+}
+
+fn disarm(root: &SysRoot) -> Result<u8, Failure> {
+    if !root.is_live() {
+        return Err(Failure::usage(
+            "--disarm acts on the live kernel; drop --root",
+        ));
+    }
+    let t = Tracefs::locate(root).map_err(|e| Failure::runtime(e.to_string()))?;
+    let removed =
+        isol::tracefs::Instance::disarm(&t).map_err(|e| Failure::runtime(e.to_string()))?;
+    crate::output::println(&if removed {
+        format!("removed {}: its events are off", isol::tracefs::ARMED)
+    } else {
+        format!(
+            "no {} instance in {}/instances",
+            isol::tracefs::ARMED,
+            t.mount()
+        )
+    })?;
     Ok(0)
 }
 
@@ -222,7 +259,7 @@ fn replay(dir: &std::path::Path, args: &Args, _root: &SysRoot) -> Result<u8, Fai
         return Err(f);
     }
     let summary = tally.summary(r.manifest.end_ns.saturating_sub(r.manifest.start_ns));
-    out.summary(&summary, r.stats)?;
+    out.summary(&summary, r.stats, None)?;
     Ok(0)
 }
 
@@ -392,7 +429,10 @@ impl Output {
             Some(n) => format!(">{}", fmt_ns(n)),
             None => "-".into(),
         };
-        let by: Vec<String> = i.senders.iter().map(|s| s.to_string()).collect();
+        let mut by: Vec<String> = i.senders.iter().map(|s| s.to_string()).collect();
+        if let Some(why) = &i.untraced {
+            by.push(format!("sender not traced: {why}"));
+        }
         let indent = " ".repeat(2 * i.depth as usize);
         let mut line = format!(
             "{t:>12.6}  {:>3}  {indent}{:<11}  {:<40}  {net:>8}  {}",
@@ -409,9 +449,19 @@ impl Output {
         line.trim_end().to_string()
     }
 
-    pub(crate) fn summary(&mut self, s: &Summary, stats: watch::Stats) -> Result<(), Failure> {
+    /// The summary; `cost` is what switching the events on and off cost the watched CPUs
+    /// (a live watch).
+    pub(crate) fn summary(
+        &mut self,
+        s: &Summary,
+        stats: watch::Stats,
+        cost: Option<[&watch::Cost; 2]>,
+    ) -> Result<(), Failure> {
         if self.json {
-            let v = serde_json::json!({"type": "summary", "summary": s, "engine": stats});
+            let mut v = serde_json::json!({"type": "summary", "summary": s, "engine": stats});
+            if let Some([start, stop]) = cost {
+                v["cost"] = serde_json::json!({"start": start, "stop": stop});
+            }
             return self.emit(&v.to_string());
         }
         let secs = s.duration_ns as f64 / 1e9;
@@ -462,6 +512,18 @@ impl Output {
                 out.push_str(line.trim_end());
                 out.push('\n');
             }
+        }
+        if let Some([start, stop]) = cost {
+            out.push_str(&format!(
+                "watch's own cost: {} interrupts to start ({}; {} events switched on), {} to \
+                 stop ({}; {} switched off)\n",
+                start.total(),
+                start.per_cpu(),
+                start.events,
+                stop.total(),
+                stop.per_cpu(),
+                stop.events,
+            ));
         }
         out.push_str(&format!(
             "engine: {} pages, {} events decoded{}\n",

@@ -134,6 +134,21 @@ impl InterruptTable {
         self.row(name)?.counts.get(&cpu).copied()
     }
 
+    /// Interrupts `cpu` has taken: every row with a count per CPU, less the rows that
+    /// count something else or count twice on x86 (`TLB`: shootdowns already counted as
+    /// `CAL`; `PMI`: performance interrupts already counted as `NMI`; `MCP`: machine-check
+    /// polls, which are timer work; `RTR`: APIC read retries). What `isol watch` sees as
+    /// one interrupt each.
+    pub fn interrupts_on(&self, cpu: u32) -> u64 {
+        const NOT_INTERRUPTS: [&str; 4] = ["TLB", "PMI", "MCP", "RTR"];
+        self.rows
+            .iter()
+            .filter(|r| r.counts.len() == self.cpus.len() || self.cpus.len() == 1)
+            .filter(|r| !NOT_INTERRUPTS.contains(&r.name.as_str()))
+            .filter_map(|r| r.counts.get(&cpu))
+            .sum()
+    }
+
     /// Device IRQ rows.
     pub fn devices(&self) -> impl Iterator<Item = &InterruptRow> {
         self.rows.iter().filter(|r| r.irq().is_some())
@@ -191,6 +206,18 @@ MIS:          0\n";
                 .total_on(&CpuSet::parse_list("0-1").unwrap()),
             18999
         );
+    }
+
+    /// Each interrupt once: TLB shootdowns are also CAL, PMIs also NMIs, MCP counts polls.
+    #[test]
+    fn interrupts_are_counted_once() {
+        let t = InterruptTable::parse(&format!(
+            "{HOST}CAL:  13  61  Function call interrupts\nTLB:  0  9  TLB shootdowns\n\
+             PMI:  0  3  Performance monitoring interrupts\nMCP:  1  1  Machine check polls\n"
+        ))
+        .unwrap();
+        assert_eq!(t.interrupts_on(1), 14 + 39890 + 10495 + 61);
+        assert_eq!(t.interrupts_on(0), 1 + 8504 + 13);
     }
 
     #[test]

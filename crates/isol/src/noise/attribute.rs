@@ -159,6 +159,7 @@ pub(crate) fn test_irq(start: u64, dur: u64, net: u64, kind: Kind, source: &str)
         number: None,
         functions: Vec::new(),
         senders: Vec::new(),
+        untraced: None,
         address: None,
     }
 }

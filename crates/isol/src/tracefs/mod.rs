@@ -27,6 +27,9 @@ pub use format::{EventFormat, Field, FormatError, PageLayout};
 pub const DEFAULT_MOUNT: &str = "/sys/kernel/tracing";
 /// Prefix of the instances isol creates: `isol-<pid>-<n>`.
 pub const INSTANCE_PREFIX: &str = "isol-";
+/// The long-lived instance `isol watch --keep-armed` leaves with its events on and recording
+/// off, so later watches switch no tracepoint (see [`Instance::take_armed`]).
+pub const ARMED: &str = "isol-armed";
 
 /// Why tracing could not be set up or read.
 #[derive(Debug, thiserror::Error)]
@@ -247,12 +250,15 @@ pub fn instance_owner(name: &str) -> Option<u32> {
         .ok()
 }
 
-/// A private tracing instance: its own buffers, events, filters and clock. Removed on drop.
+/// A private tracing instance: its own buffers, events, filters and clock. Removed on drop,
+/// unless it is the armed instance ([`ARMED`]), which is only switched off and unlocked.
 #[derive(Debug)]
 pub struct Instance {
     dir: PathBuf,
     name: String,
     removed: bool,
+    /// For the armed instance: the open directory, `flock`ed while this run uses it.
+    armed: Option<File>,
 }
 
 impl Instance {
@@ -274,6 +280,7 @@ impl Instance {
                         dir,
                         name,
                         removed: false,
+                        armed: None,
                     };
                     inst.write("tracing_on", "0")?;
                     return Ok(inst);
@@ -286,6 +293,78 @@ impl Instance {
             "could not create an instance under {}: 1000 names taken",
             base.display()
         )))
+    }
+
+    /// The armed instance, locked for this run, if it exists and no other run holds it.
+    /// Its events are already on, so enabling them again patches no code.
+    pub fn take_armed(tracefs: &Tracefs) -> Result<Option<Instance>, TraceError> {
+        if !tracefs.root.is_live() {
+            return Ok(None);
+        }
+        let dir = PathBuf::from(format!("{}/instances/{ARMED}", tracefs.mount));
+        let lock = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&dir)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(TraceError::io("open", &dir, e)),
+        };
+        use rustix::fs::{flock, FlockOperation};
+        match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+            Err(e) => return Err(TraceError::io("lock", &dir, e.into())),
+        }
+        let inst = Instance {
+            dir,
+            name: ARMED.into(),
+            removed: false,
+            armed: Some(lock),
+        };
+        inst.write("tracing_on", "0")?;
+        // Opening `trace` for writing with truncation empties every CPU's buffer.
+        inst.write("trace", "")?;
+        Ok(Some(inst))
+    }
+
+    /// Create the armed instance (or take it, if another run created it meanwhile); None
+    /// when another run holds it.
+    pub fn create_armed(tracefs: &Tracefs) -> Result<Option<Instance>, TraceError> {
+        let dir = PathBuf::from(format!("{}/instances/{ARMED}", tracefs.mount));
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(TraceError::io("create tracing instance", &dir, e)),
+        }
+        Instance::take_armed(tracefs)
+    }
+
+    /// Remove the armed instance, switching its events off (which patches code, as any
+    /// watch's stop does). False when there was none.
+    pub fn disarm(tracefs: &Tracefs) -> Result<bool, TraceError> {
+        let dir = PathBuf::from(format!("{}/instances/{ARMED}", tracefs.mount));
+        if !dir.exists() {
+            return Ok(false);
+        }
+        let _ = fs::write(dir.join("tracing_on"), "0");
+        fs::remove_dir(&dir).map_err(|e| TraceError::io("remove instance", &dir, e))?;
+        Ok(true)
+    }
+
+    /// Whether this is the long-lived armed instance.
+    pub fn is_armed(&self) -> bool {
+        self.armed.is_some()
+    }
+
+    /// Events enabled in this instance (`system:name`).
+    pub fn enabled_events(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.join("set_event"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// The instance name.
@@ -315,12 +394,27 @@ impl Instance {
         let ev = format!("events/{system}/{name}");
         let mut dropped = None;
         if let Some(f) = filter {
-            if self.write(&format!("{ev}/filter"), f).is_err() {
+            // Replacing a filter waits for RCU grace periods: on the armed instance, where
+            // the same filter is usually there already, it is not rewritten.
+            if !self.holds(&format!("{ev}/filter"), f)
+                && self.write(&format!("{ev}/filter"), f).is_err()
+            {
                 dropped = Some(format!("{system}:{name} filter {f:?} rejected"));
             }
         }
-        self.write(&format!("{ev}/enable"), "1")?;
+        if !self.holds(&format!("{ev}/enable"), "1") {
+            self.write(&format!("{ev}/enable"), "1")?;
+        }
         Ok(dropped)
+    }
+
+    /// Whether the control file `rel` reads `value` already (a clock list shows the one in
+    /// use in brackets).
+    pub fn holds(&self, rel: &str, value: &str) -> bool {
+        fs::read_to_string(self.dir.join(rel)).is_ok_and(|now| {
+            let now = now.trim();
+            now == value || now.split_whitespace().any(|w| w == format!("[{value}]"))
+        })
     }
 
     /// Record a kernel stack after `system:name` each time it fires.
@@ -331,6 +425,17 @@ impl Instance {
         };
         self.write(&format!("events/{system}/{name}/trigger"), &t)
             .is_ok()
+    }
+
+    /// Remove the stacktrace trigger of `system:name`, if it has one (removing waits for
+    /// RCU grace periods, so the file is read first).
+    pub fn remove_stack_trigger(&self, system: &str, name: &str) {
+        let rel = format!("events/{system}/{name}/trigger");
+        let has = fs::read_to_string(self.dir.join(&rel))
+            .is_ok_and(|t| t.lines().any(|l| l.starts_with("stacktrace")));
+        if has {
+            let _ = self.write(&rel, "!stacktrace");
+        }
     }
 
     /// Open the non-blocking raw reader of `cpu`'s buffer.
@@ -344,17 +449,27 @@ impl Instance {
         Ok(CpuReader { cpu, file, path })
     }
 
-    /// Stop recording and remove the instance (buffers are freed by the kernel).
-    pub fn remove(mut self) -> Result<(), TraceError> {
+    /// Stop recording and remove the instance (buffers are freed by the kernel). The armed
+    /// instance stays, its events on, recording off, its stack triggers removed (`triggers`:
+    /// the events given one), and unlocked.
+    pub fn remove(mut self, triggers: &[(String, String)]) -> Result<(), TraceError> {
         self.removed = true;
         let _ = self.write("tracing_on", "0");
+        if self.armed.is_some() {
+            for (sys, name) in triggers {
+                self.remove_stack_trigger(sys, name);
+            }
+            return Ok(());
+        }
         fs::remove_dir(&self.dir).map_err(|e| TraceError::io("remove instance", &self.dir, e))
     }
 }
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        if !self.removed {
+        if self.armed.is_some() {
+            let _ = fs::write(self.dir.join("tracing_on"), "0");
+        } else if !self.removed {
             let _ = fs::write(self.dir.join("tracing_on"), "0");
             let _ = fs::remove_dir(&self.dir);
         }

@@ -55,6 +55,9 @@ pub struct TraceManifest {
     /// Tasks that belonged on the watched CPUs (see `WatchOptions::residents`).
     #[serde(default)]
     pub residents: Vec<i32>,
+    /// User tasks found pinned to the watched CPUs when they arrived there: workload too.
+    #[serde(default)]
+    pub pinned: Vec<i32>,
     /// A free-form note.
     pub note: String,
 }

@@ -18,7 +18,16 @@ pub(crate) enum Side {
     Sender(&'static str),
     /// Follows another event (kernel stacks).
     Internal,
+    /// Fires on a housekeeping CPU where a kworker runs work queued by another task on
+    /// its behalf ([`PROXY_WORK`]): enabled only when that function's address is known, and
+    /// filtered to it.
+    Proxy,
 }
+
+/// The work function through which a task has a kworker do its work on a given CPU
+/// (`work_on_cpu`): CPU hotplug brings CPUs down so, and what the kworker then sends is
+/// traced back to who queued it.
+pub(crate) const PROXY_WORK: &str = "work_for_cpu_fn";
 
 /// Events wanted besides the whole `irq_vectors` system.
 pub(crate) const EVENTS: &[(&str, &str, Side)] = &[
@@ -28,8 +37,12 @@ pub(crate) const EVENTS: &[(&str, &str, Side)] = &[
     ("irq", "softirq_exit", Side::Target),
     ("timer", "hrtimer_expire_entry", Side::Target),
     ("timer", "timer_expire_entry", Side::Target),
+    // The function a call-function IPI ran (6.3+): a TLB flush and text patching look
+    // alike by their callsite alone.
+    ("csd", "csd_function_entry", Side::Target),
     ("timer", "tick_stop", Side::Target),
     ("workqueue", "workqueue_execute_start", Side::Target),
+    ("workqueue", "workqueue_execute_end", Side::Proxy),
     ("sched", "sched_switch", Side::Target),
     ("sched", "sched_process_fork", Side::Target),
     ("nmi", "nmi_handler", Side::Target),
@@ -121,6 +134,8 @@ pub(crate) enum What {
     SoftirqExit(u32),
     Hrtimer(u64),
     Timer(u64),
+    /// A cross-CPU function call run here (`csd_function_entry`).
+    Csd(u64),
     TickStop {
         success: bool,
         dependency: i64,
@@ -128,6 +143,9 @@ pub(crate) enum What {
     WorkStart {
         work: u64,
         function: u64,
+    },
+    WorkEnd {
+        work: u64,
     },
     Switch {
         prev_pid: i32,
@@ -183,7 +201,7 @@ impl What {
     /// Kernel addresses the event refers to (for a recording's symbol subset).
     pub(crate) fn addresses(&self) -> Vec<u64> {
         match self {
-            What::Hrtimer(a) | What::Timer(a) => vec![*a],
+            What::Hrtimer(a) | What::Timer(a) | What::Csd(a) => vec![*a],
             What::WorkStart { function, .. } | What::Queue { function, .. } => vec![*function],
             What::Nmi { handler, .. } => vec![*handler],
             What::IpiCpu {
@@ -250,6 +268,7 @@ enum Binding {
     SoftirqExit(Loc),
     Hrtimer(Loc),
     Timer(Loc),
+    Csd(Loc),
     TickStop {
         success: Loc,
         dependency: Loc,
@@ -257,6 +276,9 @@ enum Binding {
     WorkStart {
         work: Loc,
         function: Loc,
+    },
+    WorkEnd {
+        work: Loc,
     },
     Switch {
         prev_pid: Loc,
@@ -329,7 +351,52 @@ fn need<'f>(f: &'f EventFormat, name: &str) -> Result<&'f Field, TraceError> {
     })
 }
 
+/// What a missing event costs the report, said once at the start of a watch.
+fn missing_meaning(event: &str) -> &'static str {
+    match event {
+        "ipi:ipi_send_cpu" | "ipi:ipi_send_cpumask" => {
+            "IPIs are counted and timed, but who sent them is not named (each says so)"
+        }
+        "csd:csd_function_entry" => {
+            "a call-function IPI is named by its sender's callsite, not by the function it ran"
+        }
+        "workqueue:workqueue_queue_work" => "work items run but who queued them is not named",
+        "sched:sched_wakeup" => "tasks run but who woke them is not named",
+        "sched:sched_process_fork" => {
+            "threads the workload creates on a watched CPU count as interruptions"
+        }
+        "timer:tick_stop" => "the tick's stop and its kept dependencies are not reported",
+        _ => "interruptions it would explain are reported without that detail",
+    }
+}
+
 impl Schema {
+    /// Whether the kernel names IPI senders (`ipi:ipi_send_cpu`, 6.4+).
+    pub(crate) fn has_ipi_senders(&self) -> bool {
+        !self.missing.iter().any(|m| m.starts_with("ipi:ipi_send"))
+    }
+
+    /// One line per consequence of the events this kernel lacks.
+    pub fn missing_notices(&self) -> Vec<String> {
+        let mut out: Vec<(Vec<&str>, &str)> = Vec::new();
+        for m in &self.missing {
+            let meaning = missing_meaning(m);
+            match out.iter_mut().find(|(_, w)| *w == meaning) {
+                Some((names, _)) => names.push(m),
+                None => out.push((vec![m], meaning)),
+            }
+        }
+        out.into_iter()
+            .map(|(names, meaning)| {
+                let s = if names.len() > 1 { "s" } else { "" };
+                format!(
+                    "this kernel has no {} event{s}: {meaning}",
+                    names.join(", ")
+                )
+            })
+            .collect()
+    }
+
     /// Read the formats of every wanted event from `tracefs`.
     pub fn bind(tracefs: &Tracefs, syscalls: bool, faults: bool) -> Result<Schema, TraceError> {
         let mut s = Schema::default();
@@ -370,6 +437,7 @@ impl Schema {
                 "softirq_exit" => Binding::SoftirqExit(l("vec")?),
                 "hrtimer_expire_entry" => Binding::Hrtimer(l("function")?),
                 "timer_expire_entry" => Binding::Timer(l("function")?),
+                "csd_function_entry" => Binding::Csd(l("func")?),
                 "tick_stop" => Binding::TickStop {
                     success: l("success")?,
                     dependency: l("dependency")?,
@@ -378,6 +446,14 @@ impl Schema {
                     work: l("work")?,
                     function: l("function")?,
                 },
+                // Filtered by its function: without one (older kernels) it is not used.
+                "workqueue_execute_end" if f.field("function").is_some() => {
+                    Binding::WorkEnd { work: l("work")? }
+                }
+                "workqueue_execute_end" => {
+                    s.missing.push(format!("{sys}:{name} (function field)"));
+                    continue;
+                }
                 "sched_switch" => Binding::Switch {
                     prev_pid: l("prev_pid")?,
                     prev_state: l("prev_state")?,
@@ -473,6 +549,7 @@ impl Schema {
             Binding::SoftirqExit(v) => What::SoftirqExit(int(p, *v)? as u32),
             Binding::Hrtimer(f) => What::Hrtimer(int(p, *f)? as u64),
             Binding::Timer(f) => What::Timer(int(p, *f)? as u64),
+            Binding::Csd(f) => What::Csd(int(p, *f)? as u64),
             Binding::TickStop {
                 success,
                 dependency,
@@ -483,6 +560,9 @@ impl Schema {
             Binding::WorkStart { work, function } => What::WorkStart {
                 work: int(p, *work)? as u64,
                 function: int(p, *function)? as u64,
+            },
+            Binding::WorkEnd { work } => What::WorkEnd {
+                work: int(p, *work)? as u64,
             },
             Binding::Switch {
                 prev_pid,
@@ -646,84 +726,35 @@ pub(crate) fn comm_str(c: &[u8; 16]) -> String {
 }
 
 /// The filter that keeps an event to the watched CPUs, or None when not needed.
-pub(crate) fn filter_for(side: Side, cpus: &CpuSet) -> Option<String> {
+///
+/// `proxy` is the address of [`PROXY_WORK`]: queueing and starting that work is traced on
+/// every CPU, to follow who a kworker works for.
+pub(crate) fn filter_for(
+    event: &str,
+    side: Side,
+    cpus: &CpuSet,
+    proxy: Option<u64>,
+) -> Option<String> {
     let any = |field: &str| {
         cpus.iter()
             .map(|c| format!("{field} == {c}"))
             .collect::<Vec<_>>()
             .join(" || ")
     };
+    let or_proxy = |f: String| match proxy {
+        Some(a) => format!("{f} || function == {a:#x}"),
+        None => f,
+    };
     match side {
+        Side::Target if event == "workqueue_execute_start" => Some(or_proxy(any("CPU"))),
         Side::Target => Some(any("CPU")),
         Side::Sender("cpumask") => Some(format!("cpumask & CPUS{{{}}}", cpus.to_list())),
+        Side::Sender(field) if event == "workqueue_queue_work" => Some(or_proxy(any(field))),
         Side::Sender(field) => Some(any(field)),
+        Side::Proxy => proxy.map(|a| format!("function == {a:#x}")),
         Side::Internal => None,
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn integers_are_read_with_their_sign() {
-        let p = [0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0];
-        let l = |offset, size, signed| Loc {
-            offset,
-            size,
-            signed,
-            dynamic: None,
-        };
-        assert_eq!(int(&p, l(0, 4, true)), Some(-1));
-        assert_eq!(int(&p, l(0, 4, false)), Some(0xffff_ffff));
-        assert_eq!(int(&p, l(0, 1, true)), Some(-1));
-        assert_eq!(int(&p, l(0, 1, false)), Some(255));
-        assert_eq!(int(&p, l(4, 2, false)), Some(1));
-        assert_eq!(int(&p, l(6, 4, false)), None);
-        assert_eq!(int(&p, l(0, 3, false)), None);
-    }
-
-    #[test]
-    fn dynamic_fields_and_cpumasks() {
-        // A __data_loc at offset 0 pointing at 8 bytes at offset 8.
-        let mut p = vec![0u8; 16];
-        p[0..4].copy_from_slice(&(8u32 | 8 << 16).to_le_bytes());
-        p[8] = 0b1010;
-        let l = Loc {
-            offset: 0,
-            size: 4,
-            signed: false,
-            dynamic: Some(DynamicKind::DataLoc),
-        };
-        assert_eq!(cpumask(&p, l).unwrap().to_list(), "1,3");
-        p[8..13].copy_from_slice(b"eth0\0");
-        assert_eq!(string(&p, l).as_deref(), Some("eth0"));
-        p[0..4].copy_from_slice(&(8u32 | 200 << 16).to_le_bytes());
-        assert_eq!(string(&p, l), None);
-    }
-
-    #[test]
-    fn tick_dependencies_are_named() {
-        assert_eq!(tick_dependency(0), "NONE");
-        assert_eq!(tick_dependency(4), "SCHED");
-        assert_eq!(tick_dependency(1 | 16), "POSIX_TIMER|RCU");
-        assert_eq!(tick_dependency(1 << 9), "0x200");
-    }
-
-    #[test]
-    fn filters_name_the_watched_cpus() {
-        let cpus = CpuSet::parse_list("1,3").unwrap();
-        assert_eq!(
-            filter_for(Side::Target, &cpus).unwrap(),
-            "CPU == 1 || CPU == 3"
-        );
-        assert_eq!(
-            filter_for(Side::Sender("cpumask"), &cpus).unwrap(),
-            "cpumask & CPUS{1,3}"
-        );
-        assert_eq!(
-            filter_for(Side::Sender("target_cpu"), &cpus).unwrap(),
-            "target_cpu == 1 || target_cpu == 3"
-        );
-    }
-}
+mod tests;

@@ -11,9 +11,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::decode::{
     comm_str, tick_dependency, Consumes, Event, What, FLAG_HARDIRQ, FLAG_NMI, FLAG_SOFTIRQ,
-    SOFTIRQS,
+    PROXY_WORK, SOFTIRQS,
 };
-use crate::interrupt::{Interruption, Kind, Record, Sender};
+use super::{Placement, TaskLookup};
+use crate::interrupt::{Behalf, Interruption, Kind, Record, Sender};
 use crate::symbols::Symbols;
 use crate::CpuSet;
 
@@ -23,16 +24,18 @@ const PENDING_MAX: usize = 256;
 /// x86-64 `exit` and `exit_group`, which never return to `sys_exit`.
 const SYS_EXIT: i64 = 60;
 const SYS_EXIT_GROUP: i64 = 231;
+/// An IPI this soon after the first event may have been sent before recording began.
+const EARLY_NS: u64 = 1_000_000;
 /// The callback `ipi_send_cpu` reports when the real function is not known.
 const GENERIC_CALL: &str = "generic_smp_call_function_single_interrupt";
 
 /// Keep a pending sender until its effect is seen, forgetting ones older than the TTL when
 /// the map is full.
-fn remember<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, (u64, Sender)>,
+fn remember<K: std::hash::Hash + Eq, V>(
+    map: &mut HashMap<K, (u64, V)>,
     key: K,
     ts: u64,
-    sender: Sender,
+    sender: V,
 ) {
     if map.len() >= PENDING_MAX {
         map.retain(|_, (t, _)| ts.saturating_sub(*t) < PENDING_TTL_NS);
@@ -56,7 +59,25 @@ enum Tag {
     Irq(u32),
     Softirq(u32),
     Task(i32),
-    Syscall,
+    /// A system call of the task with this id.
+    Syscall(i32),
+}
+
+impl Tag {
+    /// Which senders a vector frame consumes (`Nothing` for every other frame).
+    fn consumes(&self, vectors: &[super::decode::VectorInfo]) -> Consumes {
+        match self {
+            Tag::Vector(v) => vectors
+                .get(*v as usize)
+                .map_or(Consumes::Nothing, |i| i.consumes),
+            _ => Consumes::Nothing,
+        }
+    }
+
+    /// A call-function vector: its senders name a callsite, `csd` events the function.
+    fn is_call_vector(&self, vectors: &[super::decode::VectorInfo]) -> bool {
+        self.consumes(vectors) == Consumes::Calls
+    }
 }
 
 #[derive(Debug)]
@@ -105,10 +126,22 @@ pub struct Machine {
     wakeups: HashMap<i32, (u64, Sender)>,
     last_sender: HashMap<u32, LastSender>,
     residents: HashSet<i32>,
+    /// Proxy work (`work_for_cpu_fn`) queued and not yet started: who queued it.
+    proxy_work: HashMap<u64, (u64, Behalf)>,
+    /// kworkers running proxy work now, and for whom.
+    proxies: HashMap<i32, Behalf>,
+    /// Residents that blocked inside a system call: its name and number, to go on with
+    /// when they run here again.
+    blocked_in_syscall: HashMap<i32, (String, Option<i64>)>,
     comms: HashMap<i32, String>,
-    comm_lookup: Box<dyn Fn(i32) -> Option<String> + Send>,
+    /// Placement of every task seen arriving on a watched CPU, asked once.
+    placements: HashMap<i32, Option<Placement>>,
+    tasks: Box<dyn TaskLookup>,
     seq: u64,
+    first_ts: Option<u64>,
     last_ts: u64,
+    /// The kernel has the `ipi_send_*` events (6.4+).
+    ipi_events: bool,
     out: Vec<Record>,
 }
 
@@ -118,7 +151,7 @@ impl Machine {
         symbols: Symbols,
         vectors: Vec<super::decode::VectorInfo>,
         residents: &[i32],
-        comm_lookup: Box<dyn Fn(i32) -> Option<String> + Send>,
+        tasks: Box<dyn TaskLookup>,
     ) -> Machine {
         Machine {
             targets,
@@ -129,10 +162,16 @@ impl Machine {
             wakeups: HashMap::new(),
             last_sender: HashMap::new(),
             residents: residents.iter().copied().collect(),
+            blocked_in_syscall: HashMap::new(),
+            proxy_work: HashMap::new(),
+            proxies: HashMap::new(),
             comms: HashMap::new(),
-            comm_lookup,
+            placements: HashMap::new(),
+            tasks,
             seq: 0,
+            first_ts: None,
             last_ts: 0,
+            ipi_events: true,
             out: Vec::new(),
         }
     }
@@ -146,8 +185,55 @@ impl Machine {
         out
     }
 
+    /// The kernel has no `ipi_send_cpu`/`ipi_send_cpumask` events: IPI senders cannot be
+    /// named, and each IPI says so.
+    pub(crate) fn without_ipi_events(&mut self) {
+        self.ipi_events = false;
+    }
+
+    /// Why an IPI that arrived at `at` has no sender.
+    fn why_untraced(&self, at: u64) -> String {
+        if !self.ipi_events {
+            "this kernel has no ipi_send_cpu/ipi_send_cpumask events".into()
+        } else if self
+            .first_ts
+            .is_none_or(|t| at.saturating_sub(t) < EARLY_NS)
+        {
+            "sent before the watch started".into()
+        } else {
+            "no send event was recorded: the sending CPU was not tracing yet (a CPU \
+             coming online), or the event was lost"
+                .into()
+        }
+    }
+
     pub(crate) fn add_resident(&mut self, tid: i32) {
         self.residents.insert(tid);
+    }
+
+    /// User tasks found pinned to the watched CPUs, for a recording to replay.
+    pub fn pinned(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self
+            .placements
+            .iter()
+            .filter(|(_, p)| **p == Some(Placement::Pinned))
+            .map(|(pid, _)| *pid)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Whether `pid`, arriving on a watched CPU, is the CPU's workload: a user task
+    /// allowed on watched CPUs only (started with `taskset`, `isol run`, a cpuset, or
+    /// pinned by itself). Asked once per task.
+    fn pinned_here(&mut self, pid: i32) -> bool {
+        let tasks = &self.tasks;
+        let targets = &self.targets;
+        *self
+            .placements
+            .entry(pid)
+            .or_insert_with(|| tasks.placement(pid, targets))
+            == Some(Placement::Pinned)
     }
 
     /// Known comms (`pid -> comm`), for a recording to replay.
@@ -162,7 +248,7 @@ impl Machine {
         if let Some(c) = self.comms.get(&pid) {
             return c.clone();
         }
-        let c = (self.comm_lookup)(pid).unwrap_or_else(|| "?".to_string());
+        let c = self.tasks.comm(pid).unwrap_or_else(|| "?".to_string());
         self.comms.insert(pid, c.clone());
         c
     }
@@ -186,12 +272,14 @@ impl Machine {
             callsite: self.symbols.name(callsite),
             callback: self.symbols.name(callback),
             stack: Vec::new(),
+            on_behalf: self.proxies.get(&e.pid).cloned(),
         }
     }
 
     /// Process one event.
     pub(crate) fn feed(&mut self, e: Event) {
         self.last_ts = self.last_ts.max(e.ts);
+        self.first_ts.get_or_insert(e.ts);
         if let What::Lost { events, reason } = e.what {
             self.lost(e.cpu, e.ts, events, reason);
             return;
@@ -239,7 +327,7 @@ impl Machine {
                 self.push(cpu, f);
             }
             What::SoftirqExit(v) => self.close_to(cpu, Tag::Softirq(v), e.ts),
-            What::Hrtimer(func) | What::Timer(func) => {
+            What::Hrtimer(func) | What::Timer(func) | What::Csd(func) => {
                 if let Some(f) = self.cpus.entry(cpu).or_default().frames.last_mut() {
                     f.functions.push(func);
                 }
@@ -296,19 +384,23 @@ impl Machine {
                     self.instant(cpu, e.ts, None, Kind::Syscall, name, Some(nr), None);
                     return;
                 }
-                let f = self.frame(Tag::Syscall, Kind::Syscall, name, Some(nr), e.ts);
+                // A call still open for this task is one whose end this CPU never saw
+                // (the task blocked in it, then ran elsewhere): it ended before this one.
+                self.close_to(cpu, Tag::Syscall(e.pid), e.ts);
+                let f = self.frame(Tag::Syscall(e.pid), Kind::Syscall, name, Some(nr), e.ts);
                 self.push(cpu, f);
             }
             What::SysExit(_) => {
+                self.blocked_in_syscall.remove(&e.pid);
                 let st = self.cpus.entry(cpu).or_default();
                 let top_task = st
                     .frames
                     .iter()
                     .rposition(|f| matches!(f.tag, Tag::Task(_)));
-                let sys = st.frames.iter().rposition(|f| f.tag == Tag::Syscall);
+                let sys = st.frames.iter().rposition(|f| f.tag == Tag::Syscall(e.pid));
                 if let Some(s) = sys {
                     if top_task.is_none_or(|t| t < s) {
-                        self.close_to(cpu, Tag::Syscall, e.ts);
+                        self.close_to(cpu, Tag::Syscall(e.pid), e.ts);
                     }
                 }
             }
@@ -324,6 +416,7 @@ impl Machine {
             What::Lost { .. } => {}
             // Sender events were handled above.
             What::IpiCpu { .. }
+            | What::WorkEnd { .. }
             | What::IpiMask { .. }
             | What::Queue { .. }
             | What::Wakeup { .. }
@@ -361,6 +454,15 @@ impl Machine {
                 function,
                 cpu,
             } => {
+                if self.symbols.lookup(*function).map(|(n, _)| n) == Some(PROXY_WORK) {
+                    let b = Behalf {
+                        cpu: e.cpu,
+                        pid: e.pid,
+                        comm: self.comm(e.pid, e.cpu),
+                        function: PROXY_WORK.into(),
+                    };
+                    remember(&mut self.proxy_work, *work, e.ts, b);
+                }
                 if *cpu >= 0 && self.targets.contains(*cpu as u32) {
                     let s = self.sender(e, "queue_work", 0, *function);
                     remember(&mut self.work, *work, e.ts, s);
@@ -379,6 +481,17 @@ impl Machine {
                     remember(&mut self.wakeups, *pid, e.ts, s);
                     self.last_sender.insert(e.cpu, LastSender::Wakeup(*pid));
                 }
+                true
+            }
+            // Proxy work starting and ending elsewhere: whom the kworker works for.
+            What::WorkStart { work, .. } if !self.targets.contains(e.cpu) => {
+                if let Some((_, b)) = self.proxy_work.remove(work) {
+                    self.proxies.insert(e.pid, b);
+                }
+                true
+            }
+            What::WorkEnd { .. } => {
+                self.proxies.remove(&e.pid);
                 true
             }
             What::Stack(addrs) => {
@@ -452,6 +565,20 @@ impl Machine {
         if next_pid != 0 {
             self.comms.insert(next_pid, comm_str(&next_comm));
         }
+        // A resident leaving the CPU inside a system call (it blocks, is preempted, or is
+        // moved away) ends that call's time here: what runs next is not nested in it. A
+        // call it blocked in goes on when it returns (`blocked_in_syscall`).
+        if let Some(f) = self
+            .cpus
+            .get(&cpu)
+            .and_then(|st| st.frames.iter().find(|f| f.tag == Tag::Syscall(prev_pid)))
+        {
+            if prev_state & 0xff != 0 {
+                let resumed = (f.source.clone(), f.number);
+                self.blocked_in_syscall.insert(prev_pid, resumed);
+            }
+            self.close_to(cpu, Tag::Syscall(prev_pid), ts);
+        }
         let st = self.cpus.entry(cpu).or_default();
         let own = st.frames.iter().rposition(|f| f.tag == Tag::Task(prev_pid));
         if own.is_some() {
@@ -460,6 +587,17 @@ impl Machine {
             // The CPU's own task was preempted while runnable: it is the one being
             // interrupted, so its later returns are not interruptions.
             self.residents.insert(prev_pid);
+        }
+        if next_pid != 0 && !self.residents.contains(&next_pid) && self.pinned_here(next_pid) {
+            // Pinned here: the workload arriving, whatever ran when the watch started.
+            self.residents.insert(next_pid);
+            self.wakeups.remove(&next_pid);
+        }
+        if let Some((name, nr)) = self.blocked_in_syscall.remove(&next_pid) {
+            if self.residents.contains(&next_pid) {
+                let f = self.frame(Tag::Syscall(next_pid), Kind::Syscall, name, nr, ts);
+                self.push(cpu, f);
+            }
         }
         if next_pid != 0 && !self.residents.contains(&next_pid) {
             let mut f = self.frame(
@@ -502,6 +640,7 @@ impl Machine {
             number,
             functions: Vec::new(),
             senders: Vec::new(),
+            untraced: None,
             address,
         }));
     }
@@ -569,14 +708,19 @@ impl Machine {
             .iter()
             .filter_map(|&a| self.symbols.name(a))
             .collect();
+        // The function a call-function IPI ran, when the kernel traced it (6.3+).
+        let ran = f.tag.is_call_vector(&self.vectors) && !functions.is_empty();
         for s in &f.senders {
             match (&s.callback, &s.callsite) {
+                (Some(cb), _) if cb == GENERIC_CALL && ran => {}
                 // The generic handler says nothing; where it was sent from does.
                 (Some(cb), Some(site)) if cb == GENERIC_CALL => functions.push(site.clone()),
                 (Some(cb), _) => functions.push(cb.clone()),
                 _ => {}
             }
         }
+        let untraced = (f.senders.is_empty() && f.tag.consumes(&self.vectors) != Consumes::Nothing)
+            .then(|| self.why_untraced(f.start));
         let mut senders: Vec<Sender> = Vec::new();
         for s in f.senders {
             if !senders.contains(&s) {
@@ -597,6 +741,7 @@ impl Machine {
             number: f.number,
             functions,
             senders,
+            untraced,
             address: None,
         }));
     }

@@ -9,9 +9,17 @@
 //! wait for the next poll, so an IPI sent from CPU 0 is seen before the interrupt it causes
 //! on CPU 1 even when CPU 0's buffer is read later.
 
+mod cost;
 pub mod decode;
 mod machine;
 pub mod summary;
+mod tasks;
+
+pub use cost::Cost;
+use cost::CostMeter;
+pub use tasks::residents_now;
+use tasks::{LiveTasks, RecordedTasks};
+pub(crate) use tasks::{Placement, TaskLookup};
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +27,7 @@ use crate::interrupt::Record;
 use crate::symbols::Symbols;
 use crate::tracefs::record::{Recorded, Recorder, TraceManifest, TRACE_FORMAT};
 use crate::tracefs::ring::{Missed, Page};
-use crate::tracefs::{CpuReader, Instance, PageLayout, TraceError, Tracefs};
+use crate::tracefs::{CpuReader, Instance, PageLayout, TraceError, Tracefs, ARMED};
 use crate::{CpuSet, SysRoot};
 use decode::{Event, Schema, What};
 use machine::Machine;
@@ -35,6 +43,10 @@ const HOLDBACK_NS: u64 = 20_000_000;
 pub struct WatchOptions {
     /// The CPUs to watch.
     pub cpus: CpuSet,
+    /// Leave the events on at the end, in the long-lived armed instance
+    /// ([`crate::tracefs::ARMED`]), so later watches start and stop without patching code.
+    /// Any watch reuses the armed instance when it exists and no other run holds it.
+    pub keep_armed: bool,
     /// Record the sender's kernel stack for IPIs, queued work and wakeups.
     pub stack: bool,
     /// Trace system calls made on the watched CPUs.
@@ -62,6 +74,7 @@ impl WatchOptions {
     pub fn new(cpus: CpuSet) -> WatchOptions {
         WatchOptions {
             cpus,
+            keep_armed: false,
             stack: false,
             syscalls: true,
             faults: true,
@@ -192,47 +205,19 @@ impl Decoder {
     }
 }
 
-/// A task's name: from `/proc`, else (a task that has exited, a short-lived `kill`) from
-/// the names the tracer saved as it recorded events (`saved_cmdlines` under `tracefs`).
-fn comm_lookup_live(root: SysRoot, tracefs: String) -> Box<dyn Fn(i32) -> Option<String> + Send> {
-    Box::new(move |pid| {
-        root.read_line(&format!("/proc/{pid}/comm"))
-            .ok()
-            .filter(|c| !c.is_empty())
-            .or_else(|| saved_cmdline(&root, &tracefs, pid))
-    })
-}
-
-/// `pid`'s name in the tracer's `saved_cmdlines` (lines `PID COMM`).
-fn saved_cmdline(root: &SysRoot, tracefs: &str, pid: i32) -> Option<String> {
-    let text = root.read(&format!("{tracefs}/saved_cmdlines")).ok()?;
-    text.lines().find_map(|l| {
-        let (p, comm) = l.split_once(' ')?;
-        (p.parse::<i32>().ok()? == pid && comm != "<...>").then(|| comm.trim().to_string())
-    })
-}
-
-/// User tasks running on `cpus` right now (state R, not kernel threads): the CPUs'
-/// residents, whose running is what interruptions interrupt.
-pub fn residents_now(root: &SysRoot, cpus: &CpuSet) -> Vec<i32> {
-    const PF_KTHREAD: u64 = 0x0020_0000;
-    let mut out = Vec::new();
-    for pid in root.list("/proc").unwrap_or_default() {
-        if !pid.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        for tid in root.list(&format!("/proc/{pid}/task")).unwrap_or_default() {
-            let Ok(text) = root.read(&format!("/proc/{pid}/task/{tid}/stat")) else {
-                continue;
-            };
-            if let Some(st) = crate::kernel::threads::parse_stat(&text) {
-                if st.state == 'R' && st.flags & PF_KTHREAD == 0 && cpus.contains(st.processor) {
-                    out.push(st.tid as i32);
-                }
-            }
-        }
+/// The state machine for `targets`, told what this kernel cannot trace.
+fn new_machine(
+    targets: CpuSet,
+    symbols: Symbols,
+    schema: &Schema,
+    residents: &[i32],
+    tasks: Box<dyn TaskLookup>,
+) -> Machine {
+    let mut m = Machine::new(targets, symbols, schema.vectors.clone(), residents, tasks);
+    if !schema.has_ipi_senders() {
+        m.without_ipi_events();
     }
-    out
+    m
 }
 
 /// A live watch. Dropping it removes the tracing instance.
@@ -249,6 +234,9 @@ pub struct Watch {
     residents: Vec<i32>,
     notices: Vec<String>,
     started_ns: u64,
+    start_cost: Cost,
+    /// Events enabled in the instance.
+    enabled: usize,
 }
 
 impl Watch {
@@ -279,11 +267,7 @@ impl Watch {
                 available: clocks.join(" "),
             });
         }
-        for m in &schema.missing {
-            notices.push(format!(
-                "this kernel has no {m} event: interruptions it would explain are reported without that detail"
-            ));
-        }
+        notices.extend(schema.missing_notices());
         let stale = tracefs.stale_instances();
         if !stale.is_empty() {
             notices.push(format!(
@@ -305,24 +289,83 @@ impl Watch {
             Some(dir) => Some(Recorder::create(dir)?),
             None => None,
         };
-        let inst = Instance::create(&tracefs)?;
-        inst.write("trace_clock", CLOCK)?;
+        let meter = CostMeter::start(root, &opts.cpus);
+        let inst = match Instance::take_armed(&tracefs)? {
+            Some(i) => {
+                notices.push(format!(
+                    "using the armed tracing instance {ARMED}: its events are already on, so \
+                     starting and stopping patch no kernel code"
+                ));
+                i
+            }
+            None if opts.keep_armed => match Instance::create_armed(&tracefs)? {
+                Some(i) => {
+                    notices.push(format!(
+                        "{ARMED} keeps the events on after this watch, so the next ones start \
+                         and stop without patching code; every traced event then costs a few \
+                         hundred nanoseconds where it fires (`isol watch --disarm` removes it)"
+                    ));
+                    i
+                }
+                None => {
+                    notices.push(format!(
+                        "{ARMED} is in use by another run: this watch uses its own instance"
+                    ));
+                    Instance::create(&tracefs)?
+                }
+            },
+            None => Instance::create(&tracefs)?,
+        };
+        if !inst.holds("trace_clock", CLOCK) {
+            inst.write("trace_clock", CLOCK)?;
+        }
         if let Some(kb) = opts.buffer_kb {
             inst.write("buffer_size_kb", &kb.to_string())?;
         }
+        let proxy = symbols.address_of(decode::PROXY_WORK);
+        let (mut enabled, mut switched) = (0, 0);
         for (sys, name, side) in &schema.enabled {
-            let filter = decode::filter_for(*side, &opts.cpus);
+            let filter = decode::filter_for(name, *side, &opts.cpus, proxy);
+            if *side == decode::Side::Proxy {
+                // Only ever filtered: unfiltered, it would trace every work item.
+                let Some(f) = &filter else { continue };
+                if inst
+                    .write(&format!("events/{sys}/{name}/filter"), f)
+                    .is_err()
+                {
+                    continue;
+                }
+            }
+            let was_on = inst.holds(&format!("events/{sys}/{name}/enable"), "1");
             if let Some(n) = inst.enable(sys, name, filter.as_deref())? {
                 notices.push(format!("{n}; filtering in isol instead"));
             }
-            if opts.stack && matches!(side, decode::Side::Sender(_)) {
-                let filter = decode::filter_for(*side, &opts.cpus);
-                if !inst.stack_trigger(sys, name, filter.as_deref())
-                    && !inst.stack_trigger(sys, name, None)
-                {
-                    notices.push(format!(
-                        "{sys}:{name}: the kernel refused a stacktrace trigger"
-                    ));
+            enabled += 1;
+            switched += usize::from(!was_on);
+            if inst.is_armed() && !opts.stack {
+                // A run that ended without cleaning up may have left one.
+                inst.remove_stack_trigger(sys, name);
+            }
+            if opts.stack
+                && matches!(side, decode::Side::Sender(_))
+                && !inst.stack_trigger(sys, name, filter.as_deref())
+                && !inst.stack_trigger(sys, name, None)
+            {
+                notices.push(format!(
+                    "{sys}:{name}: the kernel refused a stacktrace trigger"
+                ));
+            }
+        }
+        if inst.is_armed() {
+            // Events another version of isol left on: kept on (switching them off patches
+            // code), recording nothing.
+            for ev in inst.enabled_events() {
+                let ours = schema
+                    .enabled
+                    .iter()
+                    .any(|(sys, name, _)| ev == format!("{sys}:{name}"));
+                if let (false, Some((sys, name))) = (ours, ev.split_once(':')) {
+                    let _ = inst.write(&format!("events/{sys}/{name}/filter"), "common_pid < 0");
                 }
             }
         }
@@ -336,17 +379,39 @@ impl Watch {
             .iter()
             .map(|c| inst.reader(c))
             .collect::<Result<Vec<_>, _>>()?;
+        let start_cost = meter.finish(root, &opts.cpus, switched);
+        notices.push(if switched > 0 {
+            format!(
+                "start-up cost: {} interrupts ({}) while {switched} of {enabled} events were \
+                 switched on in {:.0} ms; each switch patches kernel code and interrupts every \
+                 CPU, so start watch before the workload (or keep them on: --keep-armed)",
+                start_cost.total(),
+                start_cost.per_cpu(),
+                start_cost.elapsed_ns as f64 / 1e6
+            )
+        } else {
+            format!(
+                "start-up cost: {} interrupts ({}) in {:.0} ms; all {enabled} events were on \
+                 already",
+                start_cost.total(),
+                start_cost.per_cpu(),
+                start_cost.elapsed_ns as f64 / 1e6
+            )
+        });
         // Recording starts only now, after the code patching of enabling events.
         inst.write("tracing_on", "1")?;
         let started_ns = crate::os::monotonic_ns();
         let mut residents = opts.residents.clone();
         residents.extend(residents_now(root, &opts.cpus));
-        let machine = Machine::new(
+        let machine = new_machine(
             opts.cpus.clone(),
             symbols,
-            schema.vectors.clone(),
+            &schema,
             &residents,
-            comm_lookup_live(root.clone(), tracefs.mount().to_string()),
+            Box::new(LiveTasks {
+                root: root.clone(),
+                tracefs: tracefs.mount().to_string(),
+            }),
         );
         residents.sort_unstable();
         residents.dedup();
@@ -366,6 +431,8 @@ impl Watch {
             residents,
             notices,
             started_ns,
+            start_cost,
+            enabled,
         })
     }
 
@@ -381,6 +448,11 @@ impl Watch {
         if !self.residents.contains(&tid) {
             self.residents.push(tid);
         }
+    }
+
+    /// What switching the events on cost the watched CPUs.
+    pub fn start_cost(&self) -> &Cost {
+        &self.start_cost
     }
 
     /// When recording started (CLOCK_MONOTONIC ns).
@@ -421,24 +493,44 @@ impl Watch {
 
     /// Stop recording, report everything left, remove the instance and finish the
     /// recording if one was asked for.
-    pub fn stop(mut self) -> Result<Vec<Record>, TraceError> {
+    pub fn stop(self) -> Result<Vec<Record>, TraceError> {
+        self.stop_costed().map(|(records, _)| records)
+    }
+
+    /// [`Watch::stop`], also measuring what switching the events off cost the watched
+    /// CPUs.
+    pub fn stop_costed(mut self) -> Result<(Vec<Record>, Cost), TraceError> {
         let end = crate::os::monotonic_ns();
         if let Some(i) = &self.instance {
             i.write("tracing_on", "0")?;
         }
+        // From here on nothing is recorded: what the CPUs take is the stop's cost.
+        let root = self.tracefs.sysroot().clone();
+        let meter = CostMeter::start(&root, &self.opts.cpus);
         self.read_all()?;
         self.decoder.drain(&mut self.machine, u64::MAX);
         self.machine.finish(end);
         let records = self.machine.take();
         // Open readers keep the instance busy.
         self.readers.clear();
+        let armed = self.instance.as_ref().is_some_and(|i| i.is_armed());
+        let switched_off = if armed { 0 } else { self.enabled };
         if let Some(i) = self.instance.take() {
-            i.remove()?;
+            let triggers: Vec<(String, String)> = self
+                .decoder
+                .schema
+                .enabled
+                .iter()
+                .filter(|(_, _, side)| self.opts.stack && matches!(side, decode::Side::Sender(_)))
+                .map(|(sys, name, _)| (sys.clone(), name.clone()))
+                .collect();
+            i.remove(&triggers)?;
         }
+        let cost = meter.finish(&root, &self.opts.cpus, switched_off);
         if let Some(rec) = self.recorder.take() {
             self.finish_recording(rec, end)?;
         }
-        Ok(records)
+        Ok((records, cost))
     }
 
     fn finish_recording(&self, rec: Recorder, end: u64) -> Result<(), TraceError> {
@@ -471,6 +563,7 @@ impl Watch {
                 .map(|(k, v)| (*k, v.clone()))
                 .collect(),
             residents: self.residents.clone(),
+            pinned: self.machine.pinned(),
             note: self.opts.note.clone(),
         };
         rec.finish(
@@ -583,13 +676,15 @@ pub fn replay_recorded(
         None => CpuSet::parse_list(&rec.manifest.cpus)
             .map_err(|e| TraceError::Recording(format!("manifest cpus: {e}")))?,
     };
-    let comms = rec.manifest.comms.clone();
-    let mut machine = Machine::new(
+    let mut machine = new_machine(
         targets,
         Symbols::load(&rec.root),
-        schema.vectors.clone(),
+        &schema,
         &rec.manifest.residents,
-        Box::new(move |pid| comms.get(&pid).cloned()),
+        Box::new(RecordedTasks {
+            comms: rec.manifest.comms.clone(),
+            pinned: rec.manifest.pinned.iter().copied().collect(),
+        }),
     );
     // Events may precede the recorded start by the time it took to switch tracing on.
     const SLACK_NS: u64 = 1_000_000_000;
@@ -668,26 +763,4 @@ pub fn decode_only(dir: &Path, rounds: usize) -> Result<u64, TraceError> {
         }
     }
     Ok(n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A sender that has exited (a `kill` run from a shell) is named from the tracer's
-    /// saved names, not printed as `?`.
-    #[test]
-    fn exited_tasks_are_named_from_saved_cmdlines() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("proc/41")).unwrap();
-        std::fs::write(dir.path().join("proc/41/comm"), "bash\n").unwrap();
-        let t = dir.path().join("sys/kernel/tracing");
-        std::fs::create_dir_all(&t).unwrap();
-        std::fs::write(t.join("saved_cmdlines"), "172 kill\n173 <...>\n41 stale\n").unwrap();
-        let lookup = comm_lookup_live(SysRoot::at(dir.path()), "/sys/kernel/tracing".into());
-        assert_eq!(lookup(41).as_deref(), Some("bash"), "/proc first");
-        assert_eq!(lookup(172).as_deref(), Some("kill"));
-        assert_eq!(lookup(173), None, "the tracer lost that name");
-        assert_eq!(lookup(999), None);
-    }
 }

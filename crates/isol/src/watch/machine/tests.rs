@@ -6,13 +6,17 @@ use super::*;
 const TIMER_FN: u64 = 0xffff_ffff_8100_1000;
 const MEMBARRIER: u64 = 0xffff_ffff_8100_2000;
 const GENERIC: u64 = 0xffff_ffff_8100_3000;
+const FLUSH: u64 = 0xffff_ffff_8100_5000;
+const WORK_FOR_CPU: u64 = 0xffff_ffff_8100_6000;
 
 fn machine() -> Machine {
     let symbols = Symbols::parse(
         "ffffffff81001000 t tick_nohz_handler\n\
          ffffffff81002000 t membarrier_private_expedited\n\
          ffffffff81003000 t generic_smp_call_function_single_interrupt\n\
-         ffffffff81004000 t vmstat_update\n",
+         ffffffff81004000 t vmstat_update\n\
+         ffffffff81005000 t flush_tlb_func\n\
+         ffffffff81006000 t work_for_cpu_fn\n",
     );
     let vectors = vec![
         VectorInfo {
@@ -31,8 +35,27 @@ fn machine() -> Machine {
         symbols,
         vectors,
         &[100],
-        Box::new(|pid| Some(format!("task{pid}"))),
+        Box::new(Tasks { pinned: vec![300] }),
     )
+}
+
+/// Tasks named `task<pid>`; those listed are pinned to the watched CPU.
+struct Tasks {
+    pinned: Vec<i32>,
+}
+
+impl TaskLookup for Tasks {
+    fn comm(&self, pid: i32) -> Option<String> {
+        Some(format!("task{pid}"))
+    }
+
+    fn placement(&self, pid: i32, _: &CpuSet) -> Option<Placement> {
+        Some(if self.pinned.contains(&pid) {
+            Placement::Pinned
+        } else {
+            Placement::Free
+        })
+    }
 }
 
 fn ev(ts: u64, cpu: u32, pid: i32, what: What) -> Event {
@@ -288,4 +311,231 @@ fn what_the_resident_creates_is_resident() {
     assert_eq!(i.len(), 1, "{tasks:?}");
     assert_eq!(i[0].kind, Kind::Task);
     assert_eq!(i[0].number, Some(201));
+}
+
+/// Watch first, application second: a user task pinned to the watched CPU (300) that
+/// arrives after the watch started is the CPU's workload, not an interruption, and what
+/// interrupts it is a top-level line. A free task (400) arriving the same way still
+/// interrupts.
+#[test]
+fn a_pinned_task_arriving_after_the_watch_is_the_workload() {
+    let mut m = machine();
+    let switch = |ts, prev: i32, prev_state: i64, next: i32| {
+        ev(
+            ts,
+            1,
+            prev,
+            What::Switch {
+                prev_pid: prev,
+                prev_state,
+                prev_comm: comm(&format!("task{prev}")),
+                next_pid: next,
+                next_comm: comm(&format!("task{next}")),
+            },
+        )
+    };
+    m.feed(switch(1_000, 0, 0, 300));
+    m.feed(ev(2_000, 1, 300, What::VecEntry(0)));
+    m.feed(ev(2_500, 1, 300, What::VecExit(0)));
+    // It blocks, a free task runs, then the workload comes back.
+    m.feed(switch(3_000, 300, 1, 400));
+    m.feed(switch(4_000, 400, 1, 300));
+    m.finish(10_000);
+    assert_eq!(m.pinned(), vec![300], "the recording keeps what was pinned");
+    let i = interruptions(&mut m);
+    assert_eq!(i.len(), 2, "{i:?}");
+    assert_eq!(i[0].kind, Kind::LocalTimer);
+    assert_eq!(
+        i[0].depth, 0,
+        "the tick interrupted the workload: a top-level line"
+    );
+    assert_eq!((i[1].kind, i[1].source.as_str()), (Kind::Task, "task400"));
+    assert_eq!(i[1].duration_ns, Some(1_000));
+}
+
+/// Where the kernel traces the function a call-function IPI ran (`csd_function_entry`),
+/// the line names it rather than the sender's callsite: a TLB flush and text patching sent
+/// through the same `on_each_cpu_cond_mask` look different.
+#[test]
+fn a_function_call_names_the_function_that_ran() {
+    let mut m = machine();
+    m.feed(ev(
+        500,
+        0,
+        4242,
+        What::IpiCpu {
+            target: 1,
+            callsite: MEMBARRIER,
+            callback: GENERIC,
+        },
+    ));
+    m.feed(ev(900, 1, 100, What::VecEntry(1)));
+    m.feed(ev(950, 1, 100, What::Csd(FLUSH)));
+    m.feed(ev(1_300, 1, 100, What::VecExit(1)));
+    let i = interruptions(&mut m);
+    assert_eq!(i[0].functions, vec!["flush_tlb_func".to_string()]);
+    assert_eq!(i[0].culprit(), "call_function_single: flush_tlb_func");
+    let s = &i[0].senders[0];
+    assert_eq!(
+        s.callsite.as_deref(),
+        Some("membarrier_private_expedited"),
+        "kept"
+    );
+}
+
+/// An IPI with no send event says why: before the watch started, a kernel without the
+/// events, or a sending CPU that was not tracing.
+#[test]
+fn an_ipi_without_a_sender_says_why() {
+    let ipi = |m: &mut Machine, at: u64| {
+        m.feed(ev(at, 1, 100, What::VecEntry(1)));
+        m.feed(ev(at + 100, 1, 100, What::VecExit(1)));
+        interruptions(m).pop().unwrap()
+    };
+    let mut m = machine();
+    let first = ipi(&mut m, 1_000);
+    assert_eq!(
+        first.untraced.as_deref(),
+        Some("sent before the watch started")
+    );
+    let later = ipi(&mut m, 50_000_000);
+    assert!(later.untraced.unwrap().contains("not tracing"));
+    let timer = {
+        m.feed(ev(60_000_000, 1, 100, What::VecEntry(0)));
+        m.feed(ev(60_000_100, 1, 100, What::VecExit(0)));
+        interruptions(&mut m).pop().unwrap()
+    };
+    assert_eq!(timer.untraced, None, "a tick has no sender to miss");
+    let mut old = machine();
+    old.without_ipi_events();
+    old.feed(ev(
+        1,
+        0,
+        5,
+        What::Fault {
+            user: true,
+            address: 0,
+        },
+    ));
+    let i = ipi(&mut old, 50_000_000);
+    assert!(i.untraced.unwrap().contains("no ipi_send_cpu"));
+}
+
+/// A resident's system call ends here when the resident leaves the CPU: a thread that
+/// moves itself away inside `sched_setaffinity` (its exit is on another CPU) does not hide
+/// every later interruption inside that call, and a call the resident blocks in goes on
+/// when it runs again, with what ran meanwhile at the top level.
+#[test]
+fn a_system_call_ends_here_when_its_task_leaves_the_cpu() {
+    let mut m = machine();
+    let switch = |ts, prev: i32, prev_state: i64, next: i32| {
+        ev(
+            ts,
+            1,
+            prev,
+            What::Switch {
+                prev_pid: prev,
+                prev_state,
+                prev_comm: comm(&format!("task{prev}")),
+                next_pid: next,
+                next_comm: comm(&format!("task{next}")),
+            },
+        )
+    };
+    // 300 (pinned here) moves itself away: preempted by the stopper, never back.
+    m.feed(switch(100, 0, 0, 300));
+    m.feed(ev(1_000, 1, 300, What::SysEnter(203)));
+    m.feed(switch(2_000, 300, 0, 0));
+    m.feed(ev(5_000, 1, 0, What::VecEntry(0)));
+    m.feed(ev(5_100, 1, 0, What::VecExit(0)));
+    // 100 blocks in futex; 400 runs; 100 comes back and the call returns.
+    m.feed(switch(6_000, 0, 0, 100));
+    m.feed(ev(7_000, 1, 100, What::SysEnter(202)));
+    m.feed(switch(8_000, 100, 1, 400));
+    m.feed(switch(9_000, 400, 1, 100));
+    m.feed(ev(9_500, 1, 100, What::SysExit(202)));
+    m.finish(20_000);
+    let i = interruptions(&mut m);
+    let brief: Vec<(Kind, &str, u32, Option<u64>)> = i
+        .iter()
+        .map(|i| (i.kind, i.source.as_str(), i.depth, i.duration_ns))
+        .collect();
+    assert_eq!(
+        brief,
+        vec![
+            (Kind::Syscall, "sched_setaffinity", 0, Some(1_000)),
+            (Kind::LocalTimer, "local_timer", 0, Some(100)),
+            (Kind::Syscall, "futex", 0, Some(1_000)),
+            (Kind::Task, "task400", 0, Some(1_000)),
+            (Kind::Syscall, "futex", 0, Some(500)),
+        ]
+    );
+}
+
+/// CPU hotplug has a kworker on CPU 0 do its work (`work_on_cpu`): what that kworker
+/// sends to the watched CPU names the task that queued the work, and only while the work
+/// runs.
+#[test]
+fn a_kworker_working_for_another_task_names_it() {
+    let mut m = machine();
+    let wake = |ts| {
+        ev(
+            ts,
+            0,
+            600,
+            What::Wakeup {
+                pid: 28,
+                comm: comm("migration/1"),
+                target_cpu: 1,
+            },
+        )
+    };
+    let run_28 = |m: &mut Machine, ts| {
+        for (t, prev, next) in [(ts, 0, 28), (ts + 100, 28, 0)] {
+            m.feed(ev(
+                t,
+                1,
+                prev,
+                What::Switch {
+                    prev_pid: prev,
+                    prev_state: 1,
+                    prev_comm: comm("x"),
+                    next_pid: next,
+                    next_comm: comm("migration/1"),
+                },
+            ));
+        }
+        interruptions(m).pop().unwrap()
+    };
+    m.feed(ev(
+        1_000,
+        0,
+        500,
+        What::Queue {
+            work: 0xabc,
+            function: WORK_FOR_CPU,
+            cpu: 0,
+        },
+    ));
+    m.feed(ev(
+        2_000,
+        0,
+        600,
+        What::WorkStart {
+            work: 0xabc,
+            function: WORK_FOR_CPU,
+        },
+    ));
+    m.feed(wake(3_000));
+    let i = run_28(&mut m, 4_000);
+    let b = i.senders[0].on_behalf.as_ref().expect("on behalf");
+    assert_eq!((b.pid, b.comm.as_str(), b.cpu), (500, "task500", 0));
+    assert_eq!(b.function, "work_for_cpu_fn");
+    assert!(i.senders[0]
+        .to_string()
+        .ends_with("for task500/500 (work_for_cpu_fn)"));
+    m.feed(ev(5_000, 0, 600, What::WorkEnd { work: 0xabc }));
+    m.feed(wake(6_000));
+    let i = run_28(&mut m, 7_000);
+    assert_eq!(i.senders[0].on_behalf, None, "the work had ended");
 }
