@@ -33,11 +33,13 @@ pub enum LabError {
     #[error("cannot start qemu-system-x86_64: {0}")]
     Qemu(std::io::Error),
     /// The guest kernel panicked.
-    #[error("guest kernel panicked{}; console tail:\n{console_tail}", if *before_init { " while booting, before init ran" } else { "" })]
+    #[error("guest kernel panicked{}{}; console tail:\n{console_tail}", if *before_init { " while booting, before init ran" } else { "" }, if *torn_patch { " on a half-patched instruction (TCG)" } else { "" })]
     Panic {
         console_tail: String,
         /// Before the init script ran anything.
         before_init: bool,
+        /// On an instruction the kernel was rewriting (see [`torn_code_patch`]).
+        torn_patch: bool,
     },
     /// The guest did not finish in time.
     #[error("guest did not finish within {timeout:?} (hang); console tail:\n{console_tail}")]
@@ -100,6 +102,17 @@ impl ScenarioResult {
             )
         })
     }
+}
+
+/// Whether a panicking console shows TCG running code the kernel was patching: the
+/// breakpoint `text_poke_bp` plants (`Oops: int3`), or a fault whose instruction pointer is
+/// inside a 5-byte NOP (`0f <1f> 44 00 00` on the `Code:` line), which real CPUs never
+/// execute half-written.
+pub fn torn_code_patch(console: &str) -> bool {
+    console.contains("Oops: int3")
+        || console
+            .lines()
+            .any(|l| l.contains("Code: ") && l.contains("0f <1f> 44 00 00"))
 }
 
 /// How to boot the guest.
@@ -410,23 +423,31 @@ impl Lab {
 
     /// Boot, run the scenarios in order, power off, and return their results.
     ///
-    /// A guest kernel that panics before its init runs is booted again, at most
-    /// `BOOT_RETRIES` times, saying so on stderr: under TCG the kernel's own boot-time code
-    /// patching (an `int3` in `sched_clock_cpu` while a static key flips) was seen to crash
-    /// about one boot in twenty, before anything of isol runs. A panic once init runs is
-    /// never retried.
+    /// A guest kernel that panics before its init runs, or on an instruction it was
+    /// rewriting, is booted again, at most `BOOT_RETRIES` times, saying so on stderr.
+    /// Under TCG's thread per vCPU, the kernel's code patching (static keys and calls
+    /// flipped at boot, and by every tracepoint switched on or off) was seen to crash: an
+    /// `int3` in `sched_clock_cpu` before init, about one boot in twenty, and a fault in
+    /// the middle of a 5-byte NOP being rewritten (`Code: ... 0f <1f> 44 00 00`). Any
+    /// other panic is never retried.
     pub fn run(&self, boot: &Boot, scenarios: &[Scenario]) -> Result<Run, LabError> {
         let mut attempt = 0;
         loop {
             match self.run_once(boot, scenarios) {
                 Err(LabError::Panic {
                     console_tail,
-                    before_init: true,
-                }) if attempt < BOOT_RETRIES => {
+                    before_init,
+                    torn_patch,
+                }) if (before_init || torn_patch) && attempt < BOOT_RETRIES => {
                     attempt += 1;
+                    let when = if before_init {
+                        "while booting, before init ran"
+                    } else {
+                        "on an instruction it was rewriting (TCG runs half-patched code)"
+                    };
                     eprintln!(
-                        "lab: the guest kernel panicked while booting, before init ran \
-                         (boot {attempt} of {}); booting again. Console tail:\n{console_tail}",
+                        "lab: the guest kernel panicked {when} (boot {attempt} of {}); \
+                         booting again. Console tail:\n{console_tail}",
                         BOOT_RETRIES + 1
                     );
                 }
@@ -479,6 +500,7 @@ impl Lab {
             return Err(LabError::Panic {
                 console_tail: tail(&console, 40),
                 before_init: !console.contains(INIT),
+                torn_patch: torn_code_patch(&console),
             });
         }
         if !status.success() {
@@ -817,6 +839,18 @@ mod tests {
         // The first thing init does: panics after it are never retried.
         let first = s.lines().nth(1).unwrap();
         assert_eq!(first, format!("/bin/busybox echo {INIT}"));
+    }
+
+    #[test]
+    fn a_torn_code_patch_is_recognised() {
+        let seen = "[   20.137146] RIP: 0010:__schedule+0x339/0xbf0\n\
+            [   20.137254] Code: aa 48 89 45 b8 0f 85 42 07 00 00 0f <1f> 44 00 00 48 8b\n\
+            [   20.139165] Kernel panic - not syncing: Fatal exception in interrupt\n";
+        assert!(torn_code_patch(seen));
+        assert!(torn_code_patch("Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n"));
+        assert!(!torn_code_patch(
+            "BUG: kernel NULL pointer dereference\nCode: 48 8b <48> 8b 07\nKernel panic\n"
+        ));
     }
 
     #[test]

@@ -876,6 +876,7 @@ fn main() {
         Some("isolate") => isolate(&args, fifo),
         Some("under-run") => under_run(&args),
         Some("app") => app(arg(&args, 1)),
+        Some("referee") => referee(num(1) as u32, num(2)),
         Some("strict") => strict(&args),
         Some("notify") => notify(&args),
         Some("requiet") => requiet(&args),
@@ -978,6 +979,76 @@ fn app(secs: f64) {
     );
 }
 
+/// `referee CPU DELAY_MS`: from CPU 0, after DELAY_MS, disturb CPU in each way the
+/// kernel's osnoise tracer has a class for: a device interrupt (the serial port's IRQ moved
+/// to CPU, 5 writes to it, then moved back), IPIs and another thread (a sleeper on CPU woken
+/// 5 times, each time sleeping 1 ms there: a timer), a kworker (`stat_refresh`), and a
+/// task moved onto the CPU. Prints what it did as JSON.
+fn referee(cpu: u32, delay_ms: u64) {
+    pin(0);
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    let irq = loc()
+        .devices()
+        .find(|r| r.device() == "ttyS0")
+        .and_then(|r| r.irq());
+    let mut serial_writes = 0;
+    if let Some(irq) = irq {
+        let path = format!("/proc/irq/{irq}/smp_affinity_list");
+        let old = std::fs::read_to_string(&path).unwrap_or_else(|_| "0".into());
+        if std::fs::write(&path, cpu.to_string()).is_ok() {
+            for _ in 0..5 {
+                if std::fs::write("/dev/ttyS0", "isol referee: serial write\n").is_ok() {
+                    serial_writes += 1;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = std::fs::write(&path, old.trim());
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (ttx, trx) = std::sync::mpsc::channel();
+    let sleeper = std::thread::spawn(move || {
+        set_name("isol-sleeper");
+        pin(cpu);
+        ttx.send(gettid()).unwrap();
+        while rx.recv().is_ok() {
+            std::thread::sleep(Duration::from_millis(1));
+            spin_for(Duration::from_micros(50));
+        }
+    });
+    let sleeper_tid = trx.recv().unwrap();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send(()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    drop(tx);
+    let _ = sleeper.join();
+    let refreshed = std::fs::write("/proc/sys/vm/stat_refresh", "1").is_ok();
+    std::thread::sleep(Duration::from_millis(100));
+    let (mtx, mrx) = std::sync::mpsc::channel();
+    let migrant = std::thread::spawn(move || {
+        set_name("isol-migrant");
+        mtx.send(gettid()).unwrap();
+        pin(cpu);
+        spin_for(Duration::from_millis(20));
+    });
+    let migrant_tid = mrx.recv().unwrap();
+    let _ = migrant.join();
+    println!(
+        "{}",
+        serde_json::json!({
+            "cpu": cpu,
+            "irq": irq,
+            "serial_writes": serial_writes,
+            "sleeper": sleeper_tid,
+            "wakeups": 5,
+            "stat_refresh": refreshed,
+            "migrant": migrant_tid,
+        })
+    );
+}
+
 /// `under-run quiet|syscall SECS`: a program as `isol run` starts it. It enters isolation as
 /// the environment says (`Isolation::from_env`: the CPU, SCHED_FIFO, strict mode), spins
 /// SECS without a system call, then (`syscall`) makes one, leaves, and prints its report.
@@ -1034,7 +1105,7 @@ fn under_run(args: &[String]) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS] | disturb CPU DELAY_MS WAKEUPS [--refresh] [--fifo] | isolate CPU SECS [OPTIONS] | under-run quiet|syscall SECS | app SECS"
+        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS] | disturb CPU DELAY_MS WAKEUPS [--refresh] [--fifo] | isolate CPU SECS [OPTIONS] | under-run quiet|syscall SECS | app SECS | referee CPU DELAY_MS"
     );
     std::process::exit(64)
 }

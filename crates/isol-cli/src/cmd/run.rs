@@ -297,8 +297,11 @@ fn supervise(
         if let Err(TraceError::NotMounted) = Tracefs::locate(root) {
             Tracefs::mount_default().map_err(|e| Failure::runtime(format!("run: {e}")))?;
         }
-        let w = Watch::start(root, WatchOptions::new(target.cpus.clone()))
-            .map_err(|e| Failure::runtime(format!("run: --watch: {e}")))?;
+        // The program (and what it creates) is the workload; anything else interrupts it.
+        let mut opts = WatchOptions::new(target.cpus.clone());
+        opts.pinned_residents = false;
+        let w =
+            Watch::start(root, opts).map_err(|e| Failure::runtime(format!("run: --watch: {e}")))?;
         let mut out = Output::on_stderr(target.cpus.clone(), w.started_ns());
         out.header(w.notices(), None, false)?;
         watch = Some((w, out, Tally::new(&target.cpus)));

@@ -136,6 +136,8 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     opts.keep_armed = args.keep_armed;
     opts.syscalls = !args.no_syscalls;
     opts.residents = args.pids.clone();
+    // Named tasks are the workload; without them, a task that arrives pinned is.
+    opts.pinned_residents = args.pids.is_empty();
     opts.record = args.record.clone();
     opts.buffer_kb = args.buffer_kb;
     let metrics = match &args.metrics {

@@ -254,6 +254,7 @@ impl Held {
         }
         let mut w = WatchOptions::new(opts.cpus.clone());
         w.residents = self.tids.clone();
+        w.pinned_residents = false;
         w.syscalls = true;
         w.buffer_kb = opts.buffer_kb;
         match Watch::start(root, w) {

@@ -178,6 +178,8 @@ fn start(root: &SysRoot, watched: &CpuSet, housekeeping: &CpuSet) -> Result<Hand
                     }
                     let mut opts = WatchOptions::new(cpus);
                     opts.holdback_ns = HOLDBACK_NS;
+                    // The isolated threads are the workload; any other task interrupts them.
+                    opts.pinned_residents = false;
                     Watch::start(&root, opts).map_err(IsolError::from)
                 });
             match started {

@@ -323,9 +323,9 @@ impl Instance {
             removed: false,
             armed: Some(lock),
         };
+        // Recording is off; what a run that died left in the buffers is read and dropped
+        // by the caller (emptying them through `trace` would wait for an RCU grace period).
         inst.write("tracing_on", "0")?;
-        // Opening `trace` for writing with truncation empties every CPU's buffer.
-        inst.write("trace", "")?;
         Ok(Some(inst))
     }
 

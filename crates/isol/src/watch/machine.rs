@@ -142,6 +142,8 @@ pub struct Machine {
     last_ts: u64,
     /// The kernel has the `ipi_send_*` events (6.4+).
     ipi_events: bool,
+    /// Tasks arriving pinned to the watched CPUs are residents.
+    pinned_rule: bool,
     out: Vec<Record>,
 }
 
@@ -172,6 +174,7 @@ impl Machine {
             first_ts: None,
             last_ts: 0,
             ipi_events: true,
+            pinned_rule: true,
             out: Vec::new(),
         }
     }
@@ -183,6 +186,11 @@ impl Machine {
         let mut out = std::mem::take(&mut self.out);
         out.sort_by_key(|r| r.at_ns());
         out
+    }
+
+    /// Tasks arriving pinned to the watched CPUs are not residents: the workload is known.
+    pub(crate) fn without_pinned_residents(&mut self) {
+        self.pinned_rule = false;
     }
 
     /// The kernel has no `ipi_send_cpu`/`ipi_send_cpumask` events: IPI senders cannot be
@@ -227,6 +235,9 @@ impl Machine {
     /// allowed on watched CPUs only (started with `taskset`, `isol run`, a cpuset, or
     /// pinned by itself). Asked once per task.
     fn pinned_here(&mut self, pid: i32) -> bool {
+        if !self.pinned_rule {
+            return false;
+        }
         let tasks = &self.tasks;
         let targets = &self.targets;
         *self

@@ -57,6 +57,11 @@ pub struct WatchOptions {
     /// tasks running there when the watch starts are added, and so is any task that is
     /// preempted there while it was not itself an interruption.
     pub residents: Vec<i32>,
+    /// Count as residents the user tasks that arrive on the watched CPUs pinned there (the
+    /// application a user starts after the watch). On by default; off where the workload
+    /// is known (a task being isolated, `noise`'s samplers, `--pid`): another task pinned
+    /// there then interrupts it.
+    pub pinned_residents: bool,
     /// Per-CPU buffer size; the kernel's default when None.
     pub buffer_kb: Option<u32>,
     /// Keep the raw pages in this directory (see [`crate::tracefs::record`]).
@@ -79,6 +84,7 @@ impl WatchOptions {
             syscalls: true,
             faults: true,
             residents: Vec::new(),
+            pinned_residents: true,
             buffer_kb: None,
             record: None,
             note: String::new(),
@@ -375,10 +381,17 @@ impl Watch {
                 .as_str(),
         )
         .unwrap_or_else(|_| opts.cpus.clone());
-        let readers = online
+        let mut readers = online
             .iter()
             .map(|c| inst.reader(c))
             .collect::<Result<Vec<_>, _>>()?;
+        if inst.is_armed() {
+            // Whatever an earlier run left unread belongs to it.
+            let mut page = vec![0; layout.page_size];
+            for r in &mut readers {
+                while r.read_page(&mut page)? {}
+            }
+        }
         let start_cost = meter.finish(root, &opts.cpus, switched);
         notices.push(if switched > 0 {
             format!(
@@ -403,7 +416,7 @@ impl Watch {
         let started_ns = crate::os::monotonic_ns();
         let mut residents = opts.residents.clone();
         residents.extend(residents_now(root, &opts.cpus));
-        let machine = new_machine(
+        let mut machine = new_machine(
             opts.cpus.clone(),
             symbols,
             &schema,
@@ -413,6 +426,9 @@ impl Watch {
                 tracefs: tracefs.mount().to_string(),
             }),
         );
+        if !opts.pinned_residents {
+            machine.without_pinned_residents();
+        }
         residents.sort_unstable();
         residents.dedup();
         Ok(Watch {

@@ -342,6 +342,13 @@ fn a_pinned_task_arriving_after_the_watch_is_the_workload() {
     m.feed(switch(4_000, 400, 1, 300));
     m.finish(10_000);
     assert_eq!(m.pinned(), vec![300], "the recording keeps what was pinned");
+    // Where the workload is named, a pinned newcomer interrupts it.
+    let mut named = machine();
+    named.without_pinned_residents();
+    named.feed(switch(1_000, 0, 0, 300));
+    named.finish(2_000);
+    let t = interruptions(&mut named);
+    assert_eq!((t[0].kind, t[0].number), (Kind::Task, Some(300)));
     let i = interruptions(&mut m);
     assert_eq!(i.len(), 2, "{i:?}");
     assert_eq!(i[0].kind, Kind::LocalTimer);
