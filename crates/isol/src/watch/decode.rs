@@ -28,6 +28,19 @@ pub(crate) enum Side {
 /// (`work_on_cpu`): CPU hotplug brings CPUs down so, and what the kworker then sends is
 /// traced back to who queued it.
 pub(crate) const PROXY_WORK: &str = "work_for_cpu_fn";
+/// The hrtimer callback that wakes a sleeping task: traced on every CPU, so a wakeup from
+/// a timer interrupt elsewhere names it.
+pub(crate) const TIMER_WAKEUP: &str = "hrtimer_wakeup";
+
+/// Functions followed on every CPU, not only the watched ones (their addresses, when
+/// kallsyms shows them).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Follow {
+    /// [`PROXY_WORK`].
+    pub proxy: Option<u64>,
+    /// [`TIMER_WAKEUP`].
+    pub timer_wakeup: Option<u64>,
+}
 
 /// Events wanted besides the whole `irq_vectors` system.
 pub(crate) const EVENTS: &[(&str, &str, Side)] = &[
@@ -727,14 +740,11 @@ pub(crate) fn comm_str(c: &[u8; 16]) -> String {
 
 /// The filter that keeps an event to the watched CPUs, or None when not needed.
 ///
-/// `proxy` is the address of [`PROXY_WORK`]: queueing and starting that work is traced on
-/// every CPU, to follow who a kworker works for.
-pub(crate) fn filter_for(
-    event: &str,
-    side: Side,
-    cpus: &CpuSet,
-    proxy: Option<u64>,
-) -> Option<String> {
+/// `follow` names functions traced on every CPU: queueing and starting [`PROXY_WORK`], to
+/// follow who a kworker works for, and expiring [`TIMER_WAKEUP`], to name the timer that
+/// wakes a task elsewhere.
+pub(crate) fn filter_for(event: &str, side: Side, cpus: &CpuSet, follow: Follow) -> Option<String> {
+    let proxy = follow.proxy;
     let any = |field: &str| {
         cpus.iter()
             .map(|c| format!("{field} == {c}"))
@@ -747,6 +757,10 @@ pub(crate) fn filter_for(
     };
     match side {
         Side::Target if event == "workqueue_execute_start" => Some(or_proxy(any("CPU"))),
+        Side::Target if event == "hrtimer_expire_entry" => Some(match follow.timer_wakeup {
+            Some(a) => format!("{} || function == {a:#x}", any("CPU")),
+            None => any("CPU"),
+        }),
         Side::Target => Some(any("CPU")),
         Side::Sender("cpumask") => Some(format!("cpumask & CPUS{{{}}}", cpus.to_list())),
         Side::Sender(field) if event == "workqueue_queue_work" => Some(or_proxy(any(field))),

@@ -24,6 +24,8 @@ const PENDING_MAX: usize = 256;
 /// x86-64 `exit` and `exit_group`, which never return to `sys_exit`.
 const SYS_EXIT: i64 = 60;
 const SYS_EXIT_GROUP: i64 = 231;
+/// A wakeup in a timer interrupt this soon after a sleeper's hrtimer expired is its work.
+const TIMER_WAKEUP_NS: u64 = 100_000;
 /// An IPI this soon after the first event may have been sent before recording began.
 const EARLY_NS: u64 = 1_000_000;
 /// The callback `ipi_send_cpu` reports when the real function is not known.
@@ -130,6 +132,8 @@ pub struct Machine {
     proxy_work: HashMap<u64, (u64, Behalf)>,
     /// kworkers running proxy work now, and for whom.
     proxies: HashMap<i32, Behalf>,
+    /// The last `hrtimer_wakeup` that expired on each unwatched CPU: when and its address.
+    timer_wakeups: HashMap<u32, (u64, u64)>,
     /// Residents that blocked inside a system call: its name and number, to go on with
     /// when they run here again.
     blocked_in_syscall: HashMap<i32, (String, Option<i64>)>,
@@ -167,6 +171,7 @@ impl Machine {
             blocked_in_syscall: HashMap::new(),
             proxy_work: HashMap::new(),
             proxies: HashMap::new(),
+            timer_wakeups: HashMap::new(),
             comms: HashMap::new(),
             placements: HashMap::new(),
             tasks,
@@ -488,7 +493,17 @@ impl Machine {
             } => {
                 self.comms.insert(*pid, comm_str(comm));
                 if *target_cpu >= 0 && self.targets.contains(*target_cpu as u32) && e.pid != *pid {
-                    let s = self.sender(e, "wakeup", 0, 0);
+                    // In the timer interrupt, right after a sleeper's hrtimer expired there.
+                    let timer = match self.timer_wakeups.get(&e.cpu) {
+                        Some(&(t, func))
+                            if e.flags & FLAG_HARDIRQ != 0
+                                && e.ts.saturating_sub(t) < TIMER_WAKEUP_NS =>
+                        {
+                            func
+                        }
+                        _ => 0,
+                    };
+                    let s = self.sender(e, "wakeup", timer, 0);
                     remember(&mut self.wakeups, *pid, e.ts, s);
                     self.last_sender.insert(e.cpu, LastSender::Wakeup(*pid));
                 }
@@ -503,6 +518,11 @@ impl Machine {
             }
             What::WorkEnd { .. } => {
                 self.proxies.remove(&e.pid);
+                true
+            }
+            // A sleeper's timer expiring elsewhere: the wakeup that follows names it.
+            What::Hrtimer(func) if !self.targets.contains(e.cpu) => {
+                self.timer_wakeups.insert(e.cpu, (e.ts, *func));
                 true
             }
             What::Stack(addrs) => {

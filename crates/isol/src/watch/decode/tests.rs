@@ -50,7 +50,13 @@ fn tick_dependencies_are_named() {
 #[test]
 fn filters_name_the_watched_cpus() {
     let cpus = CpuSet::parse_list("1,3").unwrap();
-    let f = |event, side, proxy| filter_for(event, side, &cpus, proxy);
+    let f = |event, side, proxy: Option<u64>| {
+        let follow = Follow {
+            proxy,
+            timer_wakeup: proxy.map(|a| a + 1),
+        };
+        filter_for(event, side, &cpus, follow)
+    };
     assert_eq!(
         f("sched_switch", Side::Target, None).unwrap(),
         "CPU == 1 || CPU == 3"
@@ -82,4 +88,13 @@ fn filters_name_the_watched_cpus() {
         "function == 0x10"
     );
     assert_eq!(f("workqueue_execute_end", Side::Proxy, None), None);
+    // The timer that wakes a task is followed everywhere too.
+    assert_eq!(
+        f("hrtimer_expire_entry", Side::Target, Some(0x10)).unwrap(),
+        "CPU == 1 || CPU == 3 || function == 0x11"
+    );
+    assert_eq!(
+        f("hrtimer_expire_entry", Side::Target, None).unwrap(),
+        "CPU == 1 || CPU == 3"
+    );
 }

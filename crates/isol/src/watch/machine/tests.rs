@@ -8,6 +8,7 @@ const MEMBARRIER: u64 = 0xffff_ffff_8100_2000;
 const GENERIC: u64 = 0xffff_ffff_8100_3000;
 const FLUSH: u64 = 0xffff_ffff_8100_5000;
 const WORK_FOR_CPU: u64 = 0xffff_ffff_8100_6000;
+const TIMER_WAKEUP: u64 = 0xffff_ffff_8100_7000;
 
 fn machine() -> Machine {
     let symbols = Symbols::parse(
@@ -16,7 +17,8 @@ fn machine() -> Machine {
          ffffffff81003000 t generic_smp_call_function_single_interrupt\n\
          ffffffff81004000 t vmstat_update\n\
          ffffffff81005000 t flush_tlb_func\n\
-         ffffffff81006000 t work_for_cpu_fn\n",
+         ffffffff81006000 t work_for_cpu_fn\n\
+         ffffffff81007000 t hrtimer_wakeup\n",
     );
     let vectors = vec![
         VectorInfo {
@@ -545,4 +547,49 @@ fn a_kworker_working_for_another_task_names_it() {
     m.feed(wake(6_000));
     let i = run_28(&mut m, 7_000);
     assert_eq!(i.senders[0].on_behalf, None, "the work had ended");
+}
+
+/// A task woken by its timer on another CPU names the timer (`hrtimer_wakeup`), not only
+/// "irq over swapper"; a wakeup in an interrupt long after is not given that name.
+#[test]
+fn a_timer_wakeup_names_the_timer() {
+    let mut m = machine();
+    let wake = |ts| Event {
+        ts,
+        cpu: 0,
+        pid: 0,
+        flags: FLAG_HARDIRQ,
+        what: What::Wakeup {
+            pid: 77,
+            comm: comm("sleeper"),
+            target_cpu: 1,
+        },
+    };
+    let run_77 = |m: &mut Machine, ts| {
+        for (t, prev, next) in [(ts, 0, 77), (ts + 100, 77, 0)] {
+            m.feed(ev(
+                t,
+                1,
+                prev,
+                What::Switch {
+                    prev_pid: prev,
+                    prev_state: 1,
+                    prev_comm: comm("x"),
+                    next_pid: next,
+                    next_comm: comm("sleeper"),
+                },
+            ));
+        }
+        interruptions(m).pop().unwrap()
+    };
+    m.feed(ev(1_000, 0, 0, What::Hrtimer(TIMER_WAKEUP)));
+    m.feed(wake(3_000));
+    let i = run_77(&mut m, 5_000);
+    assert_eq!(i.senders[0].callsite.as_deref(), Some("hrtimer_wakeup"));
+    assert!(i.senders[0]
+        .to_string()
+        .contains("irq (over swapper/0/0) in hrtimer_wakeup"));
+    m.feed(wake(10_000_000));
+    let i = run_77(&mut m, 10_001_000);
+    assert_eq!(i.senders[0].callsite, None);
 }
