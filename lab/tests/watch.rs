@@ -53,6 +53,15 @@ done
 isol watch --disarm
 "#;
 
+/// `isol noise` on the same kernel, with the disturbances `isol-lab-guest disturb` makes.
+const NOISE: &str = r#"
+echo -1 > /proc/sys/kernel/sched_rt_runtime_us
+isol-lab-guest disturb 1 1500 3 --fifo > /dev/null & D=$!
+isol noise --cpus 1 -d 5 --fifo --json > /tmp/n.json 2>/dev/null; echo "NOISE_STATUS $?"
+wait $D
+echo "NOISE $(tr -d '\n' < /tmp/n.json)"
+"#;
+
 fn boot() -> Boot {
     Boot {
         isolation: "nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 \
@@ -72,6 +81,7 @@ fn run_on(kernel: &str) -> Option<Run> {
             &[
                 Scenario::new("user_order", USER_ORDER),
                 Scenario::new("cost", COST),
+                Scenario::new("noise", NOISE),
             ],
         )
         .unwrap_or_else(|e| panic!("lab run on {kernel} failed: {e}"));
@@ -340,5 +350,54 @@ fn watch_reports_its_own_cost_and_an_armed_instance_removes_it_on_6_12() {
 fn watch_reports_its_own_cost_and_an_armed_instance_removes_it_on_6_1() {
     if let Some(run) = run_61() {
         check_cost(run);
+    }
+}
+
+/// `isol noise` runs on each kernel, attributes what it can, and on a kernel without IPI
+/// send events says so once.
+fn check_noise(run: &Run) {
+    let out = &run.result("noise").unwrap().stdout;
+    assert!(out.contains("NOISE_STATUS 0"), "{out}");
+    let doc: serde_json::Value = serde_json::from_str(
+        out.lines()
+            .find_map(|l| l.strip_prefix("NOISE "))
+            .unwrap_or_else(|| panic!("no report\n{out}")),
+    )
+    .unwrap();
+    assert_eq!(doc["attributed"], true, "{out}");
+    let notices: Vec<&str> = doc["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    let said = notices
+        .iter()
+        .filter(|n| n.contains("no ipi:ipi_send_cpu"))
+        .count();
+    let old = run.kernel.starts_with("6.1.");
+    assert_eq!(said, usize::from(old), "{notices:?}");
+    let causes = doc["cpus"][0]["causes"].as_array().unwrap();
+    let sleeper = causes
+        .iter()
+        .find(|c| c["culprit"].as_str().unwrap_or("").contains("isol-sleeper"))
+        .unwrap_or_else(|| panic!("the woken thread is not a cause\n{out}"));
+    assert!(
+        !sleeper["senders"].as_array().unwrap().is_empty(),
+        "who woke it is named, even on 6.1 (sched_wakeup): {out}"
+    );
+}
+
+#[test]
+fn noise_attributes_and_says_what_it_cannot_on_6_12() {
+    if let Some(run) = run_612() {
+        check_noise(run);
+    }
+}
+
+#[test]
+fn noise_attributes_and_says_what_it_cannot_on_6_1() {
+    if let Some(run) = run_61() {
+        check_noise(run);
     }
 }

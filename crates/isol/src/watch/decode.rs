@@ -18,6 +18,8 @@ pub(crate) enum Side {
     Sender(&'static str),
     /// Follows another event (kernel stacks).
     Internal,
+    /// Kept from every CPU, unfiltered: rare events that name tasks (a rename).
+    Anywhere,
     /// Fires on a housekeeping CPU where a kworker runs work queued by another task on
     /// its behalf ([`PROXY_WORK`]): enabled only when that function's address is known, and
     /// filtered to it.
@@ -58,6 +60,9 @@ pub(crate) const EVENTS: &[(&str, &str, Side)] = &[
     ("workqueue", "workqueue_execute_end", Side::Proxy),
     ("sched", "sched_switch", Side::Target),
     ("sched", "sched_process_fork", Side::Target),
+    // A task's name changes at exec and by prctl (busybox re-executes itself through
+    // /proc/self/exe, then names itself): senders are named as they were when they sent.
+    ("task", "task_rename", Side::Anywhere),
     ("nmi", "nmi_handler", Side::Target),
     ("raw_syscalls", "sys_enter", Side::Target),
     ("raw_syscalls", "sys_exit", Side::Target),
@@ -202,6 +207,11 @@ pub(crate) enum What {
         parent: i32,
         child: i32,
     },
+    /// A task took a new name (exec, `PR_SET_NAME`).
+    Rename {
+        pid: i32,
+        comm: [u8; 16],
+    },
     Stack(Vec<u64>),
     /// Not a kernel event: the page reader found lost events or a corrupt page.
     Lost {
@@ -333,6 +343,11 @@ enum Binding {
     Fork {
         parent: Loc,
         child: Loc,
+    },
+    Rename {
+        /// Absent on kernels where the event is always about the current task.
+        pid: Option<Loc>,
+        comm: Loc,
     },
     Stack {
         size: Loc,
@@ -503,6 +518,10 @@ impl Schema {
                     parent: l("parent_pid")?,
                     child: l("child_pid")?,
                 },
+                "task_rename" => Binding::Rename {
+                    pid: f.field("pid").map(Loc::from),
+                    comm: l("newcomm")?,
+                },
                 "sched_wakeup" => Binding::Wakeup {
                     pid: l("pid")?,
                     comm: l("comm")?,
@@ -640,6 +659,13 @@ impl Schema {
                 parent: int(p, *parent)? as i32,
                 child: int(p, *child)? as i32,
             },
+            Binding::Rename { pid, comm: c } => What::Rename {
+                pid: match pid {
+                    Some(l) => int(p, *l)? as i32,
+                    None => int(p, self.pid?)? as i32,
+                },
+                comm: comm(p, *c)?,
+            },
             Binding::Stack { size, caller } => {
                 let n = int(p, *size)?.max(0) as usize;
                 let mut v = Vec::with_capacity(n.min(64));
@@ -766,7 +792,7 @@ pub(crate) fn filter_for(event: &str, side: Side, cpus: &CpuSet, follow: Follow)
         Side::Sender(field) if event == "workqueue_queue_work" => Some(or_proxy(any(field))),
         Side::Sender(field) => Some(any(field)),
         Side::Proxy => proxy.map(|a| format!("function == {a:#x}")),
-        Side::Internal => None,
+        Side::Internal | Side::Anywhere => None,
     }
 }
 

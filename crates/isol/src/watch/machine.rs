@@ -433,6 +433,7 @@ impl Machine {
             // Sender events were handled above.
             What::IpiCpu { .. }
             | What::WorkEnd { .. }
+            | What::Rename { .. }
             | What::IpiMask { .. }
             | What::Queue { .. }
             | What::Wakeup { .. }
@@ -518,6 +519,10 @@ impl Machine {
             }
             What::WorkEnd { .. } => {
                 self.proxies.remove(&e.pid);
+                true
+            }
+            What::Rename { pid, comm } => {
+                self.comms.insert(*pid, comm_str(comm));
                 true
             }
             // A sleeper's timer expiring elsewhere: the wakeup that follows names it.

@@ -593,3 +593,38 @@ fn a_timer_wakeup_names_the_timer() {
     let i = run_77(&mut m, 10_001_000);
     assert_eq!(i.senders[0].callsite, None);
 }
+
+/// A sender is named as it was when it sent: a shell's child that execs `kill` (or
+/// busybox, renaming itself to its applet) is `kill`.
+#[test]
+fn an_exec_renames_the_sender() {
+    let mut m = machine();
+    m.feed(ev(
+        100,
+        0,
+        500,
+        What::Rename {
+            pid: 500,
+            comm: comm("kill"),
+        },
+    ));
+    m.feed(ev(
+        500,
+        0,
+        500,
+        What::IpiCpu {
+            target: 1,
+            callsite: MEMBARRIER,
+            callback: GENERIC,
+        },
+    ));
+    m.feed(ev(900, 1, 100, What::VecEntry(1)));
+    m.feed(ev(1_000, 1, 100, What::VecExit(1)));
+    let i = interruptions(&mut m);
+    assert_eq!(i[0].senders[0].comm, "kill", "not the lookup's task500");
+    assert_eq!(
+        m.comms().get(&500).map(String::as_str),
+        Some("kill"),
+        "recorded"
+    );
+}
