@@ -597,22 +597,12 @@ fn notify(args: &[String]) {
     } else {
         std::thread::spawn(|| {
             pin(0);
-            let len = 256 * 1024;
-            // SAFETY: a private anonymous mapping, touched, then unmapped: the unmap flushes
-            // the TLB of every CPU running this process (CPU 1: the worker).
-            unsafe {
-                let p = libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                );
-                assert_ne!(p, libc::MAP_FAILED);
-                std::ptr::write_bytes(p as *mut u8, 1, len);
-                libc::munmap(p, len);
-            }
+            // Touched, then unmapped: the unmap flushes the TLB of every CPU running this
+            // process (CPU 1: the worker).
+            let pages = 64;
+            let p = touch_pages(pages);
+            // SAFETY: `p` is the mapping of `pages` pages touch_pages just made.
+            unsafe { libc::munmap(p as *mut libc::c_void, pages * 4096) };
         })
         .join()
         .unwrap();

@@ -76,6 +76,30 @@ fn comm(s: &str) -> [u8; 16] {
     c
 }
 
+/// CPU 1 switches from `prev` (left in `prev_state`) to `next`; tasks are named
+/// `task<pid>`.
+fn switch(ts: u64, prev: i32, prev_state: i64, next: i32) -> Event {
+    ev(
+        ts,
+        1,
+        prev,
+        What::Switch {
+            prev_pid: prev,
+            prev_state,
+            prev_comm: comm(&format!("task{prev}")),
+            next_pid: next,
+            next_comm: comm(&format!("task{next}")),
+        },
+    )
+}
+
+/// `pid` runs on CPU 1 from `ts` for 100 ns, then blocks: its interruption.
+fn run_briefly(m: &mut Machine, pid: i32, ts: u64) -> Interruption {
+    m.feed(switch(ts, 0, 0, pid));
+    m.feed(switch(ts + 100, pid, 1, 0));
+    interruptions(m).pop().unwrap()
+}
+
 fn interruptions(m: &mut Machine) -> Vec<Interruption> {
     m.take()
         .into_iter()
@@ -270,20 +294,6 @@ fn syscalls_of_the_resident_count_but_not_those_of_an_interloper() {
 #[test]
 fn what_the_resident_creates_is_resident() {
     let mut m = machine();
-    let switch = |ts, prev: i32, prev_state: i64, next: i32| {
-        ev(
-            ts,
-            1,
-            prev,
-            What::Switch {
-                prev_pid: prev,
-                prev_state,
-                prev_comm: comm(&format!("task{prev}")),
-                next_pid: next,
-                next_comm: comm(&format!("task{next}")),
-            },
-        )
-    };
     // 100 creates thread 101, which then runs on the CPU while 100 sleeps.
     m.feed(ev(
         1_000,
@@ -322,20 +332,6 @@ fn what_the_resident_creates_is_resident() {
 #[test]
 fn a_pinned_task_arriving_after_the_watch_is_the_workload() {
     let mut m = machine();
-    let switch = |ts, prev: i32, prev_state: i64, next: i32| {
-        ev(
-            ts,
-            1,
-            prev,
-            What::Switch {
-                prev_pid: prev,
-                prev_state,
-                prev_comm: comm(&format!("task{prev}")),
-                next_pid: next,
-                next_comm: comm(&format!("task{next}")),
-            },
-        )
-    };
     m.feed(switch(1_000, 0, 0, 300));
     m.feed(ev(2_000, 1, 300, What::VecEntry(0)));
     m.feed(ev(2_500, 1, 300, What::VecExit(0)));
@@ -437,20 +433,6 @@ fn an_ipi_without_a_sender_says_why() {
 #[test]
 fn a_system_call_ends_here_when_its_task_leaves_the_cpu() {
     let mut m = machine();
-    let switch = |ts, prev: i32, prev_state: i64, next: i32| {
-        ev(
-            ts,
-            1,
-            prev,
-            What::Switch {
-                prev_pid: prev,
-                prev_state,
-                prev_comm: comm(&format!("task{prev}")),
-                next_pid: next,
-                next_comm: comm(&format!("task{next}")),
-            },
-        )
-    };
     // 300 (pinned here) moves itself away: preempted by the stopper, never back.
     m.feed(switch(100, 0, 0, 300));
     m.feed(ev(1_000, 1, 300, What::SysEnter(203)));
@@ -499,23 +481,6 @@ fn a_kworker_working_for_another_task_names_it() {
             },
         )
     };
-    let run_28 = |m: &mut Machine, ts| {
-        for (t, prev, next) in [(ts, 0, 28), (ts + 100, 28, 0)] {
-            m.feed(ev(
-                t,
-                1,
-                prev,
-                What::Switch {
-                    prev_pid: prev,
-                    prev_state: 1,
-                    prev_comm: comm("x"),
-                    next_pid: next,
-                    next_comm: comm("migration/1"),
-                },
-            ));
-        }
-        interruptions(m).pop().unwrap()
-    };
     m.feed(ev(
         1_000,
         0,
@@ -536,7 +501,7 @@ fn a_kworker_working_for_another_task_names_it() {
         },
     ));
     m.feed(wake(3_000));
-    let i = run_28(&mut m, 4_000);
+    let i = run_briefly(&mut m, 28, 4_000);
     let b = i.senders[0].on_behalf.as_ref().expect("on behalf");
     assert_eq!((b.pid, b.comm.as_str(), b.cpu), (500, "task500", 0));
     assert_eq!(b.function, "work_for_cpu_fn");
@@ -545,7 +510,7 @@ fn a_kworker_working_for_another_task_names_it() {
         .ends_with("for task500/500 (work_for_cpu_fn)"));
     m.feed(ev(5_000, 0, 600, What::WorkEnd { work: 0xabc }));
     m.feed(wake(6_000));
-    let i = run_28(&mut m, 7_000);
+    let i = run_briefly(&mut m, 28, 7_000);
     assert_eq!(i.senders[0].on_behalf, None, "the work had ended");
 }
 
@@ -565,32 +530,15 @@ fn a_timer_wakeup_names_the_timer() {
             target_cpu: 1,
         },
     };
-    let run_77 = |m: &mut Machine, ts| {
-        for (t, prev, next) in [(ts, 0, 77), (ts + 100, 77, 0)] {
-            m.feed(ev(
-                t,
-                1,
-                prev,
-                What::Switch {
-                    prev_pid: prev,
-                    prev_state: 1,
-                    prev_comm: comm("x"),
-                    next_pid: next,
-                    next_comm: comm("sleeper"),
-                },
-            ));
-        }
-        interruptions(m).pop().unwrap()
-    };
     m.feed(ev(1_000, 0, 0, What::Hrtimer(TIMER_WAKEUP)));
     m.feed(wake(3_000));
-    let i = run_77(&mut m, 5_000);
+    let i = run_briefly(&mut m, 77, 5_000);
     assert_eq!(i.senders[0].callsite.as_deref(), Some("hrtimer_wakeup"));
     assert!(i.senders[0]
         .to_string()
         .contains("irq (over swapper/0/0) in hrtimer_wakeup"));
     m.feed(wake(10_000_000));
-    let i = run_77(&mut m, 10_001_000);
+    let i = run_briefly(&mut m, 77, 10_001_000);
     assert_eq!(i.senders[0].callsite, None);
 }
 
