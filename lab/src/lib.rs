@@ -689,11 +689,16 @@ pub mod expect {
                 .collect::<Vec<_>>()
                 .join("\n")
         };
-        // 1. The membarrier IPI, sent by the provoking process from CPU 0.
+        // 1. The membarrier IPI, sent by the provoking process from CPU 0: named by the
+        //    function it ran (`ipi_mb`, where the kernel traces it) or where it was sent.
         assert!(
             all.iter().any(|i| i.kind == Kind::Ipi
-                && i.senders.iter().any(|s| s.cpu == 0 && s.pid == pid)
-                && i.culprit().contains("membarrier")),
+                && i.senders.iter().any(|s| s.cpu == 0
+                    && s.pid == pid
+                    && s.callsite
+                        .as_deref()
+                        .is_some_and(|c| c.contains("membarrier")))
+                && (i.culprit().contains("membarrier") || i.culprit().contains("ipi_mb"))),
             "no IPI from membarrier on cpu0 by pid {pid}:\n{}",
             show()
         );

@@ -24,6 +24,8 @@ const PENDING_MAX: usize = 256;
 /// x86-64 `exit` and `exit_group`, which never return to `sys_exit`.
 const SYS_EXIT: i64 = 60;
 const SYS_EXIT_GROUP: i64 = 231;
+/// `sched_switch` `prev_state` bits of a task that has exited (`Z`, `X`).
+const TASK_GONE: i64 = 0x10 | 0x20;
 /// A wakeup in a timer interrupt this soon after a sleeper's hrtimer expired is its work.
 const TIMER_WAKEUP_NS: u64 = 100_000;
 /// An IPI this soon after the first event may have been sent before recording began.
@@ -134,6 +136,9 @@ pub struct Machine {
     proxies: HashMap<i32, Behalf>,
     /// The last `hrtimer_wakeup` that expired on each unwatched CPU: when and its address.
     timer_wakeups: HashMap<u32, (u64, u64)>,
+    /// Residents that have run on each CPU and not died: a pinned newcomer is the workload
+    /// only where there is none.
+    occupants: HashMap<u32, HashSet<i32>>,
     /// Residents that blocked inside a system call: its name and number, to go on with
     /// when they run here again.
     blocked_in_syscall: HashMap<i32, (String, Option<i64>)>,
@@ -169,6 +174,7 @@ impl Machine {
             last_sender: HashMap::new(),
             residents: residents.iter().copied().collect(),
             blocked_in_syscall: HashMap::new(),
+            occupants: HashMap::new(),
             proxy_work: HashMap::new(),
             proxies: HashMap::new(),
             timer_wakeups: HashMap::new(),
@@ -624,10 +630,28 @@ impl Machine {
             // interrupted, so its later returns are not interruptions.
             self.residents.insert(prev_pid);
         }
-        if next_pid != 0 && !self.residents.contains(&next_pid) && self.pinned_here(next_pid) {
-            // Pinned here: the workload arriving, whatever ran when the watch started.
+        // Which residents live on this CPU: one that runs here does, until it dies.
+        let occupants = self.occupants.entry(cpu).or_default();
+        if self.residents.contains(&prev_pid) {
+            if prev_state & TASK_GONE != 0 {
+                occupants.remove(&prev_pid);
+            } else {
+                occupants.insert(prev_pid);
+            }
+        }
+        let vacant = occupants.is_empty();
+        if next_pid != 0
+            && vacant
+            && !self.residents.contains(&next_pid)
+            && self.pinned_here(next_pid)
+        {
+            // Pinned to a CPU no resident occupies: the workload arriving, whatever ran
+            // when the watch started. On an occupied CPU it interrupts the occupant.
             self.residents.insert(next_pid);
             self.wakeups.remove(&next_pid);
+        }
+        if self.residents.contains(&next_pid) {
+            self.occupants.entry(cpu).or_default().insert(next_pid);
         }
         if let Some((name, nr)) = self.blocked_in_syscall.remove(&next_pid) {
             if self.residents.contains(&next_pid) {

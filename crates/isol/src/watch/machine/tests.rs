@@ -37,7 +37,9 @@ fn machine() -> Machine {
         symbols,
         vectors,
         &[100],
-        Box::new(Tasks { pinned: vec![300] }),
+        Box::new(Tasks {
+            pinned: vec![300, 301],
+        }),
     )
 }
 
@@ -575,4 +577,22 @@ fn an_exec_renames_the_sender() {
         Some("kill"),
         "recorded"
     );
+}
+
+/// A pinned task arriving on a CPU its resident occupies interrupts the resident (a task
+/// moved onto the isolated CPU); once the resident has exited, the next one is the
+/// workload.
+#[test]
+fn a_pinned_newcomer_on_an_occupied_cpu_interrupts() {
+    let mut m = machine();
+    m.feed(switch(1_000, 0, 0, 100));
+    m.feed(switch(2_000, 100, 0x100, 301));
+    m.feed(switch(3_000, 301, 0x20, 100));
+    let i = interruptions(&mut m);
+    assert_eq!((i[0].kind, i[0].number), (Kind::Task, Some(301)), "{i:?}");
+    // 100 exits; 300, pinned, arrives on the vacant CPU: the new workload.
+    m.feed(switch(4_000, 100, 0x20, 0));
+    m.feed(switch(5_000, 0, 0, 300));
+    m.finish(6_000);
+    assert!(interruptions(&mut m).is_empty());
 }
