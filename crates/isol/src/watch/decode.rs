@@ -20,9 +20,8 @@ pub(crate) enum Side {
     Internal,
     /// Kept from every CPU, unfiltered: rare events that name tasks (a rename).
     Anywhere,
-    /// Fires on a housekeeping CPU where a kworker runs work queued by another task on
-    /// its behalf ([`PROXY_WORK`]): enabled only when that function's address is known, and
-    /// filtered to it.
+    /// Wanted only for a function followed on every CPU ([`FOLLOWED`]): enabled only when
+    /// that function's address is known, and filtered to it (a kworker's work ending).
     Proxy,
 }
 
@@ -34,15 +33,15 @@ pub(crate) const PROXY_WORK: &str = "work_for_cpu_fn";
 /// a timer interrupt elsewhere names it.
 pub(crate) const TIMER_WAKEUP: &str = "hrtimer_wakeup";
 
-/// Functions followed on every CPU, not only the watched ones (their addresses, when
-/// kallsyms shows them).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Follow {
-    /// [`PROXY_WORK`].
-    pub proxy: Option<u64>,
-    /// [`TIMER_WAKEUP`].
-    pub timer_wakeup: Option<u64>,
-}
+/// Events also kept, on every CPU, when their `function` field is one of these: queueing,
+/// starting and ending [`PROXY_WORK`] (who a kworker works for), and expiring
+/// [`TIMER_WAKEUP`] (the timer that wakes a task elsewhere).
+pub(crate) const FOLLOWED: &[(&str, &str)] = &[
+    ("workqueue_queue_work", PROXY_WORK),
+    ("workqueue_execute_start", PROXY_WORK),
+    ("workqueue_execute_end", PROXY_WORK),
+    ("hrtimer_expire_entry", TIMER_WAKEUP),
+];
 
 /// Events wanted besides the whole `irq_vectors` system.
 pub(crate) const EVENTS: &[(&str, &str, Side)] = &[
@@ -764,35 +763,36 @@ pub(crate) fn comm_str(c: &[u8; 16]) -> String {
     String::from_utf8_lossy(&c[..end]).into_owned()
 }
 
-/// The filter that keeps an event to the watched CPUs, or None when not needed.
-///
-/// `follow` names functions traced on every CPU: queueing and starting [`PROXY_WORK`], to
-/// follow who a kworker works for, and expiring [`TIMER_WAKEUP`], to name the timer that
-/// wakes a task elsewhere.
-pub(crate) fn filter_for(event: &str, side: Side, cpus: &CpuSet, follow: Follow) -> Option<String> {
-    let proxy = follow.proxy;
+/// The filter that keeps an event to the watched CPUs, or None when not needed. An event
+/// in [`FOLLOWED`] is also kept wherever it carries that function (`address` gives a
+/// function's address, when kallsyms shows it).
+pub(crate) fn filter_for(
+    event: &str,
+    side: Side,
+    cpus: &CpuSet,
+    address: impl Fn(&str) -> Option<u64>,
+) -> Option<String> {
     let any = |field: &str| {
         cpus.iter()
             .map(|c| format!("{field} == {c}"))
             .collect::<Vec<_>>()
             .join(" || ")
     };
-    let or_proxy = |f: String| match proxy {
-        Some(a) => format!("{f} || function == {a:#x}"),
-        None => f,
-    };
-    match side {
-        Side::Target if event == "workqueue_execute_start" => Some(or_proxy(any("CPU"))),
-        Side::Target if event == "hrtimer_expire_entry" => Some(match follow.timer_wakeup {
-            Some(a) => format!("{} || function == {a:#x}", any("CPU")),
-            None => any("CPU"),
-        }),
+    let followed = FOLLOWED
+        .iter()
+        .find(|(e, _)| *e == event)
+        .and_then(|(_, f)| address(f))
+        .map(|a| format!("function == {a:#x}"));
+    let watched = match side {
         Side::Target => Some(any("CPU")),
         Side::Sender("cpumask") => Some(format!("cpumask & CPUS{{{}}}", cpus.to_list())),
-        Side::Sender(field) if event == "workqueue_queue_work" => Some(or_proxy(any(field))),
         Side::Sender(field) => Some(any(field)),
-        Side::Proxy => proxy.map(|a| format!("function == {a:#x}")),
-        Side::Internal | Side::Anywhere => None,
+        Side::Proxy => return followed,
+        Side::Internal | Side::Anywhere => return None,
+    };
+    match (watched, followed) {
+        (Some(w), Some(f)) => Some(format!("{w} || {f}")),
+        (w, _) => w,
     }
 }
 

@@ -328,13 +328,10 @@ impl Watch {
         if let Some(kb) = opts.buffer_kb {
             inst.write("buffer_size_kb", &kb.to_string())?;
         }
-        let follow = decode::Follow {
-            proxy: symbols.address_of(decode::PROXY_WORK),
-            timer_wakeup: symbols.address_of(decode::TIMER_WAKEUP),
-        };
+        let address = |f: &str| symbols.address_of(f);
         let (mut enabled, mut switched) = (0, 0);
         for (sys, name, side) in &schema.enabled {
-            let filter = decode::filter_for(name, *side, &opts.cpus, follow);
+            let filter = decode::filter_for(name, *side, &opts.cpus, address);
             if *side == decode::Side::Proxy {
                 // Only ever filtered: unfiltered, it would trace every work item.
                 let Some(f) = &filter else { continue };

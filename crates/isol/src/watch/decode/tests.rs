@@ -50,12 +50,13 @@ fn tick_dependencies_are_named() {
 #[test]
 fn filters_name_the_watched_cpus() {
     let cpus = CpuSet::parse_list("1,3").unwrap();
+    // `proxy`: the address of work_for_cpu_fn; hrtimer_wakeup is one byte further.
     let f = |event, side, proxy: Option<u64>| {
-        let follow = Follow {
-            proxy,
-            timer_wakeup: proxy.map(|a| a + 1),
-        };
-        filter_for(event, side, &cpus, follow)
+        filter_for(event, side, &cpus, |name: &str| match name {
+            PROXY_WORK => proxy,
+            TIMER_WAKEUP => proxy.map(|a| a + 1),
+            _ => None,
+        })
     };
     assert_eq!(
         f("sched_switch", Side::Target, None).unwrap(),
