@@ -663,6 +663,20 @@ pub fn lab_kernel_or_skip(name: &str) -> Option<Lab> {
 pub mod expect {
     use isol::interrupt::{Interruption, Kind, Record};
 
+    /// The records in `isol watch --json` output (interruptions, lost events, tick stops);
+    /// other lines are skipped.
+    pub fn records(stdout: &str) -> Vec<Record> {
+        stdout
+            .lines()
+            .filter(|l| {
+                l.contains(r#""type":"interruption""#)
+                    || l.contains(r#""type":"lost""#)
+                    || l.contains(r#""type":"tick_stop""#)
+            })
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
     /// The interruptions among `records`.
     pub fn interruptions(records: &[Record]) -> Vec<&Interruption> {
         records

@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 
 use isol::interrupt::Kind;
+use isol_lab::expect::records;
 use isol_lab::{lab_or_skip, Boot, Lab, Run, Scenario};
 
 fn lab_run() -> Option<&'static Run> {
@@ -75,18 +76,6 @@ echo "DISTURB $(cat /tmp/disturb.json)"
 echo "NOISE_STATUS $rc"
 cat /tmp/noise.json
 "#;
-
-fn records(stdout: &str) -> Vec<isol::interrupt::Record> {
-    stdout
-        .lines()
-        .filter(|l| {
-            l.contains(r#""type":"interruption""#)
-                || l.contains(r#""type":"lost""#)
-                || l.contains(r#""type":"tick_stop""#)
-        })
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
 
 fn lab_hz(lab: &Lab) -> u64 {
     let config =

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use isol::interrupt::{Interruption, Kind, Record};
-use isol_lab::{lab_kernel_or_skip, Boot, Run, Scenario};
+use isol_lab::{expect, lab_kernel_or_skip, Boot, Run, Scenario};
 
 /// osnoise on CPU 1 with the `mono` clock (watch's) and a 5 us threshold.
 const OSNOISE_ON: &str = r#"
@@ -127,10 +127,10 @@ fn periods(stdout: &str, prefix: &str) -> Vec<Period> {
         .collect()
 }
 
-/// osnoise's class of an interruption isol reports; None for what osnoise does not count
-/// as interference (a system call or page fault of the watched task).
-fn class(i: &Interruption) -> Option<&'static str> {
-    Some(match i.kind {
+/// osnoise's class of an interruption of `kind`; None for what osnoise does not count as
+/// interference (a system call or page fault of the watched task).
+fn class(kind: Kind) -> Option<&'static str> {
+    Some(match kind {
         Kind::LocalTimer | Kind::Ipi | Kind::Apic | Kind::Irq => "IRQ",
         Kind::Nmi => "NMI",
         Kind::Softirq => "SIRQ",
@@ -150,18 +150,23 @@ fn duration(stdout: &str) -> u64 {
         .unwrap_or_else(|| panic!("no summary\n{stdout}"))
 }
 
+/// When the watch started recording, and its interruptions.
 fn interruptions(stdout: &str) -> (u64, Vec<Interruption>) {
-    let mut start = 0;
-    let mut out = Vec::new();
-    for l in stdout.lines().filter(|l| l.starts_with('{')) {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        if v["type"] == "start" {
-            start = v["start_ns"].as_u64().unwrap();
-        } else if let Ok(Record::Interruption(i)) = serde_json::from_value(v) {
-            out.push(i);
-        }
-    }
-    (start, out)
+    let start = stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "start")
+        .and_then(|v| v["start_ns"].as_u64())
+        .unwrap_or_else(|| panic!("no start\n{stdout}"));
+    let found = expect::records(stdout)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Interruption(i) => Some(i),
+            _ => None,
+        })
+        .collect();
+    (start, found)
 }
 
 /// Osnoise and watch at the same time: over the periods inside the watch, the same count
@@ -190,7 +195,7 @@ fn watch_counts_what_osnoise_counts_on_the_rt_kernel() {
         }
         for i in &found {
             if (p.end_ns - p.runtime_ns..p.end_ns).contains(&i.start_ns) {
-                if let Some(c) = class(i) {
+                if let Some(c) = class(i.kind) {
                     *ours.entry(c).or_default() += 1;
                 }
             }
@@ -241,22 +246,7 @@ fn noise_and_osnoise_in_turn_on_the_rt_kernel() {
     let mut ours = [0u64; 5];
     for c in cpu["causes"].as_array().unwrap() {
         let kind: Kind = serde_json::from_value(c["kind"].clone()).unwrap();
-        let probe = Interruption {
-            cpu: 1,
-            start_ns: 0,
-            duration_ns: None,
-            net_ns: None,
-            depth: 0,
-            complete: true,
-            kind,
-            source: String::new(),
-            number: None,
-            functions: Vec::new(),
-            senders: Vec::new(),
-            untraced: None,
-            address: None,
-        };
-        if let Some(cl) = class(&probe) {
+        if let Some(cl) = class(kind) {
             let i = CLASSES.iter().position(|x| *x == cl).unwrap();
             ours[i] += c["count"].as_u64().unwrap();
         }

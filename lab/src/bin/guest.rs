@@ -294,24 +294,60 @@ fn spin_for(d: Duration) {
     }
 }
 
-fn disturb(cpu: u32, delay_ms: u64, wakeups: u64, refresh: bool, fifo: bool) {
-    pin(0);
+/// A thread `isol-sleeper` on `cpu` that, each time it is sent a message, sleeps `nap` (a
+/// timer on its CPU) if given, then spins 50 us. SCHED_FIFO before arriving when `fifo`: a
+/// moment as SCHED_OTHER on a nohz_full CPU starts its fair deadline server, which pokes
+/// the CPU up to a second later. Returns the sender (drop it to end the thread), the
+/// thread and its tid.
+fn sleeper(
+    cpu: u32,
+    fifo: bool,
+    nap: Option<Duration>,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<()>,
+    i32,
+) {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let (ttx, trx) = std::sync::mpsc::channel();
-    let sleeper = std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         set_name("isol-sleeper");
-        // SCHED_FIFO before arriving: a moment as SCHED_OTHER on a nohz_full CPU starts
-        // its fair deadline server, which pokes the CPU up to a second later.
         if fifo {
             set_fifo(20);
         }
         pin(cpu);
         ttx.send(gettid()).unwrap();
         while rx.recv().is_ok() {
+            if let Some(d) = nap {
+                std::thread::sleep(d);
+            }
             spin_for(Duration::from_micros(50));
         }
     });
-    let sleeper_tid = trx.recv().unwrap();
+    (tx, thread, trx.recv().unwrap())
+}
+
+/// A thread `isol-migrant` started here and moved onto `cpu`, where it spins 20 ms
+/// (SCHED_FIFO first when `fifo`). Returns its tid once it has ended.
+fn migrant(cpu: u32, fifo: bool) -> i32 {
+    let (mtx, mrx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        set_name("isol-migrant");
+        mtx.send(gettid()).unwrap();
+        if fifo {
+            set_fifo(20);
+        }
+        pin(cpu);
+        spin_for(Duration::from_millis(20));
+    });
+    let tid = mrx.recv().unwrap();
+    let _ = thread.join();
+    tid
+}
+
+fn disturb(cpu: u32, delay_ms: u64, wakeups: u64, refresh: bool, fifo: bool) {
+    pin(0);
+    let (tx, sleeper, sleeper_tid) = sleeper(cpu, fifo, None);
     std::thread::sleep(Duration::from_millis(delay_ms));
     let begin_ns = isol::monotonic_ns();
     for _ in 0..wakeups {
@@ -322,18 +358,7 @@ fn disturb(cpu: u32, delay_ms: u64, wakeups: u64, refresh: bool, fifo: bool) {
     let _ = sleeper.join();
     let refreshed = refresh && std::fs::write("/proc/sys/vm/stat_refresh", "1").is_ok();
     std::thread::sleep(Duration::from_millis(100));
-    let (mtx, mrx) = std::sync::mpsc::channel();
-    let migrant = std::thread::spawn(move || {
-        set_name("isol-migrant");
-        mtx.send(gettid()).unwrap();
-        if fifo {
-            set_fifo(20);
-        }
-        pin(cpu);
-        spin_for(Duration::from_millis(20));
-    });
-    let migrant_tid = mrx.recv().unwrap();
-    let _ = migrant.join();
+    let migrant_tid = migrant(cpu, fifo);
     let end_ns = isol::monotonic_ns();
     println!(
         "{}",
@@ -995,18 +1020,7 @@ fn referee(cpu: u32, delay_ms: u64) {
             let _ = std::fs::write(&path, old.trim());
         }
     }
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (ttx, trx) = std::sync::mpsc::channel();
-    let sleeper = std::thread::spawn(move || {
-        set_name("isol-sleeper");
-        pin(cpu);
-        ttx.send(gettid()).unwrap();
-        while rx.recv().is_ok() {
-            std::thread::sleep(Duration::from_millis(1));
-            spin_for(Duration::from_micros(50));
-        }
-    });
-    let sleeper_tid = trx.recv().unwrap();
+    let (tx, sleeper, sleeper_tid) = sleeper(cpu, false, Some(Duration::from_millis(1)));
     for _ in 0..5 {
         std::thread::sleep(Duration::from_millis(100));
         tx.send(()).unwrap();
@@ -1016,15 +1030,7 @@ fn referee(cpu: u32, delay_ms: u64) {
     let _ = sleeper.join();
     let refreshed = std::fs::write("/proc/sys/vm/stat_refresh", "1").is_ok();
     std::thread::sleep(Duration::from_millis(100));
-    let (mtx, mrx) = std::sync::mpsc::channel();
-    let migrant = std::thread::spawn(move || {
-        set_name("isol-migrant");
-        mtx.send(gettid()).unwrap();
-        pin(cpu);
-        spin_for(Duration::from_millis(20));
-    });
-    let migrant_tid = mrx.recv().unwrap();
-    let _ = migrant.join();
+    let migrant_tid = migrant(cpu, false);
     println!(
         "{}",
         serde_json::json!({
