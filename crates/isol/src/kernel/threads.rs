@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::cpus::CpuSet;
 
 /// `PF_KTHREAD` in the task flags.
-const PF_KTHREAD: u64 = 0x0020_0000;
+pub(crate) const PF_KTHREAD: u64 = 0x0020_0000;
 /// `PF_NO_SETAFFINITY`: userspace may not change the affinity (bound per-CPU kthreads).
 pub(crate) const PF_NO_SETAFFINITY: u64 = 0x0400_0000;
 

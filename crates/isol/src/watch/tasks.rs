@@ -83,7 +83,6 @@ fn saved_cmdline(root: &SysRoot, tracefs: &str, pid: i32) -> Option<String> {
 /// User tasks running on `cpus` right now (state R, not kernel threads): the CPUs'
 /// residents, whose running is what interruptions interrupt.
 pub fn residents_now(root: &SysRoot, cpus: &CpuSet) -> Vec<i32> {
-    const PF_KTHREAD: u64 = 0x0020_0000;
     let mut out = Vec::new();
     for pid in root.list("/proc").unwrap_or_default() {
         if !pid.bytes().all(|b| b.is_ascii_digit()) {
@@ -94,7 +93,10 @@ pub fn residents_now(root: &SysRoot, cpus: &CpuSet) -> Vec<i32> {
                 continue;
             };
             if let Some(st) = crate::kernel::threads::parse_stat(&text) {
-                if st.state == 'R' && st.flags & PF_KTHREAD == 0 && cpus.contains(st.processor) {
+                if st.state == 'R'
+                    && st.flags & crate::kernel::threads::PF_KTHREAD == 0
+                    && cpus.contains(st.processor)
+                {
                     out.push(st.tid as i32);
                 }
             }

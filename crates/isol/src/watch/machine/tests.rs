@@ -95,6 +95,21 @@ fn switch(ts: u64, prev: i32, prev_state: i64, next: i32) -> Event {
     )
 }
 
+/// `pid` on CPU 0 sends a function-call IPI to `target` from `callsite` (the generic
+/// handler as callback, as `smp_call_function_single` reports it).
+fn call_ipi(ts: u64, pid: i32, target: u32, callsite: u64) -> Event {
+    ev(
+        ts,
+        0,
+        pid,
+        What::IpiCpu {
+            target,
+            callsite,
+            callback: GENERIC,
+        },
+    )
+}
+
 /// `pid` runs on CPU 1 from `ts` for 100 ns, then blocks: its interruption.
 fn run_briefly(m: &mut Machine, pid: i32, ts: u64) -> Interruption {
     m.feed(switch(ts, 0, 0, pid));
@@ -186,27 +201,9 @@ fn nested_time_is_subtracted_from_the_outer_interruption() {
 #[test]
 fn an_ipi_is_matched_with_its_sender_on_another_cpu() {
     let mut m = machine();
-    m.feed(ev(
-        500,
-        0,
-        4242,
-        What::IpiCpu {
-            target: 1,
-            callsite: MEMBARRIER + 0x40,
-            callback: GENERIC,
-        },
-    ));
+    m.feed(call_ipi(500, 4242, 1, MEMBARRIER + 0x40));
     // An IPI to an unwatched CPU is ignored.
-    m.feed(ev(
-        600,
-        0,
-        4242,
-        What::IpiCpu {
-            target: 0,
-            callsite: MEMBARRIER,
-            callback: GENERIC,
-        },
-    ));
+    m.feed(call_ipi(600, 4242, 0, MEMBARRIER));
     m.feed(ev(900, 1, 100, What::VecEntry(1)));
     m.feed(ev(1_300, 1, 100, What::VecExit(1)));
     let i = interruptions(&mut m);
@@ -366,16 +363,7 @@ fn a_pinned_task_arriving_after_the_watch_is_the_workload() {
 #[test]
 fn a_function_call_names_the_function_that_ran() {
     let mut m = machine();
-    m.feed(ev(
-        500,
-        0,
-        4242,
-        What::IpiCpu {
-            target: 1,
-            callsite: MEMBARRIER,
-            callback: GENERIC,
-        },
-    ));
+    m.feed(call_ipi(500, 4242, 1, MEMBARRIER));
     m.feed(ev(900, 1, 100, What::VecEntry(1)));
     m.feed(ev(950, 1, 100, What::Csd(FLUSH)));
     m.feed(ev(1_300, 1, 100, What::VecExit(1)));
@@ -558,16 +546,7 @@ fn an_exec_renames_the_sender() {
             comm: comm("kill"),
         },
     ));
-    m.feed(ev(
-        500,
-        0,
-        500,
-        What::IpiCpu {
-            target: 1,
-            callsite: MEMBARRIER,
-            callback: GENERIC,
-        },
-    ));
+    m.feed(call_ipi(500, 500, 1, MEMBARRIER));
     m.feed(ev(900, 1, 100, What::VecEntry(1)));
     m.feed(ev(1_000, 1, 100, What::VecExit(1)));
     let i = interruptions(&mut m);
