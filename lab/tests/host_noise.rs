@@ -31,7 +31,8 @@ fn tick_and_provoked_disturbances_are_attributed() {
     let guest = env!("CARGO_BIN_EXE_isol-lab-guest");
     let wakeups = 5;
     let child = Command::new(guest)
-        .args(["disturb", "1", "700", &wakeups.to_string(), "--refresh"])
+        .args(["disturb", "1", "300", &wakeups.to_string(), "--refresh"])
+        .args(["--after", "isol-noise-1"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("start isol-lab-guest disturb");

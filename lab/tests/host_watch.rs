@@ -23,20 +23,24 @@ fn provoked_interruptions_are_named_and_replay_identically() {
         return;
     };
     let guest = env!("CARGO_BIN_EXE_isol-lab-guest");
-    // The resident starts spinning first, so the watch knows it; provoking starts later.
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("watching");
+    // The resident starts spinning first, so the watch knows it; provoking starts once the
+    // watch has started.
     let mut child = Command::new(guest)
-        .args(["provoke", "1", "1500"])
+        .args(["provoke", "1", "300", "--go"])
+        .arg(&go)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start isol-lab-guest provoke");
     std::thread::sleep(Duration::from_millis(500));
     isol::pin_current_thread(&CpuSet::from_iter([0])).expect("pin to CPU 0");
-    let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("rec");
     let mut opts = WatchOptions::new(CpuSet::from_iter([1]));
     opts.record = Some(rec.clone());
     opts.note = "host test: isol-lab-guest provoke 1 on a resident spinner".into();
     let mut watch = Watch::start(&SysRoot::live(), opts).expect("start watching CPU 1");
+    std::fs::write(&go, "").unwrap();
     let mut live = Vec::new();
     loop {
         std::thread::sleep(Duration::from_millis(100));

@@ -59,17 +59,22 @@ cat /tmp/quiet.jsonl /tmp/quiet.err
 
 /// `isol-lab-guest provoke` under `isol watch`: every provocation must be named.
 const WATCH_PROVOKED: &str = r#"
-isol-lab-guest provoke 1 3000 > /tmp/prov.json & P=$!
+isol-lab-guest provoke 1 300 --go /tmp/watching > /tmp/prov.json & P=$!
 sleep 1
-isol watch --cpus 1 -d 6 --json
+isol watch --cpus 1 -d 6 --json > /tmp/prov.jsonl & W=$!
+until grep -q '"start"' /tmp/prov.jsonl 2>/dev/null; do sleep 0.05; done
+touch /tmp/watching
+wait $W
 wait $P
+cat /tmp/prov.jsonl
 echo "PROVOKE $(cat /tmp/prov.json)"
 "#;
 
 /// `isol noise` on the isolated CPU for 10 s while `isol-lab-guest disturb` (another
-/// process) wakes a thread there 5 times and moves a task onto it, 3 s in.
+/// process) wakes a thread there 5 times and moves a task onto it, 1 s after the measurement
+/// began.
 const NOISE: &str = r#"
-isol-lab-guest disturb 1 3000 5 --fifo > /tmp/disturb.json & D=$!
+isol-lab-guest disturb 1 1000 5 --fifo --after isol-noise-1 > /tmp/disturb.json & D=$!
 isol noise --cpus 1 -d 10 --fifo --json > /tmp/noise.json; rc=$?
 wait $D
 echo "DISTURB $(cat /tmp/disturb.json)"

@@ -57,7 +57,7 @@ fn in_turn() -> String {
     format!(
         "{OSNOISE_ON}sleep 0.5\n\
          isol-lab-guest referee 1 1000 > /dev/null & R=$!\nsleep 6.5\nwait $R\n{}\
-         isol-lab-guest referee 1 2500 > /dev/null & R=$!\n\
+         isol-lab-guest referee 1 1000 --after isol-noise-1 > /dev/null & R=$!\n\
          isol noise --cpus 1 -d 6 --threshold 5000 --json > /tmp/noise.json 2>/tmp/noise.err\n\
          echo \"NOISE_STATUS $?\"\n\
          wait $R\n\

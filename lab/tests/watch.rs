@@ -56,7 +56,7 @@ isol watch --disarm
 /// `isol noise` on the same kernel, with the disturbances `isol-lab-guest disturb` makes.
 const NOISE: &str = r#"
 echo -1 > /proc/sys/kernel/sched_rt_runtime_us
-isol-lab-guest disturb 1 1500 3 --fifo > /dev/null & D=$!
+isol-lab-guest disturb 1 500 3 --fifo --after isol-noise-1 > /dev/null & D=$!
 isol noise --cpus 1 -d 5 --fifo --json > /tmp/n.json 2>/dev/null; echo "NOISE_STATUS $?"
 wait $D
 echo "NOISE $(tr -d '\n' < /tmp/n.json)"

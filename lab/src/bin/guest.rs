@@ -13,7 +13,7 @@
 //! workqueue item (`vm/stat_refresh` from CPU 0), and a task migrated onto CPU. Prints one
 //! JSON object naming the threads involved, for a watcher to be checked against.
 //!
-//! `disturb CPU DELAY_MS WAKEUPS [--refresh] [--fifo]`: interrupt CPU from another process,
+//! `disturb CPU DELAY_MS WAKEUPS [--refresh] [--fifo] [--after COMM]`: interrupt CPU from another process,
 //! for a noise measurement running there: after DELAY_MS, wake a thread sleeping on CPU
 //! WAKEUPS times 100 ms apart (`isol-sleeper`, 50 us of work each), queue vmstat work on
 //! every CPU with `--refresh` (a kworker on CPU; skipped otherwise, since a SCHED_FIFO
@@ -213,7 +213,10 @@ fn arm_timer(clock: libc::clockid_t, first_ms: i64, every_ms: i64) {
     }
 }
 
-fn provoke(cpu: u32, delay_ms: u64) {
+/// A resident spinning on `cpu`, then from CPU 0, once `go` exists if given and
+/// `delay_ms` later, 300 ms apart: membarrier IPIs, a timer the resident arms, work queued
+/// on every CPU, a task moved onto `cpu`. Prints what it did, as JSON.
+fn provoke(cpu: u32, delay_ms: u64, go: Option<String>) {
     pin(0);
     let stop = Arc::new(AtomicBool::new(false));
     let arm = Arc::new(AtomicBool::new(false));
@@ -238,6 +241,9 @@ fn provoke(cpu: u32, delay_ms: u64) {
     };
     let resident_tid = rx.recv().unwrap();
     let pause = || std::thread::sleep(Duration::from_millis(300));
+    if let Some(go) = go {
+        wait_for_file(&go);
+    }
     std::thread::sleep(Duration::from_millis(delay_ms));
     // 1. IPIs to every CPU running this process: the resident's. The IPI goes only where
     //    a thread of this process runs at that instant; on a loaded host another task may
@@ -345,9 +351,71 @@ fn migrant(cpu: u32, fifo: bool) -> i32 {
     tid
 }
 
-fn disturb(cpu: u32, delay_ms: u64, wakeups: u64, refresh: bool, fifo: bool) {
+/// Wait until a thread named `comm` is running on `cpu`, seen twice 20 ms apart: the
+/// measurement a disturbance is meant for has begun (starting a measurement switches
+/// tracepoints on, which takes seconds under TCG). Reads /proc only; gives up after 120 s.
+fn wait_running(comm: &str, cpu: u32) {
+    let running = || {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        procs.flatten().any(|p| {
+            let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else {
+                return false;
+            };
+            tasks.flatten().any(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                let Some((head, rest)) = stat.rsplit_once(") ") else {
+                    return false;
+                };
+                let named = head.split_once(" (").is_some_and(|(_, c)| c == comm);
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                // After the comm: state is field 3 of stat(5), processor field 39.
+                named && fields.first() == Some(&"R") && fields.get(36) == Some(&&*cpu.to_string())
+            })
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut seen = 0;
+    while seen < 2 {
+        if std::time::Instant::now() > deadline {
+            eprintln!("isol-lab-guest: {comm} never ran on cpu {cpu}; disturbing anyway");
+            return;
+        }
+        seen = if running() { seen + 1 } else { 0 };
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// From CPU 0: a sleeper on `cpu` (made at once: its arrival is not part of what is
+/// measured), then, once `after` runs there if given, and `delay_ms` later: `wakeups`
+/// wakeups of the sleeper 100 ms apart, a vmstat refresh if `refresh`, and a task moved
+/// onto `cpu`. Prints what it did and when, as JSON.
+/// Wait until `path` exists (the script's start signal); gives up after 120 s.
+fn wait_for_file(path: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !std::path::Path::new(path).exists() {
+        if std::time::Instant::now() > deadline {
+            eprintln!("isol-lab-guest: {path} never appeared; going on");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn disturb(
+    cpu: u32,
+    delay_ms: u64,
+    wakeups: u64,
+    refresh: bool,
+    fifo: bool,
+    after: Option<String>,
+) {
     pin(0);
     let (tx, sleeper, sleeper_tid) = sleeper(cpu, fifo, None);
+    if let Some(comm) = after {
+        wait_running(&comm, cpu);
+    }
     std::thread::sleep(Duration::from_millis(delay_ms));
     let begin_ns = isol::monotonic_ns();
     for _ in 0..wakeups {
@@ -531,6 +599,12 @@ fn isolate(args: &[String], fifo: bool) {
 }
 
 /// Argument `i`, parsed, or the usage.
+/// The value after `flag`, if the flag is given.
+fn option(args: &[String], flag: &str) -> Option<String> {
+    let i = args.iter().position(|a| a == flag)?;
+    Some(arg(args, i + 1))
+}
+
 fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
     args.get(i)
         .and_then(|a| a.parse().ok())
@@ -891,7 +965,12 @@ fn main() {
         Some("isolate") => isolate(&args, fifo),
         Some("under-run") => under_run(&args),
         Some("app") => app(arg(&args, 1)),
-        Some("referee") => referee(num(1) as u32, num(2)),
+        Some("referee") => {
+            if let Some(comm) = option(&args, "--after") {
+                wait_running(&comm, num(1) as u32);
+            }
+            referee(num(1) as u32, num(2))
+        }
         Some("strict") => strict(&args),
         Some("notify") => notify(&args),
         Some("requiet") => requiet(&args),
@@ -901,10 +980,12 @@ fn main() {
             num(3),
             args.iter().any(|a| a == "--refresh"),
             fifo,
+            option(&args, "--after"),
         ),
         Some("provoke") => provoke(
             num(1) as u32,
             args.get(2).and_then(|a| a.parse().ok()).unwrap_or(300),
+            option(&args, "--go"),
         ),
         _ => usage(),
     }
@@ -1101,7 +1182,7 @@ fn under_run(args: &[String]) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS] | disturb CPU DELAY_MS WAKEUPS [--refresh] [--fifo] | isolate CPU SECS [OPTIONS] | under-run quiet|syscall SECS | app SECS | referee CPU DELAY_MS"
+        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS] [--go PATH] | disturb CPU DELAY_MS WAKEUPS [--refresh] [--fifo] [--after COMM] | isolate CPU SECS [OPTIONS] | under-run quiet|syscall SECS | app SECS | referee CPU DELAY_MS [--after COMM]"
     );
     std::process::exit(64)
 }
