@@ -42,7 +42,8 @@ cat /tmp/w.jsonl
 "#;
 
 /// Watch's own cost, three times on an idle isolated CPU: a plain watch, one that leaves
-/// its events on (`--keep-armed`), and one that finds them on.
+/// its events on (`--keep-armed`), and one that finds them on. `isol check` on the armed
+/// instance, and after `--disarm`.
 const COST: &str = r#"
 for mode in plain keep-armed reuse; do
   flag=; [ $mode = keep-armed ] && flag=--keep-armed
@@ -50,7 +51,9 @@ for mode in plain keep-armed reuse; do
   isol watch --cpus 1 -d 1 --json $flag > /tmp/c.jsonl 2>/dev/null
   echo "COST $mode $(( $(isol-lab-guest irqsum 1) - a )) $(grep '"summary"' /tmp/c.jsonl)"
 done
+echo "CHECK armed $(isol check --json | tr -d '\n')"
 isol watch --disarm
+echo "CHECK disarmed $(isol check --json | tr -d '\n')"
 "#;
 
 /// `isol noise` on the same kernel, with the disturbances `isol-lab-guest disturb` makes.
@@ -318,6 +321,31 @@ fn costs(run: &Run) -> Vec<(String, u64, u64, u64)> {
 fn check_cost(run: &Run) {
     let c = costs(run);
     let out = &run.result("cost").unwrap().stdout;
+    // What `isol check` says of tracing (services.tracing) while armed and once disarmed.
+    let tracing = |when: &str| -> serde_json::Value {
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("CHECK {when} ")))
+            .unwrap_or_else(|| panic!("no check {when}\n{out}"));
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == "services.tracing")
+            .cloned()
+            .unwrap_or_else(|| panic!("no services.tracing\n{line}"))
+    };
+    let armed = tracing("armed");
+    assert_eq!(armed["severity"], "warn", "{armed}");
+    let summary = armed["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("instance isol-armed (") && summary.contains("not recording"),
+        "{armed}"
+    );
+    assert_eq!(armed["fix"]["text"], "isol watch --disarm", "{armed}");
+    let disarmed = tracing("disarmed");
+    assert_eq!(disarmed["severity"], "ok", "{disarmed}");
     eprintln!("watch cost on {}: {c:?}", run.kernel);
     assert_eq!(c.len(), 3, "{out}");
     for (mode, counted, start, stop) in &c {

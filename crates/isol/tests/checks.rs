@@ -97,6 +97,34 @@ fn with_irqbalance(fixture: &'static str, environ: &'static str) -> &'static [Ed
     ]))
 }
 
+/// Edits that add the tracefs instance `name` to the lab fixture, with its tracer, its
+/// enabled events and `tracing_on`, and the snapshot's listing that names it.
+fn with_instance(name: &str, tracer: &str, events: &str, on: &str) -> Vec<(String, String)> {
+    let path = fixtures().join(LAB).join("isol-snapshot.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    m["listings"]["/sys/kernel/tracing/instances"] = serde_json::json!([name]);
+    let dir = format!("/sys/kernel/tracing/instances/{name}");
+    vec![
+        ("/isol-snapshot.json".into(), m.to_string()),
+        (format!("{dir}/current_tracer"), format!("{tracer}\n")),
+        (format!("{dir}/set_event"), events.into()),
+        (format!("{dir}/tracing_on"), format!("{on}\n")),
+    ]
+}
+
+/// [`finding`] with edits built at run time.
+fn finding_with(fixture: &str, edits: &[(String, String)], id: &str) -> check::Finding {
+    let edits: Vec<Edit> = edits
+        .iter()
+        .map(|(p, c)| -> Edit { (leak(p), Some(leak(c))) })
+        .collect();
+    finding(fixture, &edits, Given::Chosen, id)
+}
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
+}
+
 const fn plain(
     fixture: &'static str,
     edits: &'static [Edit],
@@ -295,6 +323,15 @@ fn cases() -> Vec<Case> {
                 ("/sys/devices/system/machinecheck/machinecheck0/ignore_ce", Some("0\n")),
             ]),
             says: "machine-check poll timer fires",
+        },
+        Case {
+            id: "services.tracing",
+            pass: plain(LAB, &[]),
+            not: plain(LAB, &[(
+                "/sys/kernel/tracing/set_event",
+                Some("raw_syscalls:sys_enter\nraw_syscalls:sys_exit\n"),
+            )]),
+            says: "tracing is switched on",
         },
         Case { id: "timers.armed", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "hrtimers armed on the target" },
         Case { id: "timers.tick", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "the tick is running on CPUs 1" },
@@ -497,4 +534,111 @@ fn nosoftlockup_with_the_nmi_watchdog_off_is_no_watchdog() {
     ]));
     let f = finding(HOST, nmi_on, Given::Chosen, "services.watchdog_cpumask");
     assert_eq!(f.severity, Severity::Warn, "{}", f.summary);
+}
+
+#[test]
+fn tracing_left_on_is_named_with_who_left_it_and_how_to_switch_it_off() {
+    const ID: &str = "services.tracing";
+    let events =
+        "irq:irq_handler_entry\nraw_syscalls:sys_enter\nsched:sched_switch\nipi:ipi_entry\n";
+    // What `isol watch --keep-armed` leaves: events on, recording off.
+    let f = finding_with(LAB, &with_instance("isol-armed", "nop", events, "0"), ID);
+    assert_eq!(f.severity, Severity::Warn, "{}", f.summary);
+    assert!(
+        f.summary.contains(
+            "instance isol-armed (4 events (irq:irq_handler_entry, raw_syscalls:sys_enter, \
+             sched:sched_switch, ...), not recording, left by `isol watch --keep-armed`)"
+        ),
+        "{}",
+        f.summary
+    );
+    assert_eq!(f.fix.unwrap().text, "isol watch --disarm");
+
+    // An instance of an isol that ended without removing it (no pid 4242 in the fixture).
+    let f = finding_with(LAB, &with_instance("isol-4242-0", "nop", events, "1"), ID);
+    assert!(
+        f.summary.contains("left by isol pid 4242, which has ended"),
+        "{}",
+        f.summary
+    );
+    assert_eq!(
+        f.fix.unwrap().text,
+        "rmdir /sys/kernel/tracing/instances/isol-4242-0"
+    );
+
+    // Someone else's function tracer at the top level.
+    let f = finding_with(
+        LAB,
+        &[(
+            "/sys/kernel/tracing/current_tracer".into(),
+            "function\n".into(),
+        )],
+        ID,
+    );
+    assert_eq!(f.severity, Severity::Warn, "{}", f.summary);
+    assert!(
+        f.summary
+            .contains("the top-level instance (tracer function)"),
+        "{}",
+        f.summary
+    );
+    assert_eq!(
+        f.fix.unwrap().text,
+        "echo nop > /sys/kernel/tracing/current_tracer"
+    );
+}
+
+#[test]
+fn a_latency_tracer_running_on_the_target_fails_and_elsewhere_warns() {
+    const ID: &str = "services.tracing";
+    let osnoise = |cpus: &str, on: &str| {
+        vec![
+            (
+                "/sys/kernel/tracing/current_tracer".to_string(),
+                "osnoise\n".to_string(),
+            ),
+            (
+                "/sys/kernel/tracing/osnoise/cpus".into(),
+                format!("{cpus}\n"),
+            ),
+            ("/sys/kernel/tracing/tracing_on".into(), format!("{on}\n")),
+        ]
+    };
+    // The lab's target is CPU 1.
+    let f = finding_with(LAB, &osnoise("0-1", "1"), ID);
+    assert_eq!(f.severity, Severity::Fail, "{}", f.summary);
+    assert!(
+        f.summary.contains("a tracer runs a kernel thread on the target CPUs: the top-level instance (tracer osnoise on CPUs 0-1)"),
+        "{}",
+        f.summary
+    );
+    for (cpus, on) in [("0", "1"), ("1", "0")] {
+        let f = finding_with(LAB, &osnoise(cpus, on), ID);
+        assert_eq!(
+            f.severity,
+            Severity::Warn,
+            "cpus {cpus} on {on}: {}",
+            f.summary
+        );
+    }
+}
+
+#[test]
+fn without_the_tracefs_instances_of_an_older_snapshot_tracing_is_unknown() {
+    let path = fixtures().join(LAB).join("isol-snapshot.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    m["listings"]
+        .as_object_mut()
+        .unwrap()
+        .remove("/sys/kernel/tracing/instances");
+    let f = finding_with(
+        LAB,
+        &[("/isol-snapshot.json".into(), m.to_string())],
+        "services.tracing",
+    );
+    assert_eq!(f.severity, Severity::Unknown, "{}", f.summary);
+    assert!(f.summary.contains("absent"), "{}", f.summary);
+    // The host fixture was taken with tracefs unmounted: nothing can be switched on.
+    let f = finding(HOST, &[], Given::Chosen, "services.tracing");
+    assert_eq!(f.severity, Severity::Ok, "{}", f.summary);
 }

@@ -18,6 +18,7 @@ mod kernel;
 mod services;
 mod tasks;
 mod timers;
+mod tracing;
 
 /// How a finding affects readiness. Ordered from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -389,6 +390,11 @@ pub(crate) const CHECKS: &[Check] = &[
         id: "services.mce_poll",
         area: Area::Services,
         run: |c| c.mce_poll(),
+    },
+    Check {
+        id: "services.tracing",
+        area: Area::Services,
+        run: |c| c.tracing_switched_on(),
     },
     Check {
         id: "timers.armed",

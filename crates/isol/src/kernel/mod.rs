@@ -11,8 +11,10 @@ pub mod cmdline;
 pub mod config;
 pub mod cpu;
 pub mod interrupts;
+mod irqbalance;
 pub mod threads;
 pub mod timer_list;
+pub mod tracing;
 
 use std::collections::BTreeMap;
 
@@ -25,8 +27,10 @@ pub use cmdline::BootParams;
 pub use config::KernelConfig;
 pub use cpu::Cpus;
 pub use interrupts::{InterruptTable, IrqAffinity};
+pub use irqbalance::IrqBalance;
 pub use threads::ThreadInfo;
 pub use timer_list::TimerList;
+pub use tracing::TraceInstance;
 
 /// Something read from the kernel, or why it could not be.
 #[derive(Debug, Clone, Serialize)]
@@ -352,6 +356,9 @@ pub struct KernelModel {
     pub mce: Mce,
     /// Where tracefs is mounted, if it is.
     pub tracefs: Option<String>,
+    /// What tracing is switched on: the top-level instance first, then each of
+    /// `instances/` (unknown when tracefs is not mounted).
+    pub tracing: Fact<Vec<TraceInstance>>,
     /// The fair deadline server's runtime per online CPU, in ns (debugfs
     /// `sched/fair_server/cpuN/runtime`, kernels 6.8 and later; 0 means off).
     pub fair_server: BTreeMap<u32, Fact<u64>>,
@@ -362,56 +369,6 @@ pub struct KernelModel {
     pub rcu_normal_after_boot: Fact<bool>,
     /// The irqbalance daemon, when it runs.
     pub irqbalance: Option<IrqBalance>,
-}
-
-/// A running irqbalance and the CPUs it was told to leave alone.
-#[derive(Debug, Clone, Serialize)]
-pub struct IrqBalance {
-    /// Its process id.
-    pub pid: u32,
-    /// `IRQBALANCE_BANNED_CPULIST` (or the older `IRQBALANCE_BANNED_CPUS` mask) from its
-    /// environment; `Known(None)` when neither is set.
-    pub banned: Fact<Option<CpuSet>>,
-}
-
-impl IrqBalance {
-    /// The CPUs it keeps IRQs off: the model's isolated and nohz_full CPUs (irqbalance
-    /// 1.8 and later skip them) and those banned in its environment, when readable.
-    pub fn exempt(&self, model: &KernelModel) -> CpuSet {
-        let kernel = model.nohz_full().union(&model.domain_isolated());
-        match &self.banned {
-            Fact::Known(Some(b)) => b.union(&kernel),
-            _ => kernel,
-        }
-    }
-
-    fn find(root: &SysRoot, threads: &Fact<Vec<ThreadInfo>>) -> Option<IrqBalance> {
-        let t = threads
-            .as_ref()?
-            .iter()
-            .find(|t| t.comm == "irqbalance" && t.pid == t.tid && !t.kernel_thread)?;
-        let path = format!("/proc/{}/environ", t.pid);
-        let banned = Fact::read(root, &path, |text| {
-            let var = |name: &str| {
-                text.split('\0')
-                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty())
-            };
-            if let Some(list) = var("IRQBALANCE_BANNED_CPULIST") {
-                return CpuSet::parse_list(list)
-                    .map(Some)
-                    .map_err(|e| e.to_string());
-            }
-            if let Some(mask) = var("IRQBALANCE_BANNED_CPUS") {
-                return CpuSet::parse_mask(mask)
-                    .map(Some)
-                    .map_err(|e| e.to_string());
-            }
-            Ok(None)
-        });
-        Some(IrqBalance { pid: t.pid, banned })
-    }
 }
 
 impl KernelModel {
@@ -507,6 +464,7 @@ impl KernelModel {
                 }),
                 ignore_ce: Fact::read(root, &format!("{MCE}/ignore_ce"), |s| Ok(s.trim() != "0")),
             },
+            tracing: tracing::load(root, tracefs.as_deref()),
             tracefs,
             fair_server: cpus
                 .online
