@@ -49,7 +49,8 @@ isol-lab-guest spin --fifo 1 34 & S=$!
 sleep 2
 b0=$(isol-lab-guest irqsum 1); sleep 10; b1=$(isol-lab-guest irqsum 1)
 isol watch --cpus 1 -d 16 --json > /tmp/quiet.jsonl 2>/tmp/quiet.err & W=$!
-sleep 4
+until grep -q '"start"' /tmp/quiet.jsonl 2>/dev/null; do sleep 0.05; done
+sleep 1
 w0=$(isol-lab-guest irqsum 1); sleep 10; w1=$(isol-lab-guest irqsum 1)
 wait $W; rc=$?
 kill $S; wait $S 2>/dev/null
