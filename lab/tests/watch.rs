@@ -15,13 +15,14 @@ use isol_lab::{lab_kernel_or_skip, Boot, Run, Scenario};
 /// The user's order: watch, then the application, then what disturbs it.
 const USER_ORDER: &str = r#"
 echo -1 > /proc/sys/kernel/sched_rt_runtime_us
+ifconfig lo 127.0.0.1 up
 sleep 1
 i0=$(isol-lab-guest irqsum 1)
-isol watch --cpus 1 -d 14 --json > /tmp/w.jsonl 2>/tmp/w.err & W=$!
+isol watch --cpus 1 -d 16 --json > /tmp/w.jsonl 2>/tmp/w.err & W=$!
 until grep -q '"start"' /tmp/w.jsonl 2>/dev/null; do sleep 0.05; done
 echo "IRQS_TO_START $(( $(isol-lab-guest irqsum 1) - i0 ))"
 sleep 3
-taskset -c 1 isol-lab-guest app 8 > /tmp/app.json & A=$!
+taskset -c 1 isol-lab-guest app 10 > /tmp/app.json & A=$!
 sleep 2
 taskset -c 0 /bin/kill -USR1 $A
 sleep 1
@@ -30,6 +31,8 @@ sleep 1
 echo 0 | taskset -c 0 tee /sys/devices/system/cpu/cpu2/online > /dev/null
 sleep 1
 echo 1 | taskset -c 0 tee /sys/devices/system/cpu/cpu2/online > /dev/null
+sleep 1
+isol-lab-guest udp 1 3 > /tmp/udp.json
 wait $A
 wait $W; echo "WATCH_STATUS $?"
 i1=$(isol-lab-guest irqsum 1)
@@ -37,6 +40,7 @@ sleep 1
 echo "IRQS_AFTER_EXIT $(( $(isol-lab-guest irqsum 1) - i1 ))"
 echo "IRQS $((i1-i0))"
 echo "APP $(cat /tmp/app.json)"
+echo "UDP $(cat /tmp/udp.json)"
 sed 's/^/ERR /' /tmp/w.err
 cat /tmp/w.jsonl
 "#;
@@ -238,6 +242,34 @@ fn check(run: &Run) {
     });
     if !hotplug {
         seen.fail("CPU 2's hotplug on CPU 1 does not name `tee`");
+    }
+    // Datagrams over loopback from CPU 0: each wakes the receiver from the sender's
+    // softirq, and its line names the handler (`net_rx_action`), on both kernels.
+    let udp: serde_json::Value = serde_json::from_str(
+        seen.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("UDP "))
+            .unwrap_or_else(|| panic!("no UDP line\n{}", seen.stdout)),
+    )
+    .unwrap();
+    assert_eq!(udp["received"], 3, "{udp}");
+    let woken = seen
+        .interruptions
+        .iter()
+        .filter(|i| {
+            i.kind == Kind::Task
+                && i.number == udp["receiver"].as_i64()
+                && i.senders.iter().any(|s| {
+                    s.cpu == 0
+                        && s.context == "softirq"
+                        && s.handler.as_deref() == Some("net_rx_action")
+                })
+        })
+        .count();
+    if woken < 3 {
+        seen.fail(&format!(
+            "{woken} of 3 wakeups of the UDP receiver name net_rx_action on cpu0"
+        ));
     }
     // No IPI without a sender unless it says why.
     for i in &seen.interruptions {

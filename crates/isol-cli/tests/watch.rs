@@ -133,6 +133,14 @@ fn live_watch_of_cpu1_sees_the_tick_of_this_kernel() {
     let ticks = v
         .iter()
         .filter(|l| l["type"] == "interruption" && l["kind"] == "local_timer")
+        // The tick's own handler: other timers on CPU 1 (tasks of tests running alongside
+        // sleeping there) are interruptions too, but not the tick.
+        .filter(|l| {
+            l["functions"].as_array().is_some_and(|f| {
+                f.iter()
+                    .any(|f| f.as_str().is_some_and(|f| f.starts_with("tick_")))
+            })
+        })
         .count();
     let hz: f64 = isol::kernel::KernelModel::load(&isol::SysRoot::live())
         .config
@@ -142,7 +150,7 @@ fn live_watch_of_cpu1_sees_the_tick_of_this_kernel() {
         .unwrap_or(250.0);
     assert!(
         (ticks as f64) > 0.5 * hz && (ticks as f64) < 1.5 * hz,
-        "{ticks} local timer interrupts in 1 s at HZ={hz}"
+        "{ticks} ticks in 1 s at HZ={hz}"
     );
     // The instance is gone afterwards.
     let t = isol::tracefs::Tracefs::locate(&isol::SysRoot::live()).unwrap();

@@ -85,6 +85,10 @@ pub struct Sender {
     /// The function the target CPU was asked to run, if any.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub callback: Option<String>,
+    /// In an interrupt or softirq (`context` `irq` or `softirq`): the handler it ran
+    /// (`vring_interrupt`, `net_rx_action`, a timer's function), from its kernel stack.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub handler: Option<String>,
     /// The sender's kernel stack, innermost first (with `--stack`).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub stack: Vec<String>,
@@ -117,9 +121,19 @@ impl fmt::Display for Sender {
         write!(f, "{verb} cpu{} ", self.cpu)?;
         match self.context.as_str() {
             "task" => write!(f, "{}/{}", self.comm, self.pid)?,
-            ctx => write!(f, "{ctx} (over {}/{})", self.comm, self.pid)?,
+            ctx => {
+                write!(f, "{ctx}")?;
+                if let Some(h) = &self.handler {
+                    write!(f, " {h}")?;
+                }
+                write!(f, " (over {}/{})", self.comm, self.pid)?;
+            }
         }
-        if let Some(c) = &self.callsite {
+        if let Some(c) = self
+            .callsite
+            .as_ref()
+            .filter(|c| Some(*c) != self.handler.as_ref())
+        {
             write!(f, " in {c}")?;
         }
         if let Some(b) = &self.on_behalf {

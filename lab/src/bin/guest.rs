@@ -965,6 +965,7 @@ fn main() {
         Some("isolate") => isolate(&args, fifo),
         Some("under-run") => under_run(&args),
         Some("app") => app(arg(&args, 1)),
+        Some("udp") => udp(num(1) as u32, num(2) as u32),
         Some("referee") => {
             if let Some(comm) = option(&args, "--after") {
                 wait_running(&comm, num(1) as u32);
@@ -1030,6 +1031,35 @@ fn touch_pages(pages: usize) -> *mut u8 {
 /// LRU batch until something drains it), starts a sibling thread that moves to CPU 0 and
 /// unmaps a page every 500 ms (each a TLB shootdown of the app's CPU), makes itself
 /// SCHED_FIFO and spins SECS, counting the SIGUSR1s it gets. It prints what it did as JSON.
+/// A thread `isol-udp` on `cpu` (SCHED_FIFO 20, above `app`) receives `n` datagrams over
+/// loopback, sent from CPU 0 100 ms apart: each wakes it from the sender's softirq
+/// (`net_rx_action`). Prints its tid and what it received, as JSON.
+fn udp(cpu: u32, n: u32) {
+    pin(0);
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a loopback socket (is lo up?)");
+    let to = rx.local_addr().unwrap();
+    let (tx_tid, tid) = std::sync::mpsc::channel();
+    let receiver = std::thread::spawn(move || {
+        set_name("isol-udp");
+        set_fifo(20);
+        pin(cpu);
+        tx_tid.send(gettid()).unwrap();
+        let mut buf = [0u8; 16];
+        (0..n).filter(|_| rx.recv(&mut buf).is_ok()).count()
+    });
+    let tid = tid.recv().unwrap();
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..n {
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send_to(b"isol", to).unwrap();
+    }
+    let received = receiver.join().unwrap();
+    println!(
+        "{}",
+        serde_json::json!({"receiver": tid, "received": received})
+    );
+}
+
 fn app(secs: f64) {
     set_name("app");
     on_signal(libc::SIGUSR1, on_app_usr1);
@@ -1182,7 +1212,7 @@ fn under_run(args: &[String]) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS] [--go PATH] | disturb CPU DELAY_MS WAKEUPS [--refresh] [--fifo] [--after COMM] | isolate CPU SECS [OPTIONS] | under-run quiet|syscall SECS | app SECS | referee CPU DELAY_MS [--after COMM]"
+        "usage: isol-lab-guest ticks [--fifo] CPU SECS [BUSY_CPU...] | spin [--fifo] CPU SECS | irqsum CPU | provoke CPU [DELAY_MS] [--go PATH] | disturb CPU DELAY_MS WAKEUPS [--refresh] [--fifo] [--after COMM] | isolate CPU SECS [OPTIONS] | under-run quiet|syscall SECS | app SECS | udp CPU N | referee CPU DELAY_MS [--after COMM]"
     );
     std::process::exit(64)
 }

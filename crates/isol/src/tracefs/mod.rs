@@ -427,6 +427,28 @@ impl Instance {
             .is_ok()
     }
 
+    /// Make the stacktrace trigger of `system:name` the one with `filter`, unless it is
+    /// already (a trigger another run left, with another filter, is replaced). False when
+    /// the kernel refuses it.
+    pub fn ensure_stack_trigger(&self, system: &str, name: &str, filter: Option<&str>) -> bool {
+        let want = match filter {
+            Some(f) => format!(" if {f}"),
+            None => String::new(),
+        };
+        let rel = format!("events/{system}/{name}/trigger");
+        let now = fs::read_to_string(self.dir.join(&rel)).unwrap_or_default();
+        let held = now.lines().any(|l| {
+            l.strip_prefix("stacktrace")
+                .map(|rest| rest.trim_start_matches(|c: char| c == ':' || c.is_alphanumeric()))
+                .is_some_and(|rest| rest.trim_end() == want)
+        });
+        if held {
+            return true;
+        }
+        self.remove_stack_trigger(system, name);
+        self.stack_trigger(system, name, filter)
+    }
+
     /// Remove the stacktrace trigger of `system:name`, if it has one (removing waits for
     /// RCU grace periods, so the file is read first).
     pub fn remove_stack_trigger(&self, system: &str, name: &str) {

@@ -27,6 +27,11 @@ pub const TRACE_MANIFEST: &str = "isol-trace.json";
 /// The recording format.
 pub const TRACE_FORMAT: &str = "isol.trace/v1";
 
+/// The default of a flag older recordings lack.
+fn yes() -> bool {
+    true
+}
+
 /// What a recording holds besides its pages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceManifest {
@@ -58,6 +63,11 @@ pub struct TraceManifest {
     /// User tasks found pinned to the watched CPUs when they arrived there: workload too.
     #[serde(default)]
     pub pinned: Vec<i32>,
+    /// Whether senders' whole kernel stacks were asked for (`--stack`); without it, only
+    /// senders in interrupts have one, to name their handler. Recordings older than this
+    /// field had stacks only with `--stack`.
+    #[serde(default = "yes")]
+    pub stacks: bool,
     /// A free-form note.
     pub note: String,
 }

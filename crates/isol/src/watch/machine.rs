@@ -110,6 +110,16 @@ enum LastSender {
     Wakeup(i32),
 }
 
+/// `filter` (of a sender event) narrowed to senders in an interrupt or softirq: the ones
+/// whose kernel stack names the handler they ran in.
+pub(crate) fn in_interrupt(filter: Option<&str>) -> String {
+    let flags = FLAG_HARDIRQ | FLAG_SOFTIRQ;
+    match filter {
+        Some(f) => format!("({f}) && common_flags & {flags}"),
+        None => format!("common_flags & {flags}"),
+    }
+}
+
 /// Turns events into records. Feed it events in time order.
 pub struct Machine {
     targets: CpuSet,
@@ -143,6 +153,8 @@ pub struct Machine {
     ipi_events: bool,
     /// Tasks arriving pinned to the watched CPUs are residents.
     pinned_rule: bool,
+    /// Whether senders keep their whole kernel stacks (`--stack`).
+    stacks: bool,
     out: Vec<Record>,
 }
 
@@ -176,6 +188,7 @@ impl Machine {
             last_ts: 0,
             ipi_events: true,
             pinned_rule: true,
+            stacks: true,
             out: Vec::new(),
         }
     }
@@ -192,6 +205,12 @@ impl Machine {
     /// Tasks arriving pinned to the watched CPUs are not residents: the workload is known.
     pub(crate) fn without_pinned_residents(&mut self) {
         self.pinned_rule = false;
+    }
+
+    /// Senders' kernel stacks were not asked for: the stacks that come (of senders in an
+    /// interrupt, see [`in_interrupt`]) name the handler and are dropped.
+    pub(crate) fn without_stacks(&mut self) {
+        self.stacks = false;
     }
 
     /// The kernel has no `ipi_send_cpu`/`ipi_send_cpumask` events: IPI senders cannot be

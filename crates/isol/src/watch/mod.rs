@@ -348,18 +348,25 @@ impl Watch {
             }
             enabled += 1;
             switched += usize::from(!was_on);
-            if inst.is_armed() && !opts.stack {
-                // A run that ended without cleaning up may have left one.
-                inst.remove_stack_trigger(sys, name);
-            }
-            if opts.stack
-                && matches!(side, decode::Side::Sender(_))
-                && !inst.stack_trigger(sys, name, filter.as_deref())
-                && !inst.stack_trigger(sys, name, None)
-            {
-                notices.push(format!(
-                    "{sys}:{name}: the kernel refused a stacktrace trigger"
-                ));
+            if let decode::Side::Sender(_) = side {
+                // Whole stacks with --stack; else the stacks of senders in an interrupt,
+                // which name its handler (rare: no cost to speak of).
+                let want = match opts.stack {
+                    true => filter.clone(),
+                    false => Some(machine::in_interrupt(filter.as_deref())),
+                };
+                let refused = !inst.ensure_stack_trigger(sys, name, want.as_deref())
+                    && (!opts.stack || !inst.ensure_stack_trigger(sys, name, None));
+                if refused {
+                    notices.push(format!(
+                        "{sys}:{name}: the kernel refused a stacktrace trigger{}",
+                        if opts.stack {
+                            ""
+                        } else {
+                            ": the handlers of senders in interrupts go unnamed"
+                        }
+                    ));
+                }
             }
         }
         if inst.is_armed() {
@@ -428,6 +435,9 @@ impl Watch {
         );
         if !opts.pinned_residents {
             machine.without_pinned_residents();
+        }
+        if !opts.stack {
+            machine.without_stacks();
         }
         residents.sort_unstable();
         residents.dedup();
@@ -580,6 +590,7 @@ impl Watch {
                 .collect(),
             residents: self.residents.clone(),
             pinned: self.machine.pinned(),
+            stacks: self.opts.stack,
             note: self.opts.note.clone(),
         };
         rec.finish(
@@ -702,6 +713,9 @@ pub fn replay_recorded(
             pinned: rec.manifest.pinned.iter().copied().collect(),
         }),
     );
+    if !rec.manifest.stacks {
+        machine.without_stacks();
+    }
     // Events may precede the recorded start by the time it took to switch tracing on.
     const SLACK_NS: u64 = 1_000_000_000;
     let mut d = Decoder {

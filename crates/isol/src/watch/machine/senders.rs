@@ -14,6 +14,34 @@ fn strip_tracing_frames(mut names: Vec<String>) -> Vec<String> {
     names
 }
 
+/// Functions that call the handler of an interrupt, softirq, timer or IPI: in a stack,
+/// innermost first, the frame before the innermost of them is the handler.
+const DISPATCHERS: [&str; 8] = [
+    "__handle_irq_event_percpu",
+    "__hrtimer_run_queues",
+    "call_timer_fn",
+    "tasklet_action_common",
+    "irq_work_single",
+    "__flush_smp_call_function_queue",
+    "handle_softirqs",
+    "__do_softirq",
+];
+
+/// Functions a handler calls last, which a compiled tail call leaves in the handler's
+/// place (`process_timeout` ends in `wake_up_process`): they name no handler.
+const TAIL_CALLED: [&str; 3] = ["try_to_wake_up", "wake_up_process", "wake_up_state"];
+
+/// The handler a stack (innermost first) ran in: the frame called by the innermost
+/// dispatcher (`vring_interrupt` under `__handle_irq_event_percpu`, `net_rx_action` under
+/// `handle_softirqs`).
+fn handler(names: &[String]) -> Option<String> {
+    let i = names
+        .iter()
+        .position(|n| DISPATCHERS.contains(&n.as_str()))?;
+    let h = names.get(i.checked_sub(1)?)?;
+    (!TAIL_CALLED.contains(&h.as_str())).then(|| h.clone())
+}
+
 impl Machine {
     /// Why an IPI that arrived at `at` has no sender.
     pub(super) fn why_untraced(&self, at: u64) -> String {
@@ -67,6 +95,7 @@ impl Machine {
             action: action.to_string(),
             callsite: self.symbols.name(callsite),
             callback: self.symbols.name(callback),
+            handler: None,
             stack: Vec::new(),
             on_behalf: self.proxies.get(&e.pid).cloned(),
         }
@@ -165,22 +194,30 @@ impl Machine {
                 let names = strip_tracing_frames(
                     addrs.iter().filter_map(|&a| self.symbols.name(a)).collect(),
                 );
+                let handler = handler(&names);
+                let keep = if self.stacks { names } else { Vec::new() };
+                let attach = |s: &mut Sender| {
+                    if s.context != "task" {
+                        s.handler.clone_from(&handler);
+                    }
+                    s.stack.clone_from(&keep);
+                };
                 match self.last_sender.remove(&e.cpu) {
                     Some(LastSender::Ipi(seq)) => {
                         for st in self.cpus.values_mut() {
                             for p in st.ipis.iter_mut().filter(|p| p.seq == seq) {
-                                p.sender.stack = names.clone();
+                                attach(&mut p.sender);
                             }
                         }
                     }
                     Some(LastSender::Work(w)) => {
                         if let Some((_, s)) = self.work.get_mut(&w) {
-                            s.stack = names;
+                            attach(s);
                         }
                     }
                     Some(LastSender::Wakeup(pid)) => {
                         if let Some((_, s)) = self.wakeups.get_mut(&pid) {
-                            s.stack = names;
+                            attach(s);
                         }
                     }
                     None => {}

@@ -9,6 +9,11 @@ const GENERIC: u64 = 0xffff_ffff_8100_3000;
 const FLUSH: u64 = 0xffff_ffff_8100_5000;
 const WORK_FOR_CPU: u64 = 0xffff_ffff_8100_6000;
 const TIMER_WAKEUP: u64 = 0xffff_ffff_8100_7000;
+const RAW_EVENT: u64 = 0xffff_ffff_8100_8000;
+const WAKE_UP: u64 = 0xffff_ffff_8100_9000;
+const VRING: u64 = 0xffff_ffff_8100_a000;
+const HANDLE_EVENT: u64 = 0xffff_ffff_8100_b000;
+const SEND_SIG: u64 = 0xffff_ffff_8100_c000;
 
 fn machine() -> Machine {
     let symbols = Symbols::parse(
@@ -18,7 +23,12 @@ fn machine() -> Machine {
          ffffffff81004000 t vmstat_update\n\
          ffffffff81005000 t flush_tlb_func\n\
          ffffffff81006000 t work_for_cpu_fn\n\
-         ffffffff81007000 t hrtimer_wakeup\n",
+         ffffffff81007000 t hrtimer_wakeup\n\
+         ffffffff81008000 t trace_event_raw_event_sched_wakeup_template\n\
+         ffffffff81009000 t try_to_wake_up\n\
+         ffffffff8100a000 t vring_interrupt\n\
+         ffffffff8100b000 t __handle_irq_event_percpu\n\
+         ffffffff8100c000 t send_signal_locked\n",
     );
     let vectors = vec![
         VectorInfo {
@@ -574,4 +584,63 @@ fn a_pinned_newcomer_on_an_occupied_cpu_interrupts() {
     m.feed(switch(5_000, 0, 0, 300));
     m.finish(6_000);
     assert!(interruptions(&mut m).is_empty());
+}
+
+/// A task woken from a device interrupt on another CPU names the handler it ran in, from
+/// the stack its wakeup's trigger records; without `--stack` the stack itself is dropped.
+/// A sender in a task has no handler, its stack kept with `--stack`.
+#[test]
+fn a_wakeup_from_a_device_interrupt_names_its_handler() {
+    let wake = |ts, flags, pid| Event {
+        ts,
+        cpu: 0,
+        pid,
+        flags,
+        what: What::Wakeup {
+            pid: 77,
+            comm: comm("reader"),
+            target_cpu: 1,
+        },
+    };
+    let stack = |ts, inner| {
+        ev(
+            ts,
+            0,
+            0,
+            What::Stack(vec![RAW_EVENT, WAKE_UP, inner, HANDLE_EVENT]),
+        )
+    };
+    for keep in [false, true] {
+        let mut m = machine();
+        if !keep {
+            m.without_stacks();
+        }
+        m.feed(wake(1_000, FLAG_HARDIRQ, 0));
+        m.feed(stack(1_001, VRING));
+        let s = &run_briefly(&mut m, 77, 5_000).senders[0];
+        assert_eq!(s.handler.as_deref(), Some("vring_interrupt"));
+        assert!(
+            s.to_string()
+                .contains("woken by cpu0 irq vring_interrupt (over swapper/0/0)"),
+            "{s}"
+        );
+        assert_eq!(s.stack.len(), if keep { 3 } else { 0 }, "{:?}", s.stack);
+
+        m.feed(wake(10_000, 0, 42));
+        m.feed(stack(10_001, SEND_SIG));
+        let s = &run_briefly(&mut m, 77, 15_000).senders[0];
+        assert_eq!(s.handler, None, "a task runs no handler");
+        assert_eq!(s.to_string(), "woken by cpu0 task42/42");
+
+        // A timer whose function ended in a tail call to the wakeup: no handler to name.
+        m.feed(wake(20_000, FLAG_SOFTIRQ, 0));
+        m.feed(ev(
+            20_001,
+            0,
+            0,
+            What::Stack(vec![RAW_EVENT, WAKE_UP, HANDLE_EVENT]),
+        ));
+        let s = &run_briefly(&mut m, 77, 25_000).senders[0];
+        assert_eq!(s.handler, None, "{s}");
+    }
 }
