@@ -110,14 +110,19 @@ enum LastSender {
     Wakeup(i32),
 }
 
-/// `filter` (of a sender event) narrowed to senders in an interrupt or softirq: the ones
-/// whose kernel stack names the handler they ran in.
-pub(crate) fn in_interrupt(filter: Option<&str>) -> String {
-    let flags = FLAG_HARDIRQ | FLAG_SOFTIRQ;
-    match filter {
-        Some(f) => format!("({f}) && common_flags & {flags}"),
-        None => format!("common_flags & {flags}"),
+/// `filter` (of a sender event) narrowed to senders in an interrupt or softirq on a CPU
+/// that is not watched: the ones whose kernel stack names the handler they ran in. (On a
+/// watched CPU the handler is a line of its own, and taking a stack there would lengthen
+/// the interruption it is part of.)
+pub(crate) fn in_interrupt(filter: Option<&str>, watched: &CpuSet) -> String {
+    let mut f = format!("common_flags & {}", FLAG_HARDIRQ | FLAG_SOFTIRQ);
+    if let Some(own) = filter {
+        f = format!("({own}) && {f}");
     }
+    for cpu in watched.iter() {
+        f.push_str(&format!(" && CPU != {cpu}"));
+    }
+    f
 }
 
 /// Turns events into records. Feed it events in time order.

@@ -353,7 +353,7 @@ impl Watch {
                 // which name its handler (rare: no cost to speak of).
                 let want = match opts.stack {
                     true => filter.clone(),
-                    false => Some(machine::in_interrupt(filter.as_deref())),
+                    false => Some(machine::in_interrupt(filter.as_deref(), &opts.cpus)),
                 };
                 let refused = !inst.ensure_stack_trigger(sys, name, want.as_deref())
                     && (!opts.stack || !inst.ensure_stack_trigger(sys, name, None));

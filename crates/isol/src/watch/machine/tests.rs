@@ -644,3 +644,16 @@ fn a_wakeup_from_a_device_interrupt_names_its_handler() {
         assert_eq!(s.handler, None, "{s}");
     }
 }
+
+#[test]
+fn the_trigger_of_interrupt_senders_leaves_the_watched_cpus_alone() {
+    let cpus = CpuSet::from_iter([1, 3]);
+    assert_eq!(
+        in_interrupt(Some("target_cpu == 1 || target_cpu == 3"), &cpus),
+        "(target_cpu == 1 || target_cpu == 3) && common_flags & 24 && CPU != 1 && CPU != 3"
+    );
+    assert_eq!(
+        in_interrupt(None, &cpus),
+        "common_flags & 24 && CPU != 1 && CPU != 3"
+    );
+}
