@@ -566,6 +566,32 @@ fn tracing_left_on_is_named_with_who_left_it_and_how_to_switch_it_off() {
         "rmdir /sys/kernel/tracing/instances/isol-4242-0"
     );
 
+    // One of a running isol (pid 1 runs in the fixture): it ends with it.
+    let f = finding_with(LAB, &with_instance("isol-1-0", "nop", events, "1"), ID);
+    assert!(f.summary.contains("isol pid 1 is tracing"), "{}", f.summary);
+    assert!(f
+        .fix
+        .unwrap()
+        .text
+        .starts_with("it ends when that isol does"));
+
+    // A name from a crafted snapshot: quoted, and no command to paste.
+    let f = finding_with(
+        LAB,
+        &with_instance("isol-4242-0;reboot", "nop", events, "1"),
+        ID,
+    );
+    assert!(
+        f.summary.contains("instance \"isol-4242-0;reboot\""),
+        "{}",
+        f.summary
+    );
+    let fix = f.fix.unwrap().text;
+    assert!(
+        !fix.contains("rmdir") && fix.contains("not safe to paste"),
+        "{fix}"
+    );
+
     // Someone else's function tracer at the top level.
     let f = finding_with(
         LAB,

@@ -78,7 +78,7 @@ impl Ctx<'_> {
         }
     }
 
-    /// `tracer osnoise on CPUs 1, recording; 45 events (raw_syscalls:sys_enter, ...)`.
+    /// `tracer osnoise on CPUs 1, 45 events (raw_syscalls:sys_enter, ...), not recording`.
     fn state(&self, i: &TraceInstance) -> String {
         let mut parts = Vec::new();
         match i.tracer.as_ref() {
@@ -148,8 +148,24 @@ impl Ctx<'_> {
         if i.name == ARMED {
             return "isol watch --disarm".into();
         }
-        if self.isol_owner(i).is_some_and(|o| o.contains("has ended")) {
-            return format!("rmdir {}", i.path);
+        // The path comes from the machine (or a snapshot of it): a command is offered only
+        // for one that is safe to paste into a shell.
+        if !i
+            .path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+        {
+            return format!(
+                "switch off the tracing instance at {:?} (its path is not safe to paste into a shell)",
+                i.path
+            );
+        }
+        match self.isol_owner(i) {
+            Some(o) if o.contains("has ended") => return format!("rmdir {}", i.path),
+            Some(o) if o.contains("is tracing") => {
+                return "it ends when that isol does (or stop it)".into()
+            }
+            _ => {}
         }
         let mut steps = Vec::new();
         if i.tracer.as_ref().is_some_and(|t| t != "nop") {

@@ -86,11 +86,15 @@ impl TraceInstance {
     }
 
     /// How a person names it: `the top-level instance` or `instance NAME`.
+    /// A name that is not plain (a snapshot can hold any) is quoted.
     pub fn label(&self) -> String {
+        let plain = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
         if self.name.is_empty() {
             "the top-level instance".into()
-        } else {
+        } else if self.name.chars().all(plain) {
             format!("instance {}", self.name)
+        } else {
+            format!("instance {:?}", self.name)
         }
     }
 }
