@@ -242,7 +242,9 @@ fn provoke(cpu: u32, delay_ms: u64, go: Option<String>) {
     let resident_tid = rx.recv().unwrap();
     let pause = || std::thread::sleep(Duration::from_millis(300));
     if let Some(go) = go {
-        wait_for_file(&go);
+        wait_until(&format!("{go} appearing"), || {
+            std::path::Path::new(&go).exists()
+        });
     }
     std::thread::sleep(Duration::from_millis(delay_ms));
     // 1. IPIs to every CPU running this process: the resident's. The IPI goes only where
@@ -351,58 +353,47 @@ fn migrant(cpu: u32, fifo: bool) -> i32 {
     tid
 }
 
-/// Wait until a thread named `comm` is running on `cpu`, seen twice 20 ms apart: the
-/// measurement a disturbance is meant for has begun (starting a measurement switches
-/// tracepoints on, which takes seconds under TCG). Reads /proc only; gives up after 120 s.
-fn wait_running(comm: &str, cpu: u32) {
-    let running = || {
-        let Ok(procs) = std::fs::read_dir("/proc") else {
-            return false;
-        };
-        procs.flatten().any(|p| {
-            let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else {
-                return false;
-            };
-            tasks.flatten().any(|t| {
-                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-                let Some((head, rest)) = stat.rsplit_once(") ") else {
-                    return false;
-                };
-                let named = head.split_once(" (").is_some_and(|(_, c)| c == comm);
-                let fields: Vec<&str> = rest.split_whitespace().collect();
-                // After the comm: state is field 3 of stat(5), processor field 39.
-                named && fields.first() == Some(&"R") && fields.get(36) == Some(&&*cpu.to_string())
-            })
-        })
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let mut seen = 0;
-    while seen < 2 {
-        if std::time::Instant::now() > deadline {
-            eprintln!("isol-lab-guest: {comm} never ran on cpu {cpu}; disturbing anyway");
+/// Poll `done` every 20 ms until it holds, at most 120 s (then say `what` never happened
+/// and go on).
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        if Instant::now() > deadline {
+            eprintln!("isol-lab-guest: {what} never happened; going on");
             return;
         }
-        seen = if running() { seen + 1 } else { 0 };
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Wait until a thread named `comm` is running on `cpu`, seen twice 20 ms apart: the
+/// measurement a disturbance is meant for has begun (starting a measurement switches
+/// tracepoints on, which takes seconds under TCG). Reads /proc only.
+fn wait_running(comm: &str, cpu: u32) {
+    let running = || {
+        let tasks = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+        tasks
+            .flat_map(|p| {
+                std::fs::read_dir(p.path().join("task"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
+            .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+            .filter_map(|s| isol::kernel::threads::parse_stat(&s))
+            .any(|s| s.comm == comm && s.state == 'R' && s.processor == cpu)
+    };
+    let mut seen = 0;
+    wait_until(&format!("{comm} running on cpu {cpu}"), || {
+        seen = if running() { seen + 1 } else { 0 };
+        seen >= 2
+    });
 }
 
 /// From CPU 0: a sleeper on `cpu` (made at once: its arrival is not part of what is
 /// measured), then, once `after` runs there if given, and `delay_ms` later: `wakeups`
 /// wakeups of the sleeper 100 ms apart, a vmstat refresh if `refresh`, and a task moved
 /// onto `cpu`. Prints what it did and when, as JSON.
-/// Wait until `path` exists (the script's start signal); gives up after 120 s.
-fn wait_for_file(path: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !std::path::Path::new(path).exists() {
-        if std::time::Instant::now() > deadline {
-            eprintln!("isol-lab-guest: {path} never appeared; going on");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn disturb(
     cpu: u32,
     delay_ms: u64,

@@ -1,6 +1,7 @@
 use super::*;
+use crate::kernel::tracing::plain;
 use crate::kernel::TraceInstance;
-use crate::tracefs::{ARMED, INSTANCE_PREFIX};
+use crate::tracefs::{instance_owner, ARMED};
 
 impl Ctx<'_> {
     /// Tracing left switched on, in any tracefs instance. Enabled events and function
@@ -124,13 +125,7 @@ impl Ctx<'_> {
         if i.name == ARMED {
             return Some("left by `isol watch --keep-armed`".into());
         }
-        let pid: u32 = i
-            .name
-            .strip_prefix(INSTANCE_PREFIX)?
-            .split('-')
-            .next()?
-            .parse()
-            .ok()?;
+        let pid = instance_owner(&i.name)?;
         let alive = self
             .m
             .threads
@@ -150,11 +145,7 @@ impl Ctx<'_> {
         }
         // The path comes from the machine (or a snapshot of it): a command is offered only
         // for one that is safe to paste into a shell.
-        if !i
-            .path
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
-        {
+        if !plain(&i.path) {
             return format!(
                 "switch off the tracing instance at {:?} (its path is not safe to paste into a shell)",
                 i.path

@@ -302,6 +302,15 @@ pub struct Workqueue {
     pub queues: BTreeMap<String, Fact<CpuSet>>,
 }
 
+/// A kernel boolean: `Y`/`N` (module parameters) or `1`/`0` (control files).
+pub(crate) fn yes_no(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "Y" | "1" => Ok(true),
+        "N" | "0" => Ok(false),
+        other => Err(format!("not Y/N or 1/0: {other:?}")),
+    }
+}
+
 /// The (major, minor) version of a kernel release (`6.12.117+deb12-cloud-amd64` ->
 /// (6, 12)).
 pub fn version(release: &str) -> Option<(u32, u32)> {
@@ -436,11 +445,7 @@ impl KernelModel {
             rcu_normal_after_boot: Fact::read(
                 root,
                 "/sys/module/rcupdate/parameters/rcu_normal_after_boot",
-                |s| match s.trim() {
-                    "Y" | "1" => Ok(true),
-                    "N" | "0" => Ok(false),
-                    other => Err(format!("not Y or N: {other:?}")),
-                },
+                yes_no,
             ),
             cgroup_mounts,
             cpusets,

@@ -60,11 +60,7 @@ impl TraceInstance {
                     .map(String::from)
                     .collect())
             }),
-            on: Fact::read(root, &format!("{path}/tracing_on"), |s| match s.trim() {
-                "0" => Ok(false),
-                "1" => Ok(true),
-                other => Err(format!("not 0 or 1: {other:?}")),
-            }),
+            on: Fact::read(root, &format!("{path}/tracing_on"), super::yes_no),
             name: name.to_string(),
             path,
             tracer,
@@ -88,15 +84,23 @@ impl TraceInstance {
     /// How a person names it: `the top-level instance` or `instance NAME`.
     /// A name that is not plain (a snapshot can hold any) is quoted.
     pub fn label(&self) -> String {
-        let plain = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
         if self.name.is_empty() {
             "the top-level instance".into()
-        } else if self.name.chars().all(plain) {
+        } else if plain(&self.name) {
             format!("instance {}", self.name)
         } else {
             format!("instance {:?}", self.name)
         }
     }
+}
+
+/// Whether a name (or each part of a path) is letters, digits, `.`, `_` and `-` only:
+/// safe to print and to paste into a shell.
+pub fn plain(name: &str) -> bool {
+    name.split('/').all(|part| {
+        part.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    })
 }
 
 /// Every instance under `tracefs`, the top level first; unknown when tracefs is not

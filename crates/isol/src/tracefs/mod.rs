@@ -435,28 +435,35 @@ impl Instance {
             Some(f) => format!(" if {f}"),
             None => String::new(),
         };
-        let rel = format!("events/{system}/{name}/trigger");
-        let now = fs::read_to_string(self.dir.join(&rel)).unwrap_or_default();
-        let held = now.lines().any(|l| {
-            l.strip_prefix("stacktrace")
-                .map(|rest| rest.trim_start_matches(|c: char| c == ':' || c.is_alphanumeric()))
-                .is_some_and(|rest| rest.trim_end() == want)
-        });
-        if held {
-            return true;
+        match self.stack_trigger_now(system, name) {
+            // `stacktrace:unlimited if FILTER`, or `stacktrace:5` with a count.
+            Some(now)
+                if now.trim_start_matches(|c: char| c == ':' || c.is_alphanumeric()) == want =>
+            {
+                return true
+            }
+            Some(_) => {
+                let _ = self.write(&format!("events/{system}/{name}/trigger"), "!stacktrace");
+            }
+            None => {}
         }
-        self.remove_stack_trigger(system, name);
         self.stack_trigger(system, name, filter)
+    }
+
+    /// The stacktrace trigger `system:name` has, after the word `stacktrace`.
+    fn stack_trigger_now(&self, system: &str, name: &str) -> Option<String> {
+        let rel = format!("events/{system}/{name}/trigger");
+        let now = fs::read_to_string(self.dir.join(rel)).ok()?;
+        now.lines()
+            .find_map(|l| l.strip_prefix("stacktrace"))
+            .map(|rest| rest.trim_end().to_string())
     }
 
     /// Remove the stacktrace trigger of `system:name`, if it has one (removing waits for
     /// RCU grace periods, so the file is read first).
     pub fn remove_stack_trigger(&self, system: &str, name: &str) {
-        let rel = format!("events/{system}/{name}/trigger");
-        let has = fs::read_to_string(self.dir.join(&rel))
-            .is_ok_and(|t| t.lines().any(|l| l.starts_with("stacktrace")));
-        if has {
-            let _ = self.write(&rel, "!stacktrace");
+        if self.stack_trigger_now(system, name).is_some() {
+            let _ = self.write(&format!("events/{system}/{name}/trigger"), "!stacktrace");
         }
     }
 

@@ -351,9 +351,10 @@ impl Watch {
             if let decode::Side::Sender(_) = side {
                 // Whole stacks with --stack; else the stacks of senders in an interrupt,
                 // which name its handler (rare: no cost to speak of).
-                let want = match opts.stack {
-                    true => filter.clone(),
-                    false => Some(machine::in_interrupt(filter.as_deref(), &opts.cpus)),
+                let want = if opts.stack {
+                    filter.clone()
+                } else {
+                    Some(machine::in_interrupt(filter.as_deref(), &opts.cpus))
                 };
                 let refused = !inst.ensure_stack_trigger(sys, name, want.as_deref())
                     && (!opts.stack || !inst.ensure_stack_trigger(sys, name, None));
