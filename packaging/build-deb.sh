@@ -4,6 +4,8 @@
 # subcommand, bash/zsh/fish completions and the systemd units. Uses only cargo and
 # dpkg-deb; prints the path of the package.
 set -eu
+# Modes are set explicitly below; the builder's umask must not reach the package.
+umask 022
 cd "$(dirname "$0")/.."
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 ARCH=$(dpkg --print-architecture)
@@ -35,6 +37,10 @@ install -D -m 0644 packaging/systemd/isol-apply@.service "$STAGE/usr/lib/systemd
 install -D -m 0644 packaging/systemd/isol-watch.service "$STAGE/usr/lib/systemd/system/isol-watch.service"
 install -D -m 0644 README.md "$STAGE/usr/share/doc/isol/README.md"
 for d in docs/*.md; do install -m 0644 "$d" "$STAGE/usr/share/doc/isol/"; done
+# Every directory 0755 and every file 0644 but the binary, whatever made them.
+find "$STAGE" -type d -exec chmod 0755 {} +
+find "$STAGE" -type f -exec chmod 0644 {} +
+chmod 0755 "$STAGE/usr/bin/isol"
 sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$ARCH/" packaging/debian/control.in > "$STAGE/DEBIAN/control"
 echo "Installed-Size: $(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)" >> "$STAGE/DEBIAN/control"
 dpkg-deb --root-owner-group -Zxz --build "$STAGE" "$OUT/isol_${VERSION}_${ARCH}.deb" > /dev/null

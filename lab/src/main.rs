@@ -10,6 +10,8 @@
 //! `ISOL_LAB_KERNEL=6.1` (or `rt`) boots another of the provisioned kernels
 //! (`isol_lab::KERNELS`); the default is 6.12.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use isol_lab::{Boot, Lab, Scenario};

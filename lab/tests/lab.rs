@@ -24,6 +24,7 @@ fn lab_run() -> Option<&'static Run> {
             ),
             Scenario::new("ticks", "isol-lab-guest ticks --fifo 1 5 0"),
             Scenario::new("watch_quiet", WATCH_QUIET),
+            Scenario::new("top_quiet", TOP_QUIET),
             Scenario::new("watch_provoked", WATCH_PROVOKED),
             Scenario::new("noise", NOISE),
         ];
@@ -43,19 +44,38 @@ fn lab_run() -> Option<&'static Run> {
 
 /// A SCHED_FIFO spinner on CPU 1; its interrupts counted from /proc/interrupts over 10 s
 /// without `isol watch`, then over 10 s while `isol watch` runs (after its start-up, whose
-/// tracepoint patching IPIs every CPU once).
+/// tracepoint patching IPIs every CPU once), serving metrics, checking readiness every
+/// second and scraped twice a second, as a node agent is.
 const WATCH_QUIET: &str = r#"
+ip link set lo up
 isol-lab-guest spin --fifo 1 34 & S=$!
 sleep 2
 b0=$(isol-lab-guest irqsum 1); sleep 10; b1=$(isol-lab-guest irqsum 1)
-isol watch --cpus 1 -d 16 --json > /tmp/quiet.jsonl 2>/tmp/quiet.err & W=$!
+isol watch --cpus 1 -d 16 --json --metrics 127.0.0.1:9184 --check-interval 1s > /tmp/quiet.jsonl 2>/tmp/quiet.err & W=$!
 until grep -q '"start"' /tmp/quiet.jsonl 2>/dev/null; do sleep 0.05; done
 sleep 1
-w0=$(isol-lab-guest irqsum 1); sleep 10; w1=$(isol-lab-guest irqsum 1)
+w0=$(isol-lab-guest irqsum 1)
+for i in $(seq 20); do wget -q -O /tmp/metrics.txt http://127.0.0.1:9184/metrics; sleep 0.5; done
+w1=$(isol-lab-guest irqsum 1)
+runs=$(grep '^isol_check_runs_total' /tmp/metrics.txt | cut -d' ' -f2)
 wait $W; rc=$?
 kill $S; wait $S 2>/dev/null
-printf '{"type":"irqs","without":%d,"with":%d,"watch_status":%d}\n' $((b1-b0)) $((w1-w0)) $rc
+printf '{"type":"irqs","without":%d,"with":%d,"watch_status":%d,"check_runs":%d}\n' $((b1-b0)) $((w1-w0)) $rc ${runs:-0}
 cat /tmp/quiet.jsonl /tmp/quiet.err
+"#;
+
+/// `isol top` in a pseudo-terminal on CPU 1 while a SCHED_FIFO spinner runs there: the
+/// interrupts CPU 1 takes over 10 s without it, then over 10 s with its screen up (after its
+/// start), redrawing ten times a second.
+const TOP_QUIET: &str = r#"
+isol-lab-guest spin --fifo 1 90 & S=$!
+sleep 2
+b0=$(isol-lab-guest irqsum 1); sleep 10; b1=$(isol-lab-guest irqsum 1)
+isol-lab-guest pty 100 30 1 10 'isol top' -- isol top --cpus 1 > /tmp/top.json; rc=$?
+kill $S; wait $S 2>/dev/null
+printf '{"type":"irqs","without":%d,"pty_status":%d}\n' $((b1-b0)) $rc
+cat /tmp/top.json
+echo "INSTANCES $(ls /sys/kernel/tracing/instances | tr '\n' ' ')"
 "#;
 
 /// `isol-lab-guest provoke` under `isol watch`: every provocation must be named.
@@ -164,7 +184,8 @@ fn busy_isolated_cpu_gets_no_ticks_while_cpu0_gets_hz() {
 }
 
 #[test]
-fn watch_sees_no_interruption_of_a_quiet_isolated_cpu_and_adds_none() {
+fn watch_sees_no_interruption_of_a_quiet_isolated_cpu_and_adds_none_nor_do_its_metrics_and_checks()
+{
     let Some(run) = lab_run() else { return };
     let r = run.result("watch_quiet").unwrap();
     assert_eq!(r.status, 0, "{}", r.stdout);
@@ -177,12 +198,67 @@ fn watch_sees_no_interruption_of_a_quiet_isolated_cpu_and_adds_none() {
     assert_eq!(irqs["watch_status"], 0, "{}", r.stdout);
     assert!(r.stdout.contains(r#""type":"start""#), "{}", r.stdout);
     assert!(r.stdout.contains(r#""type":"summary""#), "{}", r.stdout);
-    // /proc/interrupts: the same count for CPU 1 with and without watch (both zero).
+    // The exporter answered and re-checked readiness meanwhile (every second of guest
+    // time, each check slower under TCG).
+    assert!(
+        irqs["check_runs"].as_u64().unwrap() >= 3,
+        "{irqs}\n{}",
+        r.stdout
+    );
+    // /proc/interrupts: the same count for CPU 1 with and without watch, its metrics and
+    // its checks (both zero).
     assert_eq!(irqs["without"], 0, "{irqs}");
-    assert_eq!(irqs["with"], irqs["without"], "{irqs}");
     // watch itself: zero interruptions of CPU 1 and nothing lost.
     let recs = records(&r.stdout);
+    assert_eq!(irqs["with"], irqs["without"], "{irqs}: {recs:?}");
     assert!(recs.is_empty(), "watch reported on a quiet CPU: {recs:?}");
+}
+
+/// `isol top` costs an isolated CPU what watch costs it: nothing after its start, with its
+/// screen redrawn ten times a second; the idle CPU's row reads zero; it quits on `q` with
+/// the terminal back on its main screen and no tracing instance left.
+#[test]
+fn top_reads_zero_for_a_quiet_isolated_cpu_and_adds_nothing() {
+    let Some(run) = lab_run() else { return };
+    let r = run.result("top_quiet").unwrap();
+    assert_eq!(r.status, 0, "{}", r.stdout);
+    let line = |marker: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.contains(marker))
+            .unwrap_or_else(|| panic!("no {marker}:\n{}", r.stdout))
+    };
+    let irqs: serde_json::Value = serde_json::from_str(line(r#""type":"irqs""#)).unwrap();
+    assert_eq!(irqs["pty_status"], 0, "{}", r.stdout);
+    let top: serde_json::Value = serde_json::from_str(line(r#""screen""#)).unwrap();
+    let screen = top["screen"].as_str().unwrap();
+    eprintln!("{screen}");
+    assert_eq!(irqs["without"], 0, "{irqs}");
+    assert_eq!(top["irqs"], irqs["without"], "with top's screen up: {top}");
+    // The row: cpu 1s total tick ipi irq sirq task other longest last resident.
+    let row: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("cpu"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no CPU row:\n{screen}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[..11],
+        ["1", "0", "0", "0", "0", "0", "0", "0", "0", "-", "-"],
+        "{screen}"
+    );
+    assert_ne!(
+        row.get(11),
+        Some(&"(none)"),
+        "the spinner is CPU 1's resident: {screen}"
+    );
+    assert!(screen.contains("nohz_full 1"), "{screen}");
+    assert_eq!(top["status"], 0, "{top}");
+    assert_eq!(top["alternate_after"], false, "{top}");
+    assert_eq!(top["cursor_hidden_after"], false, "{top}");
+    let instances = line("INSTANCES");
+    assert!(!instances.contains("isol-"), "{instances}");
 }
 
 #[test]

@@ -21,7 +21,7 @@ use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use isol_core::task::{IsolatedGuard, Isolation, Strict, Wait};
+use isol_task::{IsolatedGuard, Isolation, Strict, Wait};
 
 /// `isol_config.wait`: spin in userspace until the CPU is quiet.
 pub const ISOL_WAIT_SPIN: i32 = 0;
@@ -153,7 +153,7 @@ pub unsafe extern "C" fn isol_config_init(cfg: *mut isol_config) {
         strict_signal: 0,
         notify_signal: 0,
     };
-    let env = catch_unwind(isol_core::task::env::RunConfig::from_env)
+    let env = catch_unwind(isol_task::env::RunConfig::from_env)
         .unwrap_or_else(|_| Ok(Default::default()));
     let mut error = ENV_ERROR.lock().unwrap_or_else(|p| p.into_inner());
     match env {
@@ -175,7 +175,7 @@ pub unsafe extern "C" fn isol_config_init(cfg: *mut isol_config) {
                 }
             }
             if let Some(fd) = run.report_fd {
-                isol_core::task::strict::report_to(fd);
+                isol_task::strict::report_to(fd);
             }
             if run.allow_ticking {
                 c.allow_ticking = 1;
@@ -272,8 +272,8 @@ pub unsafe extern "C" fn isol_enter(cfg: *const isol_config) -> i32 {
 /// `report` must be null or point to writable memory for one `struct isol_report`.
 #[no_mangle]
 pub unsafe extern "C" fn isol_exit(report: *mut isol_report) -> i32 {
-    // Strictness off (a store) before anything that may make a system call.
-    isol_core::task::strict::stop_trapping();
+    // Finding the guard makes no system call (a thread-local touched when the thread
+    // entered); its exit ends strictness before anything else.
     guarded(|| {
         let Some(guard) = GUARD.with(|g| g.borrow_mut().take()) else {
             set_error("this thread is not isolated");
@@ -319,7 +319,7 @@ pub extern "C" fn isol_interruptions() -> u64 {
 /// `out` must be null or point to writable memory for one `struct isol_violation`.
 #[no_mangle]
 pub unsafe extern "C" fn isol_last_violation(out: *mut isol_violation) -> i32 {
-    let Some(v) = isol_core::task::strict::last_violation() else {
+    let Some(v) = isol_task::strict::last_violation() else {
         return -libc::ENOENT;
     };
     let mut name = [0 as c_char; 32];
@@ -374,7 +374,7 @@ pub unsafe extern "C" fn isol_notified_by(buf: *mut c_char, len: usize) -> i32 {
 /// Returns 0 or a negative errno.
 #[no_mangle]
 pub extern "C" fn isol_start_watcher() -> i32 {
-    guarded(|| match isol_core::task::start_watcher(None) {
+    guarded(|| match isol_task::start_watcher(None) {
         Ok(()) => 0,
         Err(e) => {
             set_error(&e.to_string());
@@ -387,13 +387,13 @@ pub extern "C" fn isol_start_watcher() -> i32 {
 /// instance is removed. Call it before `_exit` or `execve`, which skip exit handlers.
 #[no_mangle]
 pub extern "C" fn isol_shutdown() {
-    let _ = catch_unwind(isol_core::task::shutdown_watcher);
+    let _ = catch_unwind(isol_task::shutdown_watcher);
 }
 
 /// Make a waiting `isol_enter` return `-EINTR`. Async-signal-safe.
 #[no_mangle]
 pub extern "C" fn isol_abort_wait() {
-    isol_core::task::abort_wait();
+    isol_task::abort_wait();
 }
 
 /// The calling thread's last error message ("" after a success). Valid until the thread's

@@ -160,7 +160,7 @@ fn strict_mode_from_c() {
     assert!(err.contains("made system call getppid (110)"), "{err}");
     // A process killed outright cannot remove its tracing instance: the next isol process
     // to enter does (or `isol watch --cleanup`). This test killed it, so it cleans up.
-    let tracefs = isol_core::tracefs::Tracefs::locate(&isol_core::SysRoot::live()).unwrap();
+    let tracefs = isol_trace::tracefs::Tracefs::locate(&isol_model::SysRoot::live()).unwrap();
     let removed = tracefs.remove_stale().unwrap();
     assert!(!removed.is_empty(), "the killed process left its instance");
     let _ = std::fs::remove_dir_all(&tmp);

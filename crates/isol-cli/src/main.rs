@@ -1,6 +1,8 @@
 //! `isol`: task isolation for Linux. Each subcommand lives in its own module under `cmd/`;
 //! this file parses arguments, opens the kernel root, and maps errors to exit codes.
 
+#![forbid(unsafe_code)]
+
 mod cmd;
 mod live;
 mod output;
@@ -39,6 +41,8 @@ enum Command {
     Snapshot(cmd::snapshot::Args),
     /// Every interruption of isolated CPUs, with its cause and culprit.
     Watch(cmd::watch::Args),
+    /// The watched CPUs and who interrupts them, live, full screen.
+    Top(cmd::top::Args),
     /// OS noise of CPUs at nanosecond resolution, each gap attributed to its cause.
     Noise(cmd::noise::Args),
     /// Move the kernel's work off CPUs now, journaling every old value (undo: restore).
@@ -47,6 +51,9 @@ enum Command {
     Restore(cmd::apply::RestoreArgs),
     /// The kernel boot parameters that isolate CPUs, with the reason for each.
     Cmdline(cmd::apply::CmdlineArgs),
+    /// What differs between two machines (snapshots, directories, or `-` for this one) that
+    /// matters for isolation.
+    Diff(cmd::diff::Args),
     /// Start a program on an isolated CPU (optionally applied and watched); exit with its status.
     Run(cmd::run::Args),
     /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell).
@@ -98,10 +105,23 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            let _ = e.print();
             return match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
-                _ => ExitCode::from(EXIT_USAGE),
+                // Asked for: on standard output, whose errors count (`--help > /dev/full`).
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    match output::print(&e.render().to_string()) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(f) => {
+                            if !f.message.is_empty() {
+                                crate::say!("isol: {}", f.message);
+                            }
+                            ExitCode::from(f.code)
+                        }
+                    }
+                }
+                _ => {
+                    let _ = e.print();
+                    ExitCode::from(EXIT_USAGE)
+                }
             };
         }
     };
@@ -110,11 +130,13 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(&root.sys, args),
         Command::Snapshot(args) => cmd::snapshot::run(&root.sys, args),
         Command::Watch(args) => cmd::watch::run(&root.sys, args),
+        Command::Top(args) => cmd::top::run(&root.sys, args),
         Command::Noise(args) => cmd::noise::run(&root.sys, args),
         Command::Apply(args) => cmd::apply::apply(&root, args),
         Command::Restore(args) => cmd::apply::restore(&root, args),
         Command::Cmdline(args) => cmd::apply::cmdline(&root.sys, args),
         Command::Run(args) => cmd::run::run(&root.sys, args),
+        Command::Diff(args) => cmd::diff::run(&root.sys, args),
         Command::Completions { shell } => cmd::ship::completions(shell),
         Command::Man { dir } => cmd::ship::man(&dir),
     });
@@ -122,7 +144,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             if !f.message.is_empty() {
-                eprintln!("isol: {}", f.message);
+                crate::say!("isol: {}", f.message);
             }
             ExitCode::from(f.code)
         }

@@ -7,6 +7,12 @@
 //!   clean up; std's stdout would retry it forever.
 //!
 //! Each call writes straight to file descriptor 1 and returns when all of it is written.
+//!
+//! Names in isol's output come from the machine or from a stranger's snapshot (thread
+//! names, IRQ names, tracing instances, units): a name can hold terminal escape sequences.
+//! So every text written here or on standard error has its control characters escaped
+//! (`\x1b` stays four visible characters), as have the characters that reorder text
+//! (bidirectional overrides). JSON escapes what JSON must, and the rest as `\u00XX`.
 
 use std::io;
 
@@ -25,9 +31,9 @@ fn write_failure(e: io::Error) -> Failure {
 }
 
 fn write_all(mut buf: &[u8]) -> Result<(), Failure> {
-    // SAFETY: file descriptor 1 is open for the life of the process (the runtime opens
-    // /dev/null there if it was closed at start); it is only borrowed for the call.
-    let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(1) };
+    // File descriptor 1 itself, written without std's buffer or its retries.
+    let stdout = std::io::stdout();
+    let fd = std::os::fd::AsFd::as_fd(&stdout);
     while !buf.is_empty() {
         // Once a signal asked the command to stop, a reader that takes no more within
         // GRACE is not waited for: the command must get on with its cleanup.
@@ -60,15 +66,102 @@ fn write_all(mut buf: &[u8]) -> Result<(), Failure> {
 /// How long a stopping command waits for a reader that does not read.
 const GRACE_SECS: i64 = 2;
 
-/// Write `text` to standard output.
+/// A character a terminal may act on rather than show: C0 controls but newline and tab,
+/// DEL, C1 controls, and the bidirectional formatting characters.
+fn acts(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every character a terminal may act on written out: `\x1b`, `\u{202e}`.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(acts) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !acts(c) {
+            out.push(c);
+        } else if (c as u32) < 0x100 {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        }
+    }
+    out.into()
+}
+
+/// JSON text with what serde leaves raw inside strings (DEL, C1 controls, bidirectional
+/// formatting) written as `\u00XX` escapes: the same JSON value, safe on a terminal.
+pub fn escape_json(json: &str) -> std::borrow::Cow<'_, str> {
+    if !json.chars().any(acts) {
+        return json.into();
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        if acts(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+/// Write `text` to standard output, escaped.
 pub fn print(text: &str) -> Result<(), Failure> {
-    write_all(text.as_bytes())
+    write_all(escape(text).as_bytes())
 }
 
 /// Write `text` and a newline to standard output, in one write when it fits.
 pub fn println(text: &str) -> Result<(), Failure> {
+    let text = escape(text);
     let mut line = String::with_capacity(text.len() + 1);
-    line.push_str(text);
+    line.push_str(&text);
     line.push('\n');
     write_all(line.as_bytes())
+}
+
+/// Write a JSON document (or part of one) to standard output.
+pub fn print_json(json: &str) -> Result<(), Failure> {
+    write_all(escape_json(json).as_bytes())
+}
+
+/// Write a JSON document and a newline to standard output.
+pub fn println_json(json: &str) -> Result<(), Failure> {
+    let mut line = escape_json(json).into_owned();
+    line.push('\n');
+    write_all(line.as_bytes())
+}
+
+/// Write `text` to standard error, escaped (messages, and `isol run --watch`'s lines).
+pub fn eprint(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(escape(text).as_bytes());
+}
+
+/// `eprintln!` with the escaping of [`eprint()`].
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::output::eprint(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_terminal_acts_on_is_written_out() {
+        assert_eq!(escape("kworker/1:0\n\tok"), "kworker/1:0\n\tok");
+        assert_eq!(escape("evil\x1b[2Jname\r"), "evil\\x1b[2Jname\\x0d");
+        assert_eq!(escape("a\u{9b}b\u{202e}c\u{7f}"), "a\\x9bb\\u{202e}c\\x7f");
+        let json =
+            serde_json::to_string(&serde_json::json!({"comm": "x\u{1b}y\u{9b}\u{202e}"})).unwrap();
+        let safe = escape_json(&json);
+        assert!(!safe.chars().any(acts), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["comm"], "x\u{1b}y\u{9b}\u{202e}");
+    }
 }

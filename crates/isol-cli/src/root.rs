@@ -32,6 +32,18 @@ pub fn open(root: Option<&Path>) -> Result<Root, Failure> {
     })?;
     if meta.is_dir() {
         if std::fs::canonicalize(path).is_ok_and(|p| p == Path::new("/")) {
+            // `--root /` is the live system, said plainly; reaching it another way (a
+            // link, `/..`) is almost always a mistake, and apply would write the machine.
+            if !path
+                .components()
+                .all(|c| c == std::path::Component::RootDir)
+            {
+                return Err(Failure::usage(format!(
+                    "--root {}: this is the running system's / reached through a link or \
+                     `..`; leave out --root to act on this machine",
+                    path.display()
+                )));
+            }
             return Ok(Root {
                 sys: SysRoot::live(),
                 dir: None,

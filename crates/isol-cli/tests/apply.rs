@@ -174,6 +174,29 @@ fn a_corrupt_journal_is_refused_and_left_in_place() {
     assert_eq!(std::fs::read_to_string(&journal).unwrap(), text);
 }
 
+/// A journal holding only its header (an apply that changed nothing, or was killed before
+/// its first change) is a journal: restore says so and removes it.
+#[test]
+fn a_journal_of_only_a_header_is_named_and_removed() {
+    let dir = lab_copy();
+    let r = root_arg(dir.path());
+    isol()
+        .args(["--root", &r, "apply", "--cpus", "1"])
+        .assert()
+        .success();
+    let journal = dir.path().join("run/isol/journal");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    std::fs::write(&journal, &text[..=text.find('\n').unwrap()]).unwrap();
+    let out = isol().args(["--root", &r, "restore"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("recorded no change") && !said.contains("no journal"),
+        "{said}"
+    );
+    assert!(!journal.exists());
+}
+
 #[test]
 fn a_conflict_is_reported_and_exits_1() {
     let dir = lab_copy();
@@ -260,71 +283,4 @@ fn host_apply_needs_root_and_says_so() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(json(&out.stdout)["dry_run"], true);
-}
-
-/// The systemd unit's own commands, with `%I` = 1, run against a copy of the lab machine.
-#[test]
-fn the_systemd_unit_applies_and_restores() {
-    let unit = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../packaging/systemd/isol-apply@.service"),
-    )
-    .unwrap();
-    let command = |key: &str| -> Vec<String> {
-        let line = unit
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .unwrap_or_else(|| panic!("no {key} in the unit"));
-        let words: Vec<String> = line
-            .replace("%I", "1")
-            .split_whitespace()
-            .map(String::from)
-            .collect();
-        assert_eq!(words[0], "/usr/bin/isol", "{line}");
-        words[1..].to_vec()
-    };
-    let dir = lab_copy();
-    let r = root_arg(dir.path());
-    let pristine = tree(dir.path());
-    isol()
-        .args(["--root", &r])
-        .args(command("ExecStart="))
-        .assert()
-        .success();
-    assert_ne!(tree(dir.path()), pristine);
-    isol()
-        .args(["--root", &r])
-        .args(command("ExecStop="))
-        .assert()
-        .success();
-    assert_eq!(tree(dir.path()), pristine);
-}
-
-/// The watch unit's own command, for one second (host tier: tracing needs root).
-#[test]
-fn the_watch_unit_command_runs() {
-    let unit = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../packaging/systemd/isol-watch.service"),
-    )
-    .unwrap();
-    let line = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStart="))
-        .expect("ExecStart");
-    let words: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(words[0], "/usr/bin/isol");
-    if !common::is_root() {
-        eprintln!("skipped: tracing needs root");
-        return;
-    }
-    let out = isol()
-        .args(&words[1..])
-        .args(["-d", "1s"])
-        .output()
-        .unwrap();
-    common::assert_success(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Summary over"));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("Prometheus metrics on http://127.0.0.1:9184"));
 }

@@ -121,6 +121,12 @@ fn usage_errors_are_one_line_and_exit_64() {
         ),
         (vec!["check", "--cpus", "9"], "does not exist"),
         (vec!["check", "--cpus", ""], "empty"),
+        // A non-ASCII digit is named whole, and a control character escaped.
+        (vec!["check", "--cpus", "\u{661}"], "found '\u{661}'"),
+        (
+            vec!["check", "--cpus", "1\u{1b}[2J"],
+            "unexpected '\\u{1b}'",
+        ),
     ] {
         let out = isol()
             .args(&args)
@@ -147,6 +153,21 @@ fn usage_errors_are_one_line_and_exit_64() {
         .args(["--root", "/nonexistent/dir", "check"])
         .assert()
         .code(64);
+}
+
+/// Help and version are output like any other: a full disk is an error (exit 70).
+#[test]
+fn help_and_version_to_a_full_disk_fail() {
+    for arg in ["--help", "--version"] {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("isol"))
+            .arg(arg)
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(70), "{arg}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("No space left"));
+        isol().arg(arg).assert().success();
+    }
 }
 
 #[test]

@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -29,20 +28,7 @@ fn run_capped(args: &[&str], tmp: &Path, limit: Duration) -> Output {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: the closure runs in the child between fork and exec and only calls
-    // setrlimit, which is async-signal-safe, on a valid struct on its stack.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: MEMORY_CAP,
-                rlim_max: MEMORY_CAP,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    isol_sys::process::limit_address_space(&mut cmd, MEMORY_CAP);
     let mut child = cmd.spawn().unwrap();
     let began = Instant::now();
     loop {
@@ -343,8 +329,7 @@ fn a_signal_during_extraction_leaves_no_temporary_files() {
         while std::fs::read_dir(tmp.path()).unwrap().next().is_none() && began.elapsed() < HANG {
             std::thread::sleep(Duration::from_millis(1));
         }
-        // SAFETY: kill sends a signal to the child just spawned (not yet waited for).
-        unsafe { libc::kill(child.id() as i32, sig) };
+        let _ = isol_sys::thread::signal_process(child.id() as i32, sig);
         let out = child.wait_with_output().unwrap();
         assert!(
             out.status.code().is_some(),
@@ -360,9 +345,7 @@ fn compare_files_that_hang_or_never_end_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let fifo = work.path().join("fifo.json");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path that outlives the call.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    isol_sys::process::mkfifo(&fifo, 0o644).unwrap();
     let big = work.path().join("big.json");
     std::fs::File::create(&big)
         .unwrap()

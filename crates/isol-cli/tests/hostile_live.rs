@@ -8,7 +8,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{is_root, isol, text, HANG};
+use common::{is_root, isol, text, wait_started, HANG};
 
 fn instances() -> Vec<String> {
     std::fs::read_dir("/sys/kernel/tracing/instances")
@@ -37,22 +37,6 @@ fn spawn_watch(args: &[&str]) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// Read stdout until the start line: the watch is tracing.
-fn wait_started(child: &mut std::process::Child) -> std::process::ChildStdout {
-    let mut stdout = child.stdout.take().unwrap();
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    while stdout.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
-        line.push(b[0]);
-    }
-    assert!(
-        text(&line).contains("\"type\":\"start\""),
-        "{}",
-        text(&line)
-    );
-    stdout
 }
 
 fn wait_bounded(child: &mut std::process::Child) -> std::process::ExitStatus {
@@ -85,8 +69,7 @@ fn every_catchable_signal_removes_the_tracing_instance() {
         let mut child = spawn_watch(&[]);
         let _stdout = wait_started(&mut child);
         assert_eq!(own_instances(child.id()).len(), 1);
-        // SAFETY: kill signals the child just spawned (not yet waited for).
-        unsafe { libc::kill(child.id() as i32, sig) };
+        let _ = isol_sys::thread::signal_process(child.id() as i32, sig);
         let status = wait_bounded(&mut child);
         assert!(status.code().is_some(), "signal {sig}: {status:?}");
         assert!(
@@ -106,8 +89,7 @@ fn watch_into_a_closed_pipe_ends_and_cleans_up() {
     let stdout = wait_started(&mut child);
     drop(stdout); // `| head -1`
                   // The summary line at the latest meets the closed pipe.
-                  // SAFETY: kill signals the child just spawned (not yet waited for).
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = isol_sys::thread::signal_process(child.id() as i32, libc::SIGINT);
     let status = wait_bounded(&mut child);
     let mut err = String::new();
     child

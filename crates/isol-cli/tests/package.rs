@@ -45,6 +45,12 @@ cc -o /tmp/prog /tmp/prog.c $(pkg-config --cflags --libs isol)
 /tmp/prog
 echo "COMPLETION $(test -s /usr/share/bash-completion/completions/isol && echo bash)"
 echo "UNITS $(ls /usr/lib/systemd/system/ | grep isol | tr '\n' ' ')"
+if command -v systemd-analyze > /dev/null; then
+  systemd-analyze verify --man=no /usr/lib/systemd/system/isol-watch.service \
+    /usr/lib/systemd/system/isol-apply@.service 2>&1 && echo "VERIFIED"
+else
+  echo "VERIFIED (no systemd-analyze)"
+fi
 "#;
 
 #[test]
@@ -69,8 +75,10 @@ fn the_deb_installs_on_a_clean_root_and_works() {
         eprintln!("skipped: needs root and {missing:?}");
         return;
     }
-    // Its own target directory: the test run holds the workspace's.
+    // Its own target directory: the test run holds the workspace's. Built under umask
+    // 000: the package's modes must not follow the builder's.
     let built = Command::new("sh")
+        .args(["-c", "umask 000; exec sh \"$0\""])
         .arg(repo().join("packaging/build-deb.sh"))
         .env("CARGO_TARGET_DIR", repo().join("target/package"))
         .output()
@@ -88,6 +96,23 @@ fn the_deb_installs_on_a_clean_root_and_works() {
             .unwrap(),
     );
     assert!(deb.is_file(), "{}", deb.display());
+    let listing = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for line in listing.lines() {
+        let mode = line.split_whitespace().next().unwrap_or("");
+        assert!(
+            mode.len() == 10 && &mode[5..6] != "w" && &mode[8..9] != "w",
+            "writable by group or others: {line}"
+        );
+    }
+    assert!(
+        listing.contains("-rwxr-xr-x root/root") && listing.contains("./usr/bin/isol"),
+        "{listing}"
+    );
 
     let t = tempfile::tempdir().unwrap();
     std::fs::write(t.path().join("prog.c"), PROGRAM).unwrap();
@@ -135,6 +160,7 @@ chroot {d}/merged sh /tmp/inside.sh",
         text.contains("isol-apply@.service") && text.contains("isol-watch.service"),
         "{text}"
     );
+    assert!(text.contains("VERIFIED"), "systemd-analyze verify: {text}");
     // The machine itself is untouched: the install went into the overlay.
     assert!(
         !Path::new("/usr/include/isol.h").exists(),

@@ -79,7 +79,13 @@ fn bad_input_is_one_line_and_shell_statuses() {
     let plain = dir.path().join("not-executable");
     std::fs::write(&plain, "#!/bin/sh\nexit 0\n").unwrap();
     let plain = plain.to_str().unwrap();
-    let cases: [(&[&str], i32, &str); 6] = [
+    let cases: [(&[&str], i32, &str); 7] = [
+        // An empty program name is not found, as in a shell (not a directory of PATH).
+        (
+            &["--cpu", "1", "--allow-ticking", "--", ""],
+            127,
+            "'': command not found",
+        ),
         (
             &[
                 "--cpu",
@@ -162,4 +168,71 @@ fn a_cpu_that_cannot_be_isolated_is_refused_with_the_finding() {
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// The program gets what run was asked for: ISOL_* variables of the caller's environment
+/// (strict mode, a FIFO priority, a report descriptor) never reach it.
+#[test]
+fn the_callers_isol_variables_do_not_reach_the_program() {
+    let out = isol()
+        .args(["run", "--cpu", "1", "--allow-ticking", "--json", "--"])
+        .args(["sh", "-c", "env | grep ^ISOL_ | sort"])
+        .env("ISOL_STRICT", "kill")
+        .env("ISOL_FIFO", "50")
+        .env("ISOL_REPORT_FD", "1")
+        .env("ISOL_SOMETHING_ELSE", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let vars: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("ISOL_"))
+        .map(|l| l.split('=').next().unwrap())
+        .collect();
+    assert_eq!(
+        vars,
+        ["ISOL_ALLOW_TICKING", "ISOL_CPU", "ISOL_REPORT_FD"],
+        "{text}"
+    );
+    assert!(
+        !text.contains("ISOL_REPORT_FD=1\n"),
+        "the caller's descriptor: {text}"
+    );
+}
+
+/// Every SIGINT isol gets reaches the program, not only the first: a program that handles
+/// two before it exits is not left running, and isol waits for it.
+#[test]
+fn every_signal_is_forwarded() {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("isol"))
+        .args(["run", "--cpu", "1", "--allow-ticking", "--", "sh", "-c"])
+        .arg(
+            "n=0; trap 'n=$((n+1)); echo got $n; [ $n -ge 3 ] && exit 0' INT; \
+             echo ready; while :; do sleep 0.05; done",
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // A run that stops forwarding would leave the program, and this test, waiting.
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        let _ = isol_sys::thread::signal_process(pid, libc::SIGKILL);
+    });
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    for n in 1..=3 {
+        let _ = isol_sys::thread::signal_process(pid, libc::SIGINT);
+        line.clear();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert_eq!(line, format!("got {n}\n"));
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
 }

@@ -86,8 +86,7 @@ fn main() {
     for _ in 0..samples {
         let g = builder().enter().expect("enter");
         let t = Instant::now();
-        // SAFETY: getppid takes no arguments.
-        std::hint::black_box(unsafe { libc::getppid() });
+        std::hint::black_box(rustix::process::getppid());
         untrapped.push(t.elapsed().as_nanos() as f64);
         g.exit();
         let g = builder()
@@ -95,8 +94,8 @@ fn main() {
             .enter()
             .expect("enter strict");
         let t = Instant::now();
-        // SAFETY: as above; under Report the call traps, is recorded and runs.
-        std::hint::black_box(unsafe { libc::getppid() });
+        // Under Report the call traps, is recorded and runs.
+        std::hint::black_box(rustix::process::getppid());
         trapped.push(t.elapsed().as_nanos() as f64);
         let r = g.exit();
         assert_eq!(r.violations, 1, "the call was trapped");

@@ -21,10 +21,21 @@
 //! * **strict mode**: an isolated task's own entries into the kernel (system calls, page
 //!   faults) are violations, caught and acted on at once.
 //!
-//! ## Rooms
+//! ## Rooms, and the crates that hold them
 //!
 //! Data flows one way: the kernel as files, then a model of it, then the engines, then the
-//! front ends (the `isol` command, the C ABI).
+//! front ends (the `isol` command, the C ABI). This crate is the front door: it re-exports
+//! the crates below under one name, and keeps the docs and the examples. Each is usable on
+//! its own (libisol, the C library, links only `isol-task` and what it needs):
+//!
+//! | crate | modules here | its one rule |
+//! |---|---|---|
+//! | `isol-sys` | (none) | every `unsafe` system call, behind a safe wrapper; the only crate with `unsafe` (with the C ABI) |
+//! | `isol-model` | [`sysroot`], [`confine`], [`cpus`], [`kernel`], [`target`] | reads the machine, never changes it |
+//! | `isol-trace` | [`tracefs`], [`watch`], [`interrupt`] | the watched CPUs pay nothing for being watched |
+//! | `isol-task` | [`task`] | the calling thread's isolation: enter, count, strict, exit |
+//! | `isol-machine` | [`check`], [`apply`], [`snapshot`] | every change journaled first, with an exact undo |
+//! | `isol-noise` | [`noise`] | measure with the samplers' own threads, attribute through a watch |
 //!
 //! * [`SysRoot`]: the one door to `/proc` and `/sys`, live or replayed from a capture
 //!   ([`snapshot`]), with the rules for untrusted captures in [`confine`];
@@ -106,24 +117,14 @@
 //! ```
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
-pub mod apply;
-pub mod check;
-pub mod confine;
-pub mod cpus;
-pub mod interrupt;
-pub mod kernel;
-pub mod noise;
-mod os;
-pub mod snapshot;
-mod symbols;
-mod syscalls;
-pub mod sysroot;
-pub mod target;
-pub mod task;
-pub mod tracefs;
-pub mod watch;
+pub use isol_fleet as fleet;
+pub use isol_machine::{apply, check, snapshot};
+pub use isol_model::{confine, cpus, kernel, sysroot, target};
+pub use isol_noise as noise;
+pub use isol_task as task;
+pub use isol_trace::{interrupt, tracefs, watch};
 
-pub use cpus::{CpuListError, CpuSet};
-pub use os::{is_root, monotonic_ns, pin_current_thread};
-pub use sysroot::{SysError, SysRoot};
+pub use isol_model::{is_root, monotonic_ns, pin_current_thread};
+pub use isol_model::{CpuListError, CpuSet, SysError, SysRoot};

@@ -1,179 +1,16 @@
 //! apply, restore and the journal on captured trees: every setting planned, applied, and put
 //! back byte for byte, also after a crash at any step.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use isol::apply::{
-    self, ApplyError, DirSystem, Format, Options, Outcome, Plan, Setting, StateDir, System, Undo,
-};
+mod apply_support;
+
+use apply_support::{common, *};
+use isol::apply::{self, ApplyError, DirSystem, Format, Options, Outcome, Setting, System, Undo};
 use isol::check::{self, Severity};
-use isol::kernel::KernelModel;
 use isol::{CpuSet, SysRoot};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
-}
-
-/// Write a file into a captured tree, adding it to the snapshot's listing of its directory
-/// when the snapshot lists that directory.
-fn put(root: &Path, path: &str, text: &str) {
-    let p = root.join(path.trim_start_matches('/'));
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(&p, text).unwrap();
-    let manifest = root.join("isol-snapshot.json");
-    let mut m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
-    let mut dir = Path::new(path);
-    while let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) {
-        if let Some(names) = m["listings"][parent.to_str().unwrap()].as_array_mut() {
-            let name = serde_json::Value::from(name.to_str().unwrap());
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-        dir = parent;
-    }
-    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
-}
-
-/// This host's tree with every setting apply knows set the noisy way, so that the plan
-/// touches each one.
-fn noisy_host() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let r = dir.path();
-    common::copy_tree(&fixture("host-6.18"), r);
-    for (path, text) in [
-        (
-            "/proc/sys/kernel/random/boot_id",
-            "5f0e7c4c-0d3e-4a5e-9f63-6c1b2f0d9a11\n",
-        ),
-        ("/proc/sys/kernel/nmi_watchdog", "1\n"),
-        ("/proc/sys/kernel/timer_migration", "0\n"),
-        ("/proc/sys/kernel/numa_balancing", "1\n"),
-        ("/proc/sys/vm/stat_interval", "1\n"),
-        (
-            "/sys/kernel/mm/transparent_hugepage/enabled",
-            "[always] madvise never\n",
-        ),
-        (
-            "/sys/kernel/mm/transparent_hugepage/defrag",
-            "[always] defer defer+madvise madvise never\n",
-        ),
-        ("/sys/kernel/mm/ksm/run", "1\n"),
-        (
-            "/sys/devices/virtual/workqueue/blkcg_punt_bio/cpumask",
-            "3\n",
-        ),
-        ("/sys/devices/virtual/workqueue/writeback/cpumask", "3\n"),
-        ("/sys/class/net/eth0/queues/rx-0/rps_cpus", "2\n"),
-        ("/sys/class/net/eth0/queues/rx-1/rps_cpus", "0\n"),
-        (
-            "/sys/devices/system/cpu/cpu1/cpufreq/scaling_governor",
-            "powersave\n",
-        ),
-        (
-            "/sys/devices/system/cpu/cpu1/cpufreq/scaling_available_governors",
-            "performance powersave\n",
-        ),
-        ("/sys/devices/system/cpu/cpu1/cpuidle/state2/name", "C6\n"),
-        (
-            "/sys/devices/system/cpu/cpu1/cpuidle/state2/latency",
-            "133\n",
-        ),
-        ("/sys/devices/system/cpu/cpu1/cpuidle/state2/disable", "0\n"),
-        (
-            "/sys/kernel/debug/sched/fair_server/cpu0/runtime",
-            "50000000\n",
-        ),
-        (
-            "/sys/kernel/debug/sched/fair_server/cpu1/runtime",
-            "50000000\n",
-        ),
-        (
-            "/sys/devices/system/machinecheck/machinecheck0/check_interval",
-            "300\n",
-        ),
-        (
-            "/sys/devices/system/machinecheck/machinecheck0/ignore_ce",
-            "0\n",
-        ),
-        (
-            "/sys/devices/system/machinecheck/machinecheck1/check_interval",
-            "300\n",
-        ),
-        (
-            "/sys/kernel/debug/irq/irqs/24",
-            "handler:  handle_edge_irq\n",
-        ),
-        (
-            "/sys/kernel/debug/irq/irqs/25",
-            "flags: 0x0\n    IRQD_AFFINITY_MANAGED\n",
-        ),
-    ] {
-        put(r, path, text);
-    }
-    dir
-}
-
-fn model(root: &Path) -> KernelModel {
-    KernelModel::load(&SysRoot::at(root))
-}
-
-fn cpus(list: &str) -> CpuSet {
-    CpuSet::parse_list(list).unwrap()
-}
-
-fn plan_for(root: &Path, list: &str, opts: &Options) -> Plan {
-    apply::plan(&SysRoot::at(root), &model(root), &cpus(list), opts).unwrap()
-}
-
-fn state(root: &Path) -> StateDir {
-    StateDir::new(root.join("run/isol"))
-}
-
-/// Every file of the tree but isol's own state, with its bytes.
-fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.starts_with(root.join("run")) {
-                continue;
-            }
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.insert(
-                    p.strip_prefix(root).unwrap().into(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn changed_files(a: &BTreeMap<PathBuf, Vec<u8>>, b: &BTreeMap<PathBuf, Vec<u8>>) -> Vec<PathBuf> {
-    a.iter()
-        .filter(|(p, bytes)| b.get(*p) != Some(*bytes))
-        .map(|(p, _)| p.clone())
-        .collect()
-}
-
-fn all_options() -> Options {
-    Options {
-        rt_unthrottled: true,
-        cycle_offline: true,
-        keep_pids: Vec::new(),
-    }
-}
 
 #[test]
 fn the_plan_covers_every_setting_and_names_what_stays() {
@@ -275,7 +112,7 @@ fn apply_fixes_what_check_finds_and_restore_puts_back_every_byte() {
     };
     let was = findings(r);
     let plan = plan_for(r, "1", &Options::default());
-    let mut sys = DirSystem::new(r);
+    let mut sys = dir_system(r);
     let done = apply::apply(&plan, &mut sys, &state(r)).unwrap();
     assert!(
         done.steps.iter().all(|(_, o)| *o == Outcome::Done),
@@ -316,7 +153,7 @@ fn apply_fixes_what_check_finds_and_restore_puts_back_every_byte() {
     }
     assert!(changed_files(&before, &tree(r)).len() > 20);
 
-    let restored = apply::restore(&mut sys, &state(r), false).unwrap();
+    let restored = restore(&mut sys, &state(r), false).unwrap();
     assert!(restored.kept.is_none());
     assert!(
         restored.steps.iter().all(|(_, u)| *u == Undo::Restored),
@@ -329,7 +166,7 @@ fn apply_fixes_what_check_finds_and_restore_puts_back_every_byte() {
         "the journal goes once all is back"
     );
     // Nothing left to restore.
-    assert!(apply::restore(&mut sys, &state(r), false)
+    assert!(restore(&mut sys, &state(r), false)
         .unwrap()
         .steps
         .is_empty());
@@ -339,7 +176,7 @@ fn apply_fixes_what_check_finds_and_restore_puts_back_every_byte() {
 fn applying_twice_changes_nothing_the_second_time() {
     let dir = noisy_host();
     let r = dir.path();
-    let mut sys = DirSystem::new(r);
+    let mut sys = dir_system(r);
     apply::apply(&plan_for(r, "1", &Options::default()), &mut sys, &state(r)).unwrap();
     let files = tree(r);
     let journal = std::fs::read(state(r).journal_path()).unwrap();
@@ -415,7 +252,7 @@ fn a_crash_at_any_step_is_restored_to_the_original_bytes() {
             common::copy_tree(pristine.path(), r);
             let plan = plan_for(r, "1", &Options::default());
             let mut sys = Crashing {
-                inner: DirSystem::new(r),
+                inner: dir_system(r),
                 writes: 0,
                 at,
                 after,
@@ -426,7 +263,7 @@ fn a_crash_at_any_step_is_restored_to_the_original_bytes() {
             .is_err();
             assert!(died, "apply did not reach write {at}");
             crashed += 1;
-            let restored = apply::restore(&mut DirSystem::new(r), &state(r), false)
+            let restored = restore(&mut dir_system(r), &state(r), false)
                 .unwrap_or_else(|e| panic!("restore after a crash at {at}: {e}"));
             assert!(
                 restored.kept.is_none(),
@@ -448,10 +285,10 @@ fn a_crash_at_any_step_is_restored_to_the_original_bytes() {
 fn a_value_changed_since_apply_is_reported_not_overwritten() {
     let dir = noisy_host();
     let r = dir.path();
-    let mut sys = DirSystem::new(r);
+    let mut sys = dir_system(r);
     apply::apply(&plan_for(r, "1", &Options::default()), &mut sys, &state(r)).unwrap();
     put(r, "/proc/sys/vm/stat_interval", "30\n");
-    let restored = apply::restore(&mut sys, &state(r), false).unwrap();
+    let restored = restore(&mut sys, &state(r), false).unwrap();
     let conflicts: Vec<_> = restored
         .steps
         .iter()
@@ -468,7 +305,7 @@ fn a_value_changed_since_apply_is_reported_not_overwritten() {
         Some(state(r).journal_path().as_path())
     );
     // The journal now holds only that change; --force puts the old value back.
-    let forced = apply::restore(&mut sys, &state(r), true).unwrap();
+    let forced = restore(&mut sys, &state(r), true).unwrap();
     assert_eq!(forced.steps.len(), 1);
     assert_eq!(forced.steps[0].1, Undo::Restored);
     assert_eq!(
@@ -484,7 +321,7 @@ fn corrupt_foreign_and_other_boot_journals_are_refused_and_left_in_place() {
     let r = dir.path();
     let before = tree(r);
     let st = state(r);
-    let mut sys = DirSystem::new(r);
+    let mut sys = dir_system(r);
     apply::apply(&plan_for(r, "1", &Options::default()), &mut sys, &st).unwrap();
     let applied = tree(r);
     let good = std::fs::read_to_string(st.journal_path()).unwrap();
@@ -498,9 +335,7 @@ fn corrupt_foreign_and_other_boot_journals_are_refused_and_left_in_place() {
     ];
     for (text, says) in cases {
         std::fs::write(st.journal_path(), &text).unwrap();
-        let e = apply::restore(&mut sys, &st, false)
-            .unwrap_err()
-            .to_string();
+        let e = restore(&mut sys, &st, false).unwrap_err().to_string();
         assert!(e.contains(says) && e.contains("left in place"), "{e}");
         assert_eq!(std::fs::read_to_string(st.journal_path()).unwrap(), text);
         assert_eq!(changed_files(&applied, &tree(r)), Vec::<PathBuf>::new());
@@ -509,7 +344,7 @@ fn corrupt_foreign_and_other_boot_journals_are_refused_and_left_in_place() {
     }
     std::fs::write(st.journal_path(), &good).unwrap();
     put(r, "/proc/sys/kernel/random/boot_id", "another-boot\n");
-    let e = apply::restore(&mut sys, &st, false).unwrap_err();
+    let e = restore(&mut sys, &st, false).unwrap_err();
     assert!(matches!(e, ApplyError::OtherBoot { .. }), "{e}");
     assert!(e.to_string().contains("--force"));
     put(
@@ -517,13 +352,11 @@ fn corrupt_foreign_and_other_boot_journals_are_refused_and_left_in_place() {
         "/proc/sys/kernel/random/boot_id",
         "5f0e7c4c-0d3e-4a5e-9f63-6c1b2f0d9a11\n",
     );
-    apply::restore(&mut sys, &st, false).unwrap();
+    restore(&mut sys, &st, false).unwrap();
     assert_eq!(changed_files(&before, &tree(r)), Vec::<PathBuf>::new());
     // A journal that is a link is refused.
     std::os::unix::fs::symlink("/etc/passwd", st.journal_path()).unwrap();
-    let e = apply::restore(&mut sys, &st, false)
-        .unwrap_err()
-        .to_string();
+    let e = restore(&mut sys, &st, false).unwrap_err().to_string();
     assert!(e.contains("symbolic link"), "{e}");
 }
 
@@ -531,7 +364,7 @@ fn corrupt_foreign_and_other_boot_journals_are_refused_and_left_in_place() {
 fn other_cpus_and_a_held_lock_are_refused() {
     let dir = noisy_host();
     let r = dir.path();
-    let mut sys = DirSystem::new(r);
+    let mut sys = dir_system(r);
     let st = state(r);
     let held = st.lock().unwrap();
     let e = apply::apply(&plan_for(r, "1", &Options::default()), &mut sys, &st).unwrap_err();
@@ -607,7 +440,7 @@ fn refused_values_are_reported_and_a_permission_error_undoes_the_run() {
     let before = tree(r);
     // The kernel refuses (EIO, as for IRQ 0 or a managed IRQ): the run goes on.
     let mut sys = Failing {
-        inner: DirSystem::new(r),
+        inner: dir_system(r),
         writes: 0,
         from: 3,
         errno: libc::EIO,
@@ -618,11 +451,11 @@ fn refused_values_are_reported_and_a_permission_error_undoes_the_run() {
         .iter()
         .any(|(_, o)| matches!(o, Outcome::Refused(_))));
     assert!(done.steps.iter().any(|(_, o)| *o == Outcome::Done));
-    apply::restore(&mut DirSystem::new(r), &state(r), false).unwrap();
+    restore(&mut dir_system(r), &state(r), false).unwrap();
     assert_eq!(changed_files(&before, &tree(r)), Vec::<PathBuf>::new());
     // No permission (not root): stop, undo, and say so.
     let mut sys = Failing {
-        inner: DirSystem::new(r),
+        inner: dir_system(r),
         writes: 0,
         from: 4,
         errno: libc::EACCES,
@@ -642,7 +475,7 @@ fn a_thread_that_exits_or_whose_id_is_reused_is_not_touched() {
     let dir = noisy_host();
     let r = dir.path();
     let plan = plan_for(r, "1", &Options::default());
-    let mut sys = DirSystem::new(r);
+    let mut sys = dir_system(r);
     apply::apply(&plan, &mut sys, &state(r)).unwrap();
     let moved = plan
         .changes
@@ -664,7 +497,7 @@ fn a_thread_that_exits_or_whose_id_is_reused_is_not_touched() {
     let mut fields: Vec<String> = tail.split_whitespace().map(String::from).collect();
     fields[19] = "999999999".into();
     std::fs::write(&stat_path, format!("{head} {}\n", fields.join(" "))).unwrap();
-    let restored = apply::restore(&mut sys, &state(r), false).unwrap();
+    let restored = restore(&mut sys, &state(r), false).unwrap();
     let gone: Vec<_> = restored
         .steps
         .iter()

@@ -51,6 +51,7 @@ fn finding(fixture: &str, edits: &[Edit], given: Given, id: &str) -> check::Find
             cpus: CpuSet::parse_list(cpus).unwrap(),
             source: TargetSource::Given,
             housekeeping: CpuSet::parse_list(housekeeping).unwrap(),
+            pod: None,
         },
     };
     let report = check::run(&model, &target);
@@ -218,8 +219,8 @@ fn cases() -> Vec<Case> {
             not: plain(LAB, &[("/sys/devices/system/clocksource/clocksource0/current_clocksource", Some("hpet\n"))]),
             says: "clocksource is hpet",
         },
-        Case { id: "irq.affinity", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "may be delivered to CPUs 1" },
-        Case { id: "irq.effective_affinity", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "are delivered to CPUs 1" },
+        Case { id: "irq.affinity", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "may be delivered to CPU 1" },
+        Case { id: "irq.effective_affinity", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "are delivered to CPU 1" },
         Case { id: "irq.managed", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "kernel-managed" },
         Case { id: "irq.default_affinity", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "new IRQs may be delivered" },
         Case {
@@ -267,7 +268,7 @@ fn cases() -> Vec<Case> {
             id: "services.writeback",
             pass: plain(LAB, &[("/sys/devices/virtual/workqueue/writeback/cpumask", Some("1\n"))]),
             not: plain(LAB, &[]),
-            says: "writeback work may run on CPUs 1",
+            says: "writeback work may run on CPU 1",
         },
         Case {
             id: "services.workqueue_sysfs",
@@ -333,9 +334,150 @@ fn cases() -> Vec<Case> {
             )]),
             says: "tracing is switched on",
         },
+        Case {
+            id: "services.apply_journal",
+            pass: plain(LAB, &[]),
+            not: plain(LAB, &[("/run/isol/journal", Some(KILLED_RUN_JOURNAL))]),
+            says: "ended without undoing it",
+        },
+        Case {
+            id: "kubelet.cpu_manager",
+            pass: plain(LAB, KUBELET_NODE),
+            not: plain(LAB, &[
+                (KUBELET_STATE, Some(r#"{"policyName":"none","defaultCpuSet":"","checksum":3242152201}"#)),
+                (KUBELET_CONFIG, Some("cpuManagerPolicy: none\n")),
+            ]),
+            says: "policy is none",
+        },
+        Case {
+            id: "kubelet.exclusive_isolated",
+            pass: plain(LAB, KUBELET_NODE),
+            not: plain(LAB, &[
+                (KUBELET_STATE, Some(r#"{"policyName":"static","defaultCpuSet":"1","entries":{"0c4a7e3c-1b2d-4e5f-8a9b-0123456789ab":{"l1":"0"}},"checksum":1}"#)),
+                (KUBELET_CONFIG, Some(KUBELET_YAML)),
+                (KUBELET_POD_DIR, Some("")),
+            ]),
+            says: "ran/du-0 l1 (CPU 0 not nohz_full, CPU 0 in load balancing)",
+        },
+        Case {
+            id: "kubelet.reserved",
+            pass: plain(LAB, KUBELET_NODE),
+            not: plain(LAB, &[
+                (KUBELET_STATE, Some(KUBELET_CHECKPOINT)),
+                (KUBELET_CONFIG, Some("cpuManagerPolicy: static\nreservedSystemCPUs: \"0-1\"\n")),
+            ]),
+            says: "the system's work runs on isolated CPU 1",
+        },
+        Case {
+            id: "kubelet.exclusive_alone",
+            // The lab after `isol apply`: its two movable kernel threads moved to CPU 0.
+            pass: plain(LAB, &[
+                (KUBELET_STATE, Some(KUBELET_CHECKPOINT)),
+                (KUBELET_CONFIG, Some(KUBELET_YAML)),
+                (KUBELET_POD_DIR, Some("")),
+                ("/proc/42/task/42/status", Some("Name:\tkcompactd0\nCpus_allowed_list:\t0\n")),
+                ("/proc/52/task/52/status", Some("Name:\tkswapd0\nCpus_allowed_list:\t0\n")),
+            ]),
+            not: (HOST, KUBELET_NODE, Given::Raw { cpus: "1", housekeeping: "0" }),
+            says: "others may run on a container's own CPUs: on CPU 1 of ran/du-0 l1",
+        },
+        Case {
+            id: "kernel.view",
+            pass: plain(LAB, &[]),
+            // Inside a runc container (runc's default masked and read-only paths).
+            not: plain(LAB, &[("/proc/self/mounts", Some(CONTAINED_MOUNTS))]),
+            says: "the tick and timers of each CPU (timers.*): /proc/timer_list is masked",
+        },
+        Case {
+            id: "tasks.shared",
+            pass: plain(LAB, &[("/proc/149/task/149/status", Some(INIT_ON_1))]),
+            not: plain(LAB, &[
+                ("/proc/149/task/149/status", Some(INIT_ON_1)),
+                ("/proc/150/task/150/status", Some("Name:\tisol\nCpus_allowed_list:\t1\n")),
+            ]),
+            says: "CPU 1: init/149, isol/150",
+        },
         Case { id: "timers.armed", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "hrtimers armed on the target" },
-        Case { id: "timers.tick", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "the tick is running on CPUs 1" },
+        Case { id: "timers.tick", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "the tick is running on CPU 1" },
     ]
+}
+
+/// The lab's init pinned to its isolated CPU.
+const INIT_ON_1: &str = "Name:\tinit\nCpus_allowed_list:\t1\n";
+
+/// The lab's mount table as a runc container with runc's default masked and read-only
+/// paths has it.
+const CONTAINED_MOUNTS: &str = "proc /proc proc rw,relatime 0 0
+sysfs /sys sysfs ro,nosuid,nodev,noexec,relatime 0 0
+nodev /sys/kernel/tracing tracefs rw,relatime 0 0
+none /sys/fs/cgroup cgroup2 rw,relatime 0 0
+proc /proc/sys proc ro,relatime 0 0
+tmpfs /proc/timer_list tmpfs rw,nosuid,size=65536k,mode=755 0 0
+tmpfs /sys/firmware tmpfs ro,relatime 0 0
+";
+
+/// A Kubernetes node's kubelet files, in the formats kubelet writes them: its CPU
+/// manager's checkpoint (`pkg/kubelet/cm/cpumanager/state/checkpoint.go`,
+/// `CPUManagerCheckpoint`: `policyName`, `defaultCpuSet`, `entries` pod uid -> container ->
+/// CPUs, `checksum`), its `KubeletConfiguration` (`cpuManagerPolicy`,
+/// `reservedSystemCPUs`, as kubelet's CPU management documentation writes them), and the
+/// log directory kubelet makes for container `l1` of pod `ran/du-0`
+/// (`/var/log/pods/<namespace>_<pod>_<uid>/<container>/`). The container owns CPU 1.
+const KUBELET_STATE: &str = "/var/lib/kubelet/cpu_manager_state";
+const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
+const KUBELET_POD_DIR: &str =
+    "/var/log/pods/ran_du-0_0c4a7e3c-1b2d-4e5f-8a9b-0123456789ab/l1/0.log";
+const KUBELET_CHECKPOINT: &str = r#"{"policyName":"static","defaultCpuSet":"0","entries":{"0c4a7e3c-1b2d-4e5f-8a9b-0123456789ab":{"l1":"1"}},"checksum":1552716370}"#;
+const KUBELET_YAML: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncpuManagerPolicy: static\nreservedSystemCPUs: \"0\"\n";
+const KUBELET_NODE: &[Edit] = &[
+    (KUBELET_STATE, Some(KUBELET_CHECKPOINT)),
+    (KUBELET_CONFIG, Some(KUBELET_YAML)),
+    (KUBELET_POD_DIR, Some("")),
+];
+
+/// The journal of an `isol run --apply` (pid 999999) killed before it restored.
+const KILLED_RUN_JOURNAL: &str = r#"{"journal":"isol-apply/1","boot_id":"b","cpus":"1","housekeeping":"0","created_unix":1,"owner":{"pid":999999,"start":7,"command":"isol run -- ./app"}}
+{"setting":{"kind":"file","path":"/proc/sys/vm/stat_interval","format":"word"},"old":"1","new":"10","why":"w","fixes":null}
+"#;
+
+/// An apply whose owner still runs (pid 1 of the lab fixture, started at tick 51), and one
+/// left by `isol apply`, are as they should be; the owner's pid reused by another process
+/// (another start time) is not the owner.
+#[test]
+fn an_apply_is_judged_by_whether_its_owner_runs() {
+    let alive = KILLED_RUN_JOURNAL.replace("\"pid\":999999,\"start\":7", "\"pid\":1,\"start\":51");
+    let alive: &'static str = Box::leak(alive.into_boxed_str());
+    let f = finding(
+        LAB,
+        &[("/run/isol/journal", Some(alive))],
+        Given::Chosen,
+        "services.apply_journal",
+    );
+    assert_eq!(f.severity, Severity::Ok, "{f:?}");
+    assert!(f.summary.contains("until it ends"), "{}", f.summary);
+    let reused = alive.replace("\"start\":51", "\"start\":52");
+    let reused: &'static str = Box::leak(reused.into_boxed_str());
+    let f = finding(
+        LAB,
+        &[("/run/isol/journal", Some(reused))],
+        Given::Chosen,
+        "services.apply_journal",
+    );
+    assert_eq!(f.severity, Severity::Warn, "{f:?}");
+    assert_eq!(f.fix.unwrap().text, "isol restore");
+    let by_hand = KILLED_RUN_JOURNAL.replace(
+        r#","owner":{"pid":999999,"start":7,"command":"isol run -- ./app"}"#,
+        "",
+    );
+    let by_hand: &'static str = Box::leak(by_hand.into_boxed_str());
+    let f = finding(
+        LAB,
+        &[("/run/isol/journal", Some(by_hand))],
+        Given::Chosen,
+        "services.apply_journal",
+    );
+    assert_eq!(f.severity, Severity::Ok, "{f:?}");
+    assert!(f.summary.contains("isol restore"), "{}", f.summary);
 }
 
 #[test]
@@ -667,4 +809,60 @@ fn without_the_tracefs_instances_of_an_older_snapshot_tracing_is_unknown() {
     // The host fixture was taken with tracefs unmounted: nothing can be switched on.
     let f = finding(HOST, &[], Given::Chosen, "services.tracing");
     assert_eq!(f.severity, Severity::Ok, "{}", f.summary);
+}
+
+/// Every finding says what it read, whatever the machine lacks: each file and each
+/// directory of both fixtures is taken away in turn (a kernel without cpuidle or cpufreq,
+/// without a NIC's queues, without irqbalance or SMT, a masked file), and every finding of
+/// every check still carries evidence naming a file. A check that ended with no evidence
+/// once failed the README's tests on a machine without a cpuidle driver.
+#[test]
+fn every_finding_has_evidence_whatever_the_machine_lacks() {
+    let mut missing = std::collections::BTreeMap::new();
+    for fixture in [HOST, LAB] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let aside = tmp.path().join("aside");
+        common::copy_tree(&fixtures().join(fixture), &root);
+        let mut paths = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p.clone());
+                }
+                paths.push(p);
+            }
+        }
+        let mut tried = 0;
+        for p in paths {
+            if p.file_name().is_some_and(|n| n == "isol-snapshot.json") || !p.exists() {
+                continue;
+            }
+            std::fs::rename(&p, &aside).unwrap();
+            let model = KernelModel::load(&SysRoot::at(&root));
+            let target = Target::choose(&model, None).unwrap_or_else(|_| Target {
+                cpus: CpuSet::parse_list("1").unwrap(),
+                source: TargetSource::Given,
+                housekeeping: CpuSet::parse_list("0").unwrap(),
+                pod: None,
+            });
+            for f in check::run(&model, &target).findings {
+                if f.evidence.is_empty() || f.evidence.iter().any(|e| e.file.is_empty()) {
+                    let rel = p.strip_prefix(&root).unwrap().display();
+                    missing.entry(f.id).or_insert_with(|| {
+                        format!("{fixture} without {rel}: {:?} {}", f.severity, f.summary)
+                    });
+                }
+            }
+            std::fs::rename(&aside, &p).unwrap();
+            tried += 1;
+        }
+        assert!(tried > 400, "{fixture}: {tried} paths");
+    }
+    assert!(
+        missing.is_empty(),
+        "findings without evidence: {missing:#?}"
+    );
 }

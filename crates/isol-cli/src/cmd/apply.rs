@@ -78,10 +78,11 @@ pub struct CmdlineArgs {
     json: bool,
 }
 
-/// Where apply and restore write: the live kernel, or the `--root` directory.
+/// Where apply and restore write: the live kernel, or the `--root` directory (opened once;
+/// every write below it is resolved from that descriptor, no link followed).
 fn system(root: &Root, state_dir: Option<PathBuf>) -> Result<(Box<dyn System>, StateDir), Failure> {
     if root.sys.is_live() {
-        let state = state_dir.unwrap_or_else(|| PathBuf::from("/run/isol"));
+        let state = state_dir.unwrap_or_else(|| PathBuf::from(apply::DEFAULT_STATE_DIR));
         return Ok((Box::new(LiveSystem), StateDir::new(state)));
     }
     let Some(dir) = &root.dir else {
@@ -90,8 +91,14 @@ fn system(root: &Root, state_dir: Option<PathBuf>) -> Result<(Box<dyn System>, S
              of a captured tree) with --root, not an archive",
         ));
     };
-    let state = state_dir.unwrap_or_else(|| dir.join("run/isol"));
-    Ok((Box::new(DirSystem::new(dir)), StateDir::new(state)))
+    let sys = DirSystem::open(dir)
+        .map_err(|e| Failure::runtime(format!("--root {}: {e}", dir.display())))?;
+    let state = match state_dir {
+        Some(d) => StateDir::new(d),
+        None => StateDir::within(sys.tree(), apply::DEFAULT_STATE_DIR)
+            .map_err(|e| Failure::runtime(format!("--root {}: {e}", dir.display())))?,
+    };
+    Ok((Box::new(sys), state))
 }
 
 fn needs_root(root: &SysRoot, what: &str) -> Result<(), Failure> {
@@ -105,7 +112,7 @@ fn needs_root(root: &SysRoot, what: &str) -> Result<(), Failure> {
 }
 
 fn target_for(model: &KernelModel, cpus: Option<&str>, what: &str) -> Result<Target, Failure> {
-    let target = crate::live::choose_target(model, cpus)?;
+    let target = crate::live::choose_target(model, cpus, None)?;
     if target.source == TargetSource::Suggested {
         return Err(Failure::usage(format!(
             "no CPU is isolated on this kernel; name the CPUs to {what} with --cpus (isol \
@@ -188,12 +195,12 @@ fn print_plan(plan: &Plan, result: Option<Result3>, args: &ApplyArgs) -> Result<
             doc["findings_before"] = json!(before);
             doc["findings_after"] = json!(after);
         }
-        crate::output::println(&serde_json::to_string_pretty(&doc).expect("json"))?;
+        crate::output::println_json(&serde_json::to_string_pretty(&doc).expect("json"))?;
         return Ok(0);
     }
     let mut out = format!(
-        "isol apply: CPU {} isolated, housekeeping {}{}\n",
-        plan.cpus,
+        "isol apply: {} isolated, housekeeping {}{}\n",
+        plan.cpus.named(),
         plan.housekeeping,
         if result.is_none() {
             " (dry run: nothing is changed)"
@@ -241,9 +248,9 @@ fn print_plan(plan: &Plan, result: Option<Result3>, args: &ApplyArgs) -> Result<
             .filter(|(i, _)| outcome_of(*i) == Some(&Outcome::Done))
             .count();
         out.push_str(&format!(
-            "  move {} threads off CPU {} ({kernel} kernel, {} user): {}{}{}\n      -v lists each [tasks.kthreads, tasks.user]\n",
+            "  move {} threads off {} ({kernel} kernel, {} user): {}{}{}\n      -v lists each [tasks.kthreads, tasks.user]\n",
             threads.len(),
-            plan.cpus,
+            plan.cpus.named(),
             threads.len() - kernel,
             names.join(", "),
             if threads.len() > names.len() { ", ..." } else { "" },
@@ -285,64 +292,151 @@ fn print_plan(plan: &Plan, result: Option<Result3>, args: &ApplyArgs) -> Result<
 pub fn restore(root: &Root, args: RestoreArgs) -> Result<u8, Failure> {
     needs_root(&root.sys, "restore")?;
     let (mut sys, state) = system(root, args.state_dir)?;
-    let restored = apply::restore(sys.as_mut(), &state, args.force)
-        .map_err(|e| Failure::runtime(e.to_string()))?;
+    // Each step is written as it is undone: a journal of any length costs no memory here.
+    let mut out = Streamed::new(args.json);
+    let restored = apply::restore(sys.as_mut(), &state, args.force, &mut |c, u| {
+        if args.json {
+            let mut v = serde_json::to_value(c).expect("a change serialises");
+            v["undo"] = serde_json::to_value(u).expect("an undo serialises");
+            out.item(&v);
+        } else if let Some(line) = problem(c, u) {
+            out.text(&line);
+        }
+    });
+    // Restore stops before its first step (an unsafe or foreign journal) or, rarely,
+    // after some (the journal changed under it): what was undone so far has been printed.
+    let restored = restored.map_err(|e| Failure::runtime(e.to_string()))?;
+    out.flush()?;
     let code = u8::from(restored.kept.is_some());
     if args.json {
-        let steps: Vec<_> = restored
-            .steps
-            .iter()
-            .map(|(c, u)| {
-                let mut v = serde_json::to_value(c).expect("a change serialises");
-                v["undo"] = serde_json::to_value(u).expect("an undo serialises");
-                v
-            })
-            .collect();
-        let doc = json!({
-            "schema": "isol.restore/v1",
-            "steps": steps,
-            "journal_kept": restored.kept,
-        });
-        crate::output::println(&serde_json::to_string_pretty(&doc).expect("json"))?;
+        let tail = format!(
+            "],\n  \"journal\": {},\n  \"counts\": {},\n  \"journal_kept\": {}\n}}",
+            serde_json::to_string(&restored.header.as_ref().map(|_| state.journal_path()))
+                .expect("json"),
+            serde_json::to_string(&restored.counts).expect("json"),
+            serde_json::to_string(&restored.kept).expect("json"),
+        );
+        crate::output::println_json(&tail)?;
         return Ok(code);
     }
     crate::output::print(&render_restored(&restored, &state))?;
     Ok(code)
 }
 
+/// Output written as restore goes: the JSON document's steps, or the lines of what could
+/// not be undone. Buffered in pieces, never whole.
+struct Streamed {
+    json: bool,
+    buf: String,
+    first: bool,
+    error: Option<Failure>,
+}
+
+impl Streamed {
+    fn new(json: bool) -> Streamed {
+        let buf = if json {
+            "{\n  \"schema\": \"isol.restore/v1\",\n  \"steps\": [".to_string()
+        } else {
+            String::new()
+        };
+        Streamed {
+            json,
+            buf,
+            first: true,
+            error: None,
+        }
+    }
+
+    fn item(&mut self, v: &serde_json::Value) {
+        if !self.first {
+            self.buf.push(',');
+        }
+        self.first = false;
+        self.buf.push_str("\n    ");
+        self.buf
+            .push_str(&serde_json::to_string(v).expect("a step serialises"));
+        self.maybe_flush();
+    }
+
+    fn text(&mut self, line: &str) {
+        if self.buf.is_empty() {
+            self.buf.push_str("isol restore: left alone:\n");
+        }
+        self.buf.push_str(line);
+        self.maybe_flush();
+    }
+
+    fn maybe_flush(&mut self) {
+        if self.buf.len() >= 64 << 10 && self.error.is_none() {
+            let buf = std::mem::take(&mut self.buf);
+            if let Err(e) = self.write(&buf) {
+                self.error = Some(e);
+            }
+        }
+        if self.error.is_some() {
+            self.buf.clear();
+        }
+    }
+
+    /// Write what is left (and the end of the steps list, in JSON).
+    fn flush(mut self) -> Result<(), Failure> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if self.json && !self.first {
+            self.buf.push_str("\n  ");
+        }
+        self.write(&self.buf)
+    }
+
+    fn write(&self, text: &str) -> Result<(), Failure> {
+        if self.json {
+            crate::output::print_json(text)
+        } else {
+            crate::output::print(text)
+        }
+    }
+}
+
+/// A line for a journaled change restore could not undo.
+fn problem(c: &Change, u: &Undo) -> Option<String> {
+    match u {
+        Undo::Conflict(now) => Some(format!(
+            "  {}: now {now}, isol set {}, was {}: changed by someone else, left alone\n",
+            c.setting.describe(),
+            c.new,
+            c.old
+        )),
+        Undo::Failed(why) => Some(format!(
+            "  {}: could not write {} back: {why}\n",
+            c.setting.describe(),
+            c.old
+        )),
+        _ => None,
+    }
+}
+
 fn render_restored(r: &Restored, state: &StateDir) -> String {
-    if r.steps.is_empty() {
+    let Some(header) = &r.header else {
         return format!(
             "isol restore: nothing to restore (no journal at {})\n",
             state.journal_path().display()
         );
+    };
+    let n = &r.counts;
+    if n.total() == 0 {
+        return format!(
+            "isol restore: the journal {} recorded no change (apply of CPUs {} changed \
+             nothing, or was stopped before its first change); removed\n",
+            state.journal_path().display(),
+            header.cpus
+        );
     }
-    let count = |f: fn(&Undo) -> bool| r.steps.iter().filter(|(_, u)| f(u)).count();
     let mut out = format!(
         "isol restore: {} restored, {} already as they were, {} gone (threads that exited), {} \
          conflicts, {} failed\n",
-        count(|u| *u == Undo::Restored),
-        count(|u| *u == Undo::NotChanged),
-        count(|u| *u == Undo::Gone),
-        count(|u| matches!(u, Undo::Conflict(_))),
-        count(|u| matches!(u, Undo::Failed(_))),
+        n.restored, n.not_changed, n.gone, n.conflicts, n.failed,
     );
-    for (c, u) in &r.steps {
-        match u {
-            Undo::Conflict(now) => out.push_str(&format!(
-                "  {}: now {now}, isol set {}, was {}: changed by someone else, left alone\n",
-                c.setting.describe(),
-                c.new,
-                c.old
-            )),
-            Undo::Failed(why) => out.push_str(&format!(
-                "  {}: could not write {} back: {why}\n",
-                c.setting.describe(),
-                c.old
-            )),
-            _ => {}
-        }
-    }
     if let Some(kept) = &r.kept {
         out.push_str(&format!(
             "the journal {} keeps only these; `isol restore --force` writes the old values anyway\n",
@@ -354,7 +448,7 @@ fn render_restored(r: &Restored, state: &StateDir) -> String {
 
 pub fn cmdline(root: &SysRoot, args: CmdlineArgs) -> Result<u8, Failure> {
     let model = KernelModel::load(root);
-    let target = crate::live::choose_target(&model, args.cpus.as_deref())?;
+    let target = crate::live::choose_target(&model, args.cpus.as_deref(), None)?;
     let params = apply::boot_params(&model, &target.cpus, &target.housekeeping);
     let grub = apply::grub_snippet(&params);
     if args.json {
@@ -366,13 +460,14 @@ pub fn cmdline(root: &SysRoot, args: CmdlineArgs) -> Result<u8, Failure> {
             "cmdline": params.iter().map(|p| p.param.as_str()).collect::<Vec<_>>().join(" "),
             "grub": grub,
         });
-        crate::output::println(&serde_json::to_string_pretty(&doc).expect("json"))?;
+        crate::output::println_json(&serde_json::to_string_pretty(&doc).expect("json"))?;
         return Ok(0);
     }
     let width = params.iter().map(|p| p.param.len()).max().unwrap_or(0);
     let mut out = format!(
-        "Kernel parameters to isolate CPU {} (housekeeping {}):\n\n",
-        target.cpus, target.housekeeping
+        "Kernel parameters to isolate {} (housekeeping {}):\n\n",
+        target.cpus.named(),
+        target.housekeeping
     );
     for p in &params {
         out.push_str(&format!("  {:width$}  {}\n", p.param, p.why));

@@ -3,7 +3,7 @@
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 
 use isol::check::{self, Report, Severity, Target, TargetSource};
-use isol::kernel::KernelModel;
+use isol::kernel::{KernelModel, Kubelet};
 use isol::SysRoot;
 
 use crate::Failure;
@@ -15,6 +15,16 @@ pub struct Args {
     #[arg(long, value_name = "LIST")]
     cpus: Option<String>,
 
+    /// Instead of --cpus: the CPUs kubelet's CPU manager gave a pod (all its containers')
+    /// or one of its containers, named as on this node's kubelet.
+    #[arg(long, value_name = "NS/NAME[/CONTAINER]", conflicts_with = "cpus")]
+    pod: Option<String>,
+
+    /// kubelet's configuration file, for its reserved CPUs (default
+    /// /var/lib/kubelet/config.yaml; under --root, a path inside the root).
+    #[arg(long, value_name = "PATH")]
+    kubelet_config: Option<String>,
+
     /// Print the report as JSON (schema `isol.check/v1`, see docs/check-json.md).
     #[arg(long)]
     json: bool,
@@ -25,32 +35,40 @@ pub struct Args {
 }
 
 pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
-    let model = KernelModel::load(root);
-    let given = match &args.cpus {
-        None => None,
-        Some(text) => Some(crate::live::parse_cpus(text, &model)?),
-    };
-    let target =
-        Target::choose(&model, given.as_ref()).map_err(|e| Failure::usage(e.to_string()))?;
+    let mut model = KernelModel::load(root);
+    if let Some(path) = &args.kubelet_config {
+        model.kubelet = Kubelet::load(root, Some(path));
+        if let Some(why) = model.kubelet.config.why_unknown() {
+            return Err(Failure::usage(format!(
+                "--kubelet-config {}: {why}",
+                crate::output::escape(path)
+            )));
+        }
+    }
+    let target = crate::live::choose_target(&model, args.cpus.as_deref(), args.pod.as_deref())?;
     let report = check::run(&model, &target);
     if args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
-        crate::output::println(&text)?;
+        crate::output::println_json(&text)?;
     } else {
         crate::output::print(&render(&report, args.verbose))?;
     }
     Ok(report.exit_code as u8)
 }
 
-fn source_text(t: &Target) -> &'static str {
+fn source_text(t: &Target) -> String {
     match t.source {
-        TargetSource::Given => "as given",
-        TargetSource::NohzFull => "the kernel's nohz_full CPUs",
-        TargetSource::Isolated => "the kernel's isolated CPUs",
+        TargetSource::Given => "as given".into(),
+        TargetSource::NohzFull => "the kernel's nohz_full CPUs".into(),
+        TargetSource::Isolated => "the kernel's isolated CPUs".into(),
         TargetSource::Suggested => {
-            "suggested: no CPU is isolated on this kernel; choose with --cpus"
+            "suggested: no CPU is isolated on this kernel; choose with --cpus".into()
         }
+        TargetSource::Pod => format!(
+            "kubelet's CPUs of pod {}",
+            crate::output::escape(t.pod.as_deref().unwrap_or("?"))
+        ),
     }
 }
 

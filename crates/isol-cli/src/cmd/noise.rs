@@ -24,6 +24,11 @@ pub struct Args {
     #[arg(long, value_name = "LIST")]
     cpus: Option<String>,
 
+    /// Instead of --cpus: the CPUs kubelet's CPU manager gave a pod (all its containers')
+    /// or one of its containers, named as on this node's kubelet.
+    #[arg(long, value_name = "NS/NAME[/CONTAINER]", conflicts_with = "cpus")]
+    pod: Option<String>,
+
     /// How long to measure (`10s`, `500ms`, `2m`; a bare number is seconds).
     #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
@@ -77,7 +82,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         crate::render::plot::check_path(p)?;
     }
     let model = KernelModel::load(root);
-    let target = choose_target(&model, args.cpus.as_deref())?;
+    let target = choose_target(&model, args.cpus.as_deref(), args.pod.as_deref())?;
     let mut notices = Vec::new();
     let mut attribute = !args.no_attribution;
     if attribute && !isol::is_root() {
@@ -107,9 +112,9 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     opts.quiesce = !args.no_quiesce;
     opts.buffer_kb = args.buffer_kb;
     if !args.json {
-        eprintln!(
-            "isol: measuring CPU {} for {} (Ctrl-C to stop early)",
-            target.cpus.to_list(),
+        crate::say!(
+            "isol: measuring {} for {} (Ctrl-C to stop early)",
+            target.cpus.named(),
             fmt_ns(args.duration.as_nanos() as u64)
         );
     }
@@ -151,7 +156,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         if let Some(b) = &before {
             v["compare"] = serde_json::to_value(comparison(b, &report)).expect("serializes");
         }
-        crate::output::println(&v.to_string())?;
+        crate::output::println_json(&v.to_string())?;
     } else {
         crate::output::print(&render(&report))?;
         if let Some(b) = &before {
@@ -160,7 +165,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     }
     if let Some(p) = &args.plot {
         crate::render::plot::draw(&report, p)?;
-        eprintln!("isol: plot written to {}", p.display());
+        crate::say!("isol: plot written to {}", p.display());
     }
     Ok(0)
 }

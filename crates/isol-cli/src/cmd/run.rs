@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use isol::apply::{self, LiveSystem, Options, StateDir};
 use isol::check::{self, Severity, Target, TargetSource};
-use isol::kernel::KernelModel;
+use isol::kernel::{KernelModel, Place, Places};
 use isol::task::env::{parse_strict, RunConfig};
 use isol::task::Strict;
 use isol::tracefs::{TraceError, Tracefs};
@@ -89,6 +89,12 @@ fn usage(msg: impl Into<String>) -> Failure {
 fn resolve(program: &OsString) -> Result<PathBuf, Failure> {
     let p = Path::new(program);
     let name = p.display();
+    if p.as_os_str().is_empty() {
+        return Err(Failure {
+            code: EXIT_NOT_FOUND,
+            message: "run: '': command not found".into(),
+        });
+    }
     let executable = |c: &Path| {
         std::fs::metadata(c).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
@@ -145,8 +151,8 @@ fn refuse_unready(model: &KernelModel, target: &Target, allow: bool) -> Result<(
     }
     let f = fails[0];
     Err(usage(format!(
-        "CPU {} cannot be isolated: {} ({}{}); --allow-ticking runs the program anyway",
-        target.cpus,
+        "{} cannot be isolated: {} ({}{}); --allow-ticking runs the program anyway",
+        target.cpus.named(),
         f.summary,
         f.id,
         if fails.len() > 1 {
@@ -163,17 +169,9 @@ fn refuse_unready(model: &KernelModel, target: &Target, allow: bool) -> Result<(
 
 /// A pipe, both ends close-on-exec and non-blocking.
 fn pipe() -> Result<(OwnedFd, OwnedFd), Failure> {
-    let mut fds = [0; 2];
-    let flags = libc::O_CLOEXEC | libc::O_NONBLOCK;
-    // SAFETY: fds is a valid array of two ints for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } != 0 {
-        return Err(Failure::runtime(format!(
-            "run: cannot create a pipe: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: pipe2 succeeded: both descriptors are open and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    use rustix::pipe::PipeFlags;
+    rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
+        .map_err(|e| Failure::runtime(format!("run: cannot create a pipe: {e}")))
 }
 
 /// What was applied, to restore at the end whatever happens.
@@ -184,23 +182,25 @@ struct Applied {
 
 impl Applied {
     fn restore(self) -> serde_json::Value {
-        match apply::restore(&mut LiveSystem, &self.state, false) {
-            Ok(r) => {
-                let conflicts = r
-                    .steps
-                    .iter()
-                    .filter(|(_, u)| matches!(u, apply::Undo::Conflict(_) | apply::Undo::Failed(_)))
-                    .count();
-                if conflicts > 0 {
-                    eprintln!(
-                        "isol: run: restore left {conflicts} settings changed by someone else; \
+        let mut left = 0;
+        let restored = apply::restore(&mut LiveSystem, &self.state, false, &mut |_, u| {
+            left += usize::from(matches!(
+                u,
+                apply::Undo::Conflict(_) | apply::Undo::Failed(_)
+            ));
+        });
+        match restored {
+            Ok(_) => {
+                if left > 0 {
+                    crate::say!(
+                        "isol: run: restore left {left} settings changed by someone else; \
                          see `isol restore`"
                     );
                 }
-                json!({"changes": self.changes, "restored": conflicts == 0})
+                json!({"changes": self.changes, "restored": left == 0})
             }
             Err(e) => {
-                eprintln!("isol: run: restore failed: {e}");
+                crate::say!("isol: run: restore failed: {e}");
                 json!({"changes": self.changes, "restored": false, "error": e.to_string()})
             }
         }
@@ -254,7 +254,17 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
             },
         )
         .map_err(|e| usage(e.to_string()))?;
-        let state = StateDir::new(args.state_dir.clone().unwrap_or_else(|| "/run/isol".into()));
+        // The journal names this run: should isol be killed before it restores, `isol
+        // check` says whose apply was left behind, and how to undo it.
+        let program = args.command[0].to_string_lossy();
+        let owner = apply::Owner::this_process(format!("isol run -- {program}"))
+            .map_err(|e| Failure::runtime(format!("run: cannot read /proc/self/stat: {e}")))?;
+        let state = StateDir::new(
+            args.state_dir
+                .clone()
+                .unwrap_or_else(|| apply::DEFAULT_STATE_DIR.into()),
+        )
+        .owned_by(owner);
         let done = apply::apply(&plan, &mut LiveSystem, &state)
             .map_err(|e| Failure::runtime(format!("run: --apply: {e}")))?;
         let changes = done
@@ -272,11 +282,17 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     };
     let outcome = supervise(root, &model, &args, &program, &target, strict);
     let applied_json = applied.map(Applied::restore);
-    let (status, summary, violations) = outcome?;
-    finish(&args, cpu, status, summary, violations, applied_json)
+    finish(&args, cpu, outcome?, applied_json)
 }
 
-type Supervised = (std::process::ExitStatus, Option<Summary>, Vec<String>);
+/// How the program ended, what the watch saw, and where the program lived.
+struct Supervised {
+    status: std::process::ExitStatus,
+    summary: Option<Summary>,
+    violations: Vec<String>,
+    /// Its unit, container and pod (those isol run runs in).
+    place: Option<Place>,
+}
 
 /// Check, start the watch, start the program, wait for it; everything up to its exit.
 fn supervise(
@@ -316,34 +332,24 @@ fn supervise(
     };
     let mut cmd = Command::new(program);
     cmd.arg0(&args.command[0]).args(&args.command[1..]);
+    // The program gets what run was asked for, and nothing the caller's environment says
+    // about isolation: every ISOL_* variable is run's own.
+    for (k, _) in std::env::vars_os() {
+        if k.as_encoded_bytes().starts_with(b"ISOL_") {
+            cmd.env_remove(k);
+        }
+    }
     for (k, v) in config.to_env() {
         cmd.env(k, v);
     }
-    let (rw, fifo) = (report_w.as_raw_fd(), args.fifo);
-    // SAFETY: the closure runs in the child between fork and exec and makes only
-    // async-signal-safe system calls (sched_setscheduler, sched_setaffinity, fcntl) on
-    // values captured by copy; it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            // The policy first, on the housekeeping CPU: a fair task arriving on a
-            // nohz_full CPU starts its fair deadline server.
-            if let Some(p) = fifo {
-                let param = libc::sched_param { sched_priority: p };
-                if libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu as usize, &mut set);
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::fcntl(rw, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    // The policy first, on the housekeeping CPU (a fair task arriving on a nohz_full CPU
+    // starts its fair deadline server), then the CPU; the report pipe's end stays open.
+    isol_sys::process::Placement {
+        fifo: args.fifo,
+        cpu: Some(cpu),
+        keep: vec![report_w.as_raw_fd()],
     }
+    .apply_to(&mut cmd);
     let spawned = cmd.spawn();
     drop(report_w);
     let mut child = match spawned {
@@ -368,8 +374,9 @@ fn supervise(
     if let Some((w, ..)) = &mut watch {
         w.add_resident(child.id() as i32);
     }
+    let place = Places::new(root).of(child.id());
 
-    let mut forwarded = false;
+    let mut forwarded = 0;
     let began = Instant::now();
     let status = loop {
         if let Some(s) = child
@@ -378,11 +385,16 @@ fn supervise(
         {
             break s;
         }
-        if crate::live::signals::stopped() && !forwarded {
-            let sig = crate::live::signals::caught().unwrap_or(libc::SIGTERM);
-            // SAFETY: kill with the pid of our child, which has not been reaped yet.
-            unsafe { libc::kill(child.id() as i32, sig) };
-            forwarded = true;
+        // Every signal isol gets goes on to the program (a second Ctrl-C is a second
+        // SIGINT); run waits for the program whatever it does with them.
+        let (received, last) = crate::live::signals::received();
+        if received > forwarded {
+            let sig = last.unwrap_or(libc::SIGTERM);
+            for _ in forwarded..received {
+                // Our child, not reaped yet: its pid is still its own.
+                let _ = isol_sys::thread::signal_process(child.id() as i32, sig);
+            }
+            forwarded = received;
         }
         if let Some((w, out, tally)) = &mut watch {
             let records = w
@@ -416,17 +428,26 @@ fn supervise(
     let mut text = String::new();
     let _ = std::fs::File::from(report_r).read_to_string(&mut text);
     let violations = text.lines().map(str::to_string).collect();
-    Ok((status, summary, violations))
+    Ok(Supervised {
+        status,
+        summary,
+        violations,
+        place,
+    })
 }
 
 fn finish(
     args: &Args,
     cpu: u32,
-    status: std::process::ExitStatus,
-    summary: Option<Summary>,
-    violations: Vec<String>,
+    done: Supervised,
     applied: Option<serde_json::Value>,
 ) -> Result<u8, Failure> {
+    let Supervised {
+        status,
+        summary,
+        violations,
+        place,
+    } = done;
     let (code, status_json) = match (status.code(), status.signal()) {
         (Some(c), _) => (c as u8, json!({"exit": c})),
         (None, Some(s)) => ((128 + s) as u8, json!({"signal": s})),
@@ -445,11 +466,11 @@ fn finish(
                     .trim_start_matches("isol: strict mode: ")
             )
         };
-        eprintln!(
+        crate::say!(
             "isol: run: {name} on CPU {cpu} was killed by signal {sig}{what}; exit status {code}"
         );
     } else if !violations.is_empty() && !args.json {
-        eprintln!(
+        crate::say!(
             "isol: run: {name} made {} strict mode violation(s) on CPU {cpu}: {}",
             violations.len(),
             violations[0].trim_start_matches("isol: strict mode: ")
@@ -460,6 +481,7 @@ fn finish(
             "schema": "isol.run/v1",
             "program": args.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
             "cpu": cpu,
+            "place": place,
             "fifo": args.fifo,
             "strict": args.strict,
             "status": status_json,
@@ -468,7 +490,7 @@ fn finish(
             "watch": summary,
             "apply": applied,
         });
-        crate::output::println(&serde_json::to_string_pretty(&doc).expect("json"))?;
+        crate::output::println_json(&serde_json::to_string_pretty(&doc).expect("json"))?;
     }
     Ok(code)
 }

@@ -28,6 +28,11 @@ pub struct Args {
     #[arg(long, value_name = "LIST")]
     cpus: Option<String>,
 
+    /// Instead of --cpus: the CPUs kubelet's CPU manager gave a pod (all its containers')
+    /// or one of its containers, named as on this node's kubelet.
+    #[arg(long, value_name = "NS/NAME[/CONTAINER]", conflicts_with = "cpus")]
+    pod: Option<String>,
+
     /// Stop after this long (`10s`, `500ms`, `2m`; a bare number is seconds). Default:
     /// until Ctrl-C.
     #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
@@ -46,16 +51,22 @@ pub struct Args {
     #[arg(long)]
     stack: bool,
 
-    /// Serve Prometheus metrics on this address (`9184` means 127.0.0.1:9184).
+    /// Serve Prometheus metrics on this address (`9184` means 127.0.0.1:9184): the
+    /// interruptions, and readiness as `isol check` judges it (docs/metrics.md).
     #[arg(long, value_name = "[ADDR:]PORT")]
     metrics: Option<String>,
+
+    /// With --metrics: check readiness again this often (`0`: only at start), and at once
+    /// after an apply or restore.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_interval, requires = "metrics")]
+    check_interval: Duration,
 
     /// Keep the raw trace pages in this new directory, to replay or attach to a report.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
 
     /// Decode a recording made with --record instead of tracing the live kernel.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["record", "metrics", "duration", "stack"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["record", "metrics", "duration", "stack", "pod"])]
     replay: Option<PathBuf>,
 
     /// Remove tracing instances left behind by isol runs that were killed, then exit.
@@ -91,6 +102,15 @@ pub struct Args {
     nested: bool,
 }
 
+/// A duration, or `0` for never.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        Ok(Duration::ZERO)
+    } else {
+        parse_duration(s)
+    }
+}
+
 pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     if args.cleanup {
         return cleanup(root);
@@ -99,38 +119,21 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         return disarm(root);
     }
     if let Some(dir) = &args.replay {
-        return replay(dir, &args, root);
+        return replay(dir, &args);
     }
     if !root.is_live() {
         return Err(Failure::usage(
             "watch traces the live kernel; --root only works with --replay",
         ));
     }
-    if let Some(p) = args
-        .pids
-        .iter()
-        .find(|p| !root.exists(&format!("/proc/{p}")))
-    {
-        return Err(Failure::usage(format!(
-            "--pid {p}: no such task (it may have ended); give the id of a running task \
-             (`ps -eLo tid,comm`)"
-        )));
-    }
     let model = KernelModel::load(root);
-    let target = crate::live::choose_target(&model, args.cpus.as_deref())?;
-    if target.housekeeping.is_empty() {
-        return Err(Failure::usage(format!(
-            "--cpus {} leaves no CPU for the watcher itself; leave at least one CPU out",
-            target.cpus.to_list()
-        )));
-    }
-    // Run (and spawn every helper thread) on housekeeping CPUs only.
-    isol::pin_current_thread(&target.housekeeping).map_err(|e| {
-        Failure::runtime(format!(
-            "cannot move the watcher to housekeeping CPUs {}: {e}",
-            target.housekeeping.to_list()
-        ))
-    })?;
+    let target = prepare(
+        root,
+        &model,
+        args.cpus.as_deref(),
+        args.pod.as_deref(),
+        &args.pids,
+    )?;
     let mut opts = WatchOptions::new(target.cpus.clone());
     opts.stack = args.stack;
     opts.keep_armed = args.keep_armed;
@@ -141,18 +144,18 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     opts.record = args.record.clone();
     opts.buffer_kb = args.buffer_kb;
     let metrics = match &args.metrics {
-        Some(addr) => Some(Metrics::serve(addr)?),
+        Some(addr) => {
+            let m = Metrics::serve(addr)?;
+            m.readiness
+                .keep_checking(root.clone(), target.cpus.clone(), args.check_interval)
+                .map_err(|e| {
+                    Failure::runtime(format!("--metrics: cannot start the checks: {e}"))
+                })?;
+            Some(m)
+        }
         None => None,
     };
-    if let Err(TraceError::NotMounted) = Tracefs::locate(root) {
-        Tracefs::mount_default()
-            .map_err(|e| Failure::runtime(format!("{}; {e}", TraceError::NotMounted)))?;
-        eprintln!("isol: mounted tracefs at {}", isol::tracefs::DEFAULT_MOUNT);
-    }
-    if crate::live::signals::stopped() {
-        return Err(Failure::quiet(stopped_code()));
-    }
-    let mut watch = Watch::start(root, opts).map_err(|e| Failure::runtime(e.to_string()))?;
+    let mut watch = start(root, opts)?;
     let mut out = Output::new(&args, target.cpus.clone(), watch.started_ns());
     // Records are counted and dropped as they come: memory stays flat over hours.
     let mut tally = Tally::new(&target.cpus);
@@ -183,9 +186,54 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     let summary = tally.summary(end.saturating_sub(out.start));
     out.summary(&summary, stats, Some([&start_cost, &stop_cost]))?;
     if let Some(dir) = &args.record {
-        eprintln!("isol: recording written to {}", dir.display());
+        crate::say!("isol: recording written to {}", dir.display());
     }
     Ok(0)
+}
+
+/// What every live watch does first (watch, top): check the `--pid`s, choose the CPUs, and
+/// move the calling thread (and every thread it will spawn) to housekeeping CPUs.
+pub(crate) fn prepare(
+    root: &SysRoot,
+    model: &KernelModel,
+    cpus: Option<&str>,
+    pod: Option<&str>,
+    pids: &[i32],
+) -> Result<isol::check::Target, Failure> {
+    if let Some(p) = pids.iter().find(|p| !root.exists(&format!("/proc/{p}"))) {
+        return Err(Failure::usage(format!(
+            "--pid {p}: no such task (it may have ended); give the id of a running task \
+             (`ps -eLo tid,comm`)"
+        )));
+    }
+    let target = crate::live::choose_target(model, cpus, pod)?;
+    if target.housekeeping.is_empty() {
+        return Err(Failure::usage(format!(
+            "--cpus {} leaves no CPU for the watcher itself; leave at least one CPU out",
+            target.cpus.to_list()
+        )));
+    }
+    // Run (and spawn every helper thread) on housekeeping CPUs only.
+    isol::pin_current_thread(&target.housekeeping).map_err(|e| {
+        Failure::runtime(format!(
+            "cannot move the watcher to housekeeping CPUs {}: {e}",
+            target.housekeeping.to_list()
+        ))
+    })?;
+    Ok(target)
+}
+
+/// Start a live watch: mount tracefs if nothing has, unless a signal came first.
+pub(crate) fn start(root: &SysRoot, opts: WatchOptions) -> Result<Watch, Failure> {
+    if let Err(TraceError::NotMounted) = Tracefs::locate(root) {
+        Tracefs::mount_default()
+            .map_err(|e| Failure::runtime(format!("{}; {e}", TraceError::NotMounted)))?;
+        crate::say!("isol: mounted tracefs at {}", isol::tracefs::DEFAULT_MOUNT);
+    }
+    if crate::live::signals::stopped() {
+        return Err(Failure::quiet(stopped_code()));
+    }
+    Watch::start(root, opts).map_err(|e| Failure::runtime(e.to_string()))
 }
 
 fn cleanup(root: &SysRoot) -> Result<u8, Failure> {
@@ -230,7 +278,7 @@ fn disarm(root: &SysRoot) -> Result<u8, Failure> {
     Ok(0)
 }
 
-fn replay(dir: &std::path::Path, args: &Args, _root: &SysRoot) -> Result<u8, Failure> {
+fn replay(dir: &std::path::Path, args: &Args) -> Result<u8, Failure> {
     let cpus = match &args.cpus {
         Some(t) => Some(CpuSet::parse_list(t).map_err(|e| Failure::usage(format!("--cpus: {e}")))?),
         None => None,
@@ -240,15 +288,13 @@ fn replay(dir: &std::path::Path, args: &Args, _root: &SysRoot) -> Result<u8, Fai
     let manifest = rec.manifest.clone();
     let cpus = cpus.unwrap_or_else(|| CpuSet::parse_list(&manifest.cpus).unwrap_or_default());
     let mut out = Output::new(args, cpus.clone(), manifest.start_ns);
-    out.header(
-        &[format!(
-            "replaying {} (kernel {})",
-            dir.display(),
-            manifest.kernel
-        )],
-        None,
-        false,
-    )?;
+    let mut notices = vec![format!(
+        "replaying {} (kernel {})",
+        dir.display(),
+        manifest.kernel
+    )];
+    notices.extend(watch::missing_events(&rec).map_err(replay_failure)?);
+    out.header(&notices, None, false)?;
     let mut tally = Tally::new(&cpus);
     let mut failed = None;
     let r = watch::replay_recorded(rec, Some(&cpus), |batch| {
@@ -310,10 +356,14 @@ impl Output {
 
     fn emit(&mut self, text: &str) -> Result<(), Failure> {
         if self.to_stderr {
-            eprintln!("{text}");
+            crate::say!("{text}");
             return Ok(());
         }
-        crate::output::println(text)
+        if self.json {
+            crate::output::println_json(text)
+        } else {
+            crate::output::println(text)
+        }
     }
 
     pub(crate) fn header(
@@ -335,16 +385,13 @@ impl Output {
             return self.emit(&v.to_string());
         }
         for n in notices {
-            eprintln!("isol: {n}");
+            crate::say!("isol: {n}");
         }
         if let Some(m) = metrics {
-            eprintln!("isol: Prometheus metrics on http://{m}/metrics");
+            crate::say!("isol: Prometheus metrics on http://{m}/metrics");
         }
         if live {
-            eprintln!(
-                "isol: watching CPU {} (Ctrl-C to stop)",
-                self.cpus.to_list()
-            );
+            crate::say!("isol: watching {} (Ctrl-C to stop)", self.cpus.named());
         }
         if self.lines {
             self.emit(&format!(
@@ -538,7 +585,7 @@ impl Output {
             }
         ));
         if self.to_stderr {
-            eprint!("{out}");
+            crate::output::eprint(&out);
             return Ok(());
         }
         crate::output::print(&out)

@@ -19,9 +19,17 @@ pub fn parse_cpus(text: &str, model: &KernelModel) -> Result<CpuSet, Failure> {
     parsed.map_err(|e| Failure::usage(format!("--cpus: {e}")))
 }
 
-/// The CPUs a live command works on: `--cpus` checked against this kernel, else the
-/// kernel's isolated CPUs or a suggestion, as `isol check` chooses them.
-pub fn choose_target(model: &KernelModel, cpus: Option<&str>) -> Result<Target, Failure> {
+/// The CPUs a command works on: `--cpus` checked against this kernel, or the CPUs
+/// kubelet gave `--pod`, else the kernel's isolated CPUs or a suggestion, as `isol check`
+/// chooses them.
+pub fn choose_target(
+    model: &KernelModel,
+    cpus: Option<&str>,
+    pod: Option<&str>,
+) -> Result<Target, Failure> {
+    if let Some(pod) = pod {
+        return Target::of_pod(model, pod).map_err(|e| Failure::usage(e.to_string()));
+    }
     let given = cpus.map(|text| parse_cpus(text, model)).transpose()?;
     Target::choose(model, given.as_ref()).map_err(|e| Failure::usage(e.to_string()))
 }

@@ -2,11 +2,13 @@
 //! running command to stop, so it removes what it set up (tracing instances, temporary
 //! extractions) and reports what it has, instead of dying with things left behind.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 /// Set by the first signal caught.
 pub static STOP: AtomicBool = AtomicBool::new(false);
 static CAUGHT: AtomicI32 = AtomicI32::new(0);
+static LAST: AtomicI32 = AtomicI32::new(0);
+static COUNT: AtomicUsize = AtomicUsize::new(0);
 
 const SIGNALS: [libc::c_int; 5] = [
     libc::SIGINT,
@@ -18,20 +20,16 @@ const SIGNALS: [libc::c_int; 5] = [
 
 extern "C" fn on_signal(sig: libc::c_int) {
     let _ = CAUGHT.compare_exchange(0, sig, Ordering::Relaxed, Ordering::Relaxed);
+    LAST.store(sig, Ordering::Relaxed);
+    COUNT.fetch_add(1, Ordering::Release);
     STOP.store(true, Ordering::Relaxed);
 }
 
 /// Catch the termination signals for the whole run of the command.
 pub fn install() {
     for sig in SIGNALS {
-        // SAFETY: the handler only stores to atomics, which is async-signal-safe; the
-        // sigaction struct is zero-initialised (a valid empty mask and no flags) and
-        // passed by reference for the duration of the call.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
+        // The handler only stores to atomics, which is async-signal-safe.
+        let _ = isol_sys::process::on_signal(sig, on_signal);
     }
 }
 
@@ -43,4 +41,10 @@ pub fn stopped() -> bool {
 /// The signal that stopped the command, if any.
 pub fn caught() -> Option<libc::c_int> {
     Some(CAUGHT.load(Ordering::Relaxed)).filter(|&s| s != 0)
+}
+
+/// How many signals were caught so far, and the latest: `isol run` forwards each one.
+pub fn received() -> (usize, Option<libc::c_int>) {
+    let n = COUNT.load(Ordering::Acquire);
+    (n, Some(LAST.load(Ordering::Relaxed)).filter(|&s| s != 0))
 }

@@ -33,8 +33,7 @@ pub fn replay(args: &[&str], recording: &str) -> String {
 }
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no arguments and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    isol_sys::thread::is_root()
 }
 
 /// Run `isol ARGS` as the user `nobody` (host tier: needs root and setpriv to drop
@@ -66,9 +65,7 @@ pub fn interrupted(args: &[&str], after: std::time::Duration) -> std::process::O
         .spawn()
         .unwrap();
     std::thread::sleep(after);
-    // SAFETY: kill sends SIGINT to the child just spawned (its pid is valid until it is
-    // waited for below).
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = isol_sys::thread::signal_process(child.id() as i32, libc::SIGINT);
     child.wait_with_output().unwrap()
 }
 
@@ -94,4 +91,20 @@ pub const HANG: std::time::Duration = std::time::Duration::from_secs(60);
 /// Bytes as text, for messages.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Read stdout until the start line: the watch is tracing.
+pub fn wait_started(child: &mut std::process::Child) -> std::process::ChildStdout {
+    let mut stdout = child.stdout.take().unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while std::io::Read::read(&mut stdout, &mut b).unwrap() == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    assert!(
+        text(&line).contains("\"type\":\"start\""),
+        "{}",
+        text(&line)
+    );
+    stdout
 }

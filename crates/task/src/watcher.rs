@@ -1,0 +1,547 @@
+//! The process's watcher: one thread on a housekeeping CPU that traces the isolated CPUs
+//! (a [`Watch`] with a short hold-back), decides when a waiting CPU is quiet, counts the
+//! interruptions of isolated ones, and fails waits that time out with the reason.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::interrupt::{Kind, Record};
+use crate::kernel::timer_list;
+use crate::slot::{Slot, State, ABORT};
+use crate::watch::{Watch, WatchOptions};
+use crate::{CpuSet, SysRoot};
+use crate::{IsolError, NotQuiet};
+
+const POLL: Duration = Duration::from_millis(1);
+const HOLDBACK_NS: u64 = 1_000_000;
+
+struct Shared {
+    stop: std::sync::atomic::AtomicBool,
+    stopped: (Mutex<bool>, std::sync::Condvar),
+    slots: Mutex<Vec<Arc<Slot>>>,
+    new_residents: Mutex<Vec<i32>>,
+    settled_ns: AtomicU64,
+    error: Mutex<Option<String>>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    cpus: CpuSet,
+}
+
+static WATCHER: Mutex<Option<Handle>> = Mutex::new(None);
+
+/// Start the watcher if it is not running.
+pub(crate) fn ensure(
+    root: &SysRoot,
+    watched: &CpuSet,
+    housekeeping: &CpuSet,
+) -> Result<(), IsolError> {
+    let mut w = WATCHER.lock().unwrap_or_else(|p| p.into_inner());
+    if w.is_none() {
+        *w = Some(start(root, watched, housekeeping)?);
+    }
+    Ok(())
+}
+
+/// Add a slot, starting the watcher on the first call.
+pub(crate) fn register(
+    root: &SysRoot,
+    watched: &CpuSet,
+    housekeeping: &CpuSet,
+    slot: Arc<Slot>,
+) -> Result<(), IsolError> {
+    let mut w = WATCHER.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(h) = w.as_ref() {
+        if let Some(e) = h.shared.error.lock().unwrap().clone() {
+            return Err(IsolError::WatcherStopped(e));
+        }
+        if !h.cpus.contains(slot.cpu) {
+            return Err(IsolError::Busy(format!(
+                "this process's watcher traces {}, not CPU {}: isolate there \
+                 (the watcher's CPUs are fixed when the first thread enters)",
+                h.cpus.named(),
+                slot.cpu
+            )));
+        }
+    } else {
+        *w = Some(start(root, watched, housekeeping)?);
+    }
+    let h = w.as_ref().expect("watcher started");
+    let mut slots = h.shared.slots.lock().unwrap();
+    if let Some(other) = slots.iter().find(|s| s.cpu == slot.cpu) {
+        return Err(IsolError::Busy(format!(
+            "CPU {} already has an isolated thread (tid {}) in this process",
+            slot.cpu, other.tid
+        )));
+    }
+    h.shared.new_residents.lock().unwrap().push(slot.tid);
+    slots.push(slot);
+    Ok(())
+}
+
+pub(crate) fn unregister(slot: &Arc<Slot>) {
+    if let Some(h) = WATCHER.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        h.shared
+            .slots
+            .lock()
+            .unwrap()
+            .retain(|s| !Arc::ptr_eq(s, slot));
+    }
+}
+
+/// Wait (up to 200 ms) until the watcher has processed events up to `until`.
+pub(crate) fn settle(until: u64) {
+    let shared = match WATCHER.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        Some(h) => h.shared.clone(),
+        None => return,
+    };
+    // Spin, reading the vDSO clock: a sleep here would idle the isolated CPU, and waking
+    // from idle restarts its tick, which the next enter would then wait out.
+    let give_up = crate::os::monotonic_ns() + 200_000_000;
+    while shared.settled_ns.load(Ordering::Acquire) < until && crate::os::monotonic_ns() < give_up {
+        std::hint::spin_loop();
+    }
+}
+
+pub(crate) fn failure(slot: &Slot) -> IsolError {
+    let d = slot.detail.lock().unwrap_or_else(|p| p.into_inner());
+    match (&d.failure, &d.error) {
+        (Some(nq), _) => IsolError::NotQuiet(Box::new(nq.clone())),
+        (None, Some(e)) => IsolError::WatcherStopped(e.clone()),
+        (None, None) => dead(),
+    }
+}
+
+pub(crate) fn dead() -> IsolError {
+    IsolError::WatcherStopped("the watcher thread stopped answering".into())
+}
+
+fn start(root: &SysRoot, watched: &CpuSet, housekeeping: &CpuSet) -> Result<Handle, IsolError> {
+    let shared = Arc::new(Shared {
+        stop: std::sync::atomic::AtomicBool::new(false),
+        stopped: (Mutex::new(false), std::sync::Condvar::new()),
+        slots: Mutex::new(Vec::new()),
+        new_residents: Mutex::new(Vec::new()),
+        settled_ns: AtomicU64::new(0),
+        error: Mutex::new(None),
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (root, cpus, hk, sh) = (
+        root.clone(),
+        watched.clone(),
+        housekeeping.clone(),
+        shared.clone(),
+    );
+    std::thread::Builder::new()
+        .name("isol-watcher".into())
+        .spawn(move || {
+            let started = crate::os::pin_current_thread(&hk)
+                .map_err(|e| {
+                    IsolError::Busy(format!(
+                        "cannot pin the watcher to CPUs {}: {e}",
+                        hk.to_list()
+                    ))
+                })
+                .and_then(|_| {
+                    // Instances left by isol processes that were killed: theirs to remove.
+                    if let Ok(t) = crate::tracefs::Tracefs::locate(&root) {
+                        let _ = t.remove_stale();
+                    }
+                    let mut opts = WatchOptions::new(cpus);
+                    opts.holdback_ns = HOLDBACK_NS;
+                    // The isolated threads are the workload; any other task interrupts them.
+                    opts.pinned_residents = false;
+                    Watch::start(&root, opts).map_err(IsolError::from)
+                });
+            match started {
+                Ok(watch) => {
+                    let _ = tx.send(Ok(()));
+                    run(watch, &root, &sh);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| IsolError::Busy(format!("cannot start the watcher thread: {e}")))?;
+    rx.recv().map_err(|_| dead())??;
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        let _ = isol_sys::process::at_exit(at_exit);
+    });
+    Ok(Handle {
+        shared,
+        cpus: watched.clone(),
+    })
+}
+
+extern "C" fn at_exit() {
+    shutdown();
+}
+
+/// Stop the watcher: remove its tracing instance (disabling the events) and end its
+/// thread. Runs by itself at normal process exit; a killed process leaves an instance that
+/// the next watcher (or `isol watch --cleanup`) removes. A later enter starts a new one.
+pub(crate) fn shutdown() {
+    let handle = match WATCHER.try_lock() {
+        Ok(mut w) => w.take(),
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().take(),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    };
+    let Some(h) = handle else {
+        return;
+    };
+    h.shared.stop.store(true, Ordering::SeqCst);
+    let (lock, cv) = &h.shared.stopped;
+    let done = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = cv.wait_timeout_while(done, Duration::from_secs(2), |d| !*d);
+}
+
+fn run(mut watch: Watch, root: &SysRoot, shared: &Shared) {
+    loop {
+        std::thread::sleep(POLL);
+        if shared.stop.load(Ordering::SeqCst) {
+            let _ = watch.stop();
+            for s in shared.slots.lock().unwrap().iter() {
+                s.detail.lock().unwrap().error = Some("the watcher was shut down".into());
+                s.state.store(State::Failed);
+                s.thread.unpark();
+            }
+            let (lock, cv) = &shared.stopped;
+            *lock.lock().unwrap() = true;
+            cv.notify_all();
+            return;
+        }
+        for tid in shared.new_residents.lock().unwrap().drain(..) {
+            watch.add_resident(tid);
+        }
+        let now = crate::os::monotonic_ns();
+        let horizon = now.saturating_sub(HOLDBACK_NS);
+        let records = match watch.poll() {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = e.to_string();
+                *shared.error.lock().unwrap() = Some(msg.clone());
+                for s in shared.slots.lock().unwrap().iter() {
+                    s.detail.lock().unwrap().error = Some(msg.clone());
+                    s.state.store(State::Failed);
+                    s.thread.unpark();
+                }
+                return;
+            }
+        };
+        let slots: Vec<Arc<Slot>> = shared.slots.lock().unwrap().clone();
+        for r in &records {
+            for s in slots.iter().filter(|s| s.cpu == r.cpu()) {
+                account(s, r);
+            }
+        }
+        for s in &slots {
+            check(s, root, now, horizon);
+        }
+        shared.settled_ns.store(horizon, Ordering::Release);
+    }
+}
+
+/// Count one record against a slot.
+fn account(s: &Slot, r: &Record) {
+    let state = s.state.load();
+    let mut d = s.detail.lock().unwrap();
+    match r {
+        Record::Interruption(i) => {
+            // From the moment the CPU was declared quiet, every interruption counts, even
+            // one the watcher sees only after telling the thread.
+            let quiet_at = s.quiet_at_ns.load(Ordering::Acquire);
+            // During a re-quiet wait (and up to its end), interruptions are the system
+            // call's aftermath being waited out: not the isolated task's.
+            let rewaiting = i.start_ns >= s.rewait_at.load(Ordering::Acquire)
+                && i.start_ns < s.rewait_until.load(Ordering::Acquire);
+            // In re-quiet mode the thread's own calls (and the handler's return, an
+            // rt_sigreturn) are counted as `requiet_calls`, not as interruptions.
+            let own_call = s.requiet && i.kind == Kind::Syscall;
+            if own_call {
+                return;
+            }
+            if quiet_at != 0 && i.start_ns >= quiet_at && !rewaiting {
+                if i.start_ns < s.exit_at_ns.load(Ordering::Acquire) {
+                    s.interruptions.fetch_add(1, Ordering::Relaxed);
+                    let k = Kind::ALL.iter().position(|k| *k == i.kind).unwrap_or(0);
+                    s.last_kind.store(k as u8, Ordering::Relaxed);
+                    let cause = (i.kind, i.culprit());
+                    *d.causes.entry(cause.clone()).or_default() += 1;
+                    let remote = !matches!(i.kind, Kind::Syscall | Kind::PageFault);
+                    if s.notify_signal != 0
+                        && remote
+                        && state == State::Isolated
+                        && !s.notified.swap(true, Ordering::AcqRel)
+                    {
+                        d.notified_by = Some(cause.clone());
+                        // v16: notification ends isolation's strictness, so that the
+                        // handler (and its return) run.
+                        if let Some(sel) = *s.selector.lock().unwrap_or_else(|p| p.into_inner()) {
+                            sel.allow();
+                        }
+                        let _ = crate::os::signal_thread(s.tid, s.notify_signal);
+                    }
+                    d.last = Some(cause);
+                }
+                return;
+            }
+            if matches!(
+                state,
+                State::Waiting | State::Reverify | State::Quiet | State::Yield
+            ) {
+                if matches!(i.kind, Kind::Syscall | Kind::PageFault) {
+                    // The thread's own setup, before the final phase.
+                    return;
+                }
+                let end = i.start_ns + i.duration_ns.unwrap_or(0);
+                d.window_start = d.window_start.max(end);
+                *d.waiting
+                    .entry(format!("{} {}", i.kind, i.culprit()))
+                    .or_default() += 1;
+            }
+        }
+        Record::TickStop {
+            success,
+            dependency,
+            ..
+        } => {
+            if *success {
+                d.dependency = None;
+            } else {
+                d.dependency = Some(dependency.clone());
+            }
+        }
+        Record::Lost { at_ns, .. } => {
+            // Unknown gap: quiet must be shown again after it.
+            d.window_start = d.window_start.max(*at_ns);
+        }
+    }
+}
+
+/// Tasks in state R whose last CPU is `cpu`, other than `tid`: `comm/tid`. `tid_runs` says
+/// whether the isolated thread itself is runnable now (it spins), or parked (it sleeps or
+/// yields).
+fn runnable_on(root: &SysRoot, cpu: u32, tid: i32, tid_runs: bool) -> Vec<String> {
+    // Fast path: `procs_running` counts the runnable tasks of all CPUs, the reader (this
+    // watcher) included, and the isolated thread while it spins. No more than those: nothing
+    // else is runnable anywhere, and all of /proc need not be read. (A parked thread is not
+    // counted: with it, one starved task would make the count look like the spinning case.)
+    let running = root.read("/proc/stat").ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("procs_running "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    });
+    if running.is_some_and(|n| n <= 1 + u64::from(tid_runs)) {
+        return Vec::new();
+    }
+    crate::kernel::threads::stats(root)
+        .filter(|st| st.state == 'R' && st.processor == cpu && st.tid as i32 != tid)
+        .map(|st| format!("{}/{}", st.comm, st.tid))
+        .collect()
+}
+
+/// Whether this process has POSIX timers on a CPU-time clock (they keep the tick).
+fn has_cpu_time_timers(root: &SysRoot) -> bool {
+    root.read("/proc/self/timers")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("ClockID:"))
+        .filter_map(|v| v.trim().parse::<i64>().ok())
+        .any(|c| c == 2 || c == 3 || c < 0)
+}
+
+/// Decide quiet or failure for a waiting slot.
+fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
+    let state = s.state.load();
+    if !matches!(state, State::Waiting | State::Reverify | State::Yield) {
+        return;
+    }
+    let deadline = s.deadline_ns.load(Ordering::Acquire);
+    if ABORT.load(Ordering::Relaxed) {
+        // A sleeping thread cannot see the flag: wake it.
+        s.thread.unpark();
+    }
+    // Whether the thread is on the CPU now (spinning), or parked (sleeping or yielding).
+    let spinning = state == State::Reverify || (state == State::Waiting && !s.sleeps);
+    let mut d = s.detail.lock().unwrap();
+    if !d.started {
+        d.started = true;
+        d.window_start = d.window_start.max(s.started_ns);
+        // A CPU-time POSIX timer of this process keeps the tick of every CPU running one
+        // of its threads (POSIX_TIMER): the CPU can never be quiet, whatever it shows now.
+        if has_cpu_time_timers(root) {
+            d.dependency = Some("POSIX_TIMER".into());
+            let runnable = runnable_on(root, s.cpu, s.tid, spinning);
+            d.failure = Some(NotQuiet {
+                cpu: s.cpu,
+                waited: Duration::from_nanos(now.saturating_sub(s.started_ns)),
+                dependency: Some("POSIX_TIMER".into()),
+                timers: Vec::new(),
+                interruptions: Vec::new(),
+                tick_armed: None,
+                runnable,
+                dependency_source: Some("inferred".into()),
+            });
+            s.state.store(State::Failed);
+            s.thread.unpark();
+            return;
+        }
+    }
+    // A re-quiet wait (after a system call) keeps the isolation's quiet time: what
+    // happens during it is waited out, not counted, and counting resumes after it.
+    let rewait = s.rewait_at.load(Ordering::Acquire);
+    if state == State::Reverify && d.last_state != State::Reverify {
+        // The woken thread now runs on the CPU: show quiet again from here.
+        d.window_start = d.window_start.max(now);
+        d.candidate = None;
+        if rewait == 0 {
+            s.quiet_at_ns.store(0, Ordering::Release);
+        }
+    }
+    d.last_state = state;
+    if rewait != 0 && d.rewait_seen != rewait && state == State::Waiting {
+        // A new re-quiet wait: quiet must be shown again from its start.
+        d.rewait_seen = rewait;
+        d.window_start = d.window_start.max(rewait);
+        d.candidate = None;
+        d.failure = None;
+        d.dependency = None;
+        d.waiting.clear();
+    }
+    // Quiet, from the kernel's own signals: /proc/timer_list showed the tick device
+    // disarmed (`next_event == KTIME_MAX`) and no hrtimer queued on the CPU at time `r`,
+    // every event up to `r` has been seen, and none came after it. No fixed window: the
+    // optional confirmation window only asks for that much silence before `r`.
+    if let Some(r) = d.candidate {
+        if d.window_start > r {
+            d.candidate = None;
+        } else if horizon >= r {
+            // A sleeping thread is only woken by the first quiet (its wake-up disturbs the
+            // CPU); quiet counts from the second, seen while it runs there.
+            if !(s.sleeps && state == State::Waiting) && rewait == 0 {
+                s.quiet_at_ns.store(r, Ordering::Release);
+            }
+            s.state.store(State::Quiet);
+            s.thread.unpark();
+            return;
+        }
+    }
+    let settled = horizon >= d.window_start + s.confirm_ns;
+    // Other tasks runnable on the CPU. Looking reads all of /proc, so it is done only where
+    // it matters: before believing a quiet reading (below), while the kernel says SCHED
+    // keeps the tick, and while the thread yields to them.
+    let sched_kept = d.dependency.as_deref() == Some("SCHED");
+    if ((settled && spinning && sched_kept) || state == State::Yield)
+        && now >= d.runnable_at + 2_000_000
+    {
+        d.runnable_at = now;
+        d.runnable = runnable_on(root, s.cpu, s.tid, spinning);
+    }
+    if spinning && settled && !d.runnable.is_empty() && now <= deadline {
+        // A spinning SCHED_FIFO thread would starve them, and they would come back.
+        d.candidate = None;
+        s.state.store(State::Yield);
+        return;
+    }
+    if state == State::Yield && now <= deadline {
+        if d.runnable.is_empty() {
+            // The work ran: back onto the CPU, and show quiet again from there.
+            s.state.store(State::Reverify);
+            s.thread.unpark();
+        }
+        return;
+    }
+    let mut timers = Vec::new();
+    let mut armed = None;
+    if (settled && d.candidate.is_none()) || now > deadline {
+        let read_at = crate::os::monotonic_ns();
+        if let Ok(text) = root.read("/proc/timer_list") {
+            if let Ok(tl) = timer_list::parse(&text) {
+                armed = tl.tick_quiet(s.cpu).map(|q| !q);
+                if let Some(c) = tl.cpus.get(&s.cpu) {
+                    timers = c.timers.iter().map(|t| t.function.clone()).collect();
+                }
+            }
+        }
+        if settled && armed == Some(false) && timers.is_empty() && read_at >= s.settle_after_ns {
+            // Another runnable task there: a SCHED_FIFO thread lets the tick stop while it
+            // starves a fair task, but the fair server (6.8+) or the task's own wake-ups
+            // will come for it. Not quiet (a spinning thread yields to it, above); the
+            // failure names it.
+            d.runnable_at = crate::os::monotonic_ns();
+            d.runnable = runnable_on(root, s.cpu, s.tid, spinning);
+            if d.runnable.is_empty() {
+                d.candidate = Some(read_at);
+                return;
+            }
+        }
+    }
+    if now > deadline {
+        let mut interruptions: Vec<(String, u64)> =
+            d.waiting.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        interruptions.sort_by_key(|e| std::cmp::Reverse(e.1));
+        timers.retain(|t| !t.is_empty());
+        timers.dedup();
+        let runnable = runnable_on(root, s.cpu, s.tid, spinning);
+        let (dependency, source) = match &d.dependency {
+            Some(dep) => (Some(dep.clone()), Some("tick_stop".to_string())),
+            None if has_cpu_time_timers(root) => (
+                Some("POSIX_TIMER".to_string()),
+                Some("inferred".to_string()),
+            ),
+            None if !runnable.is_empty() => {
+                (Some("SCHED".to_string()), Some("inferred".to_string()))
+            }
+            None => (None, None),
+        };
+        d.failure = Some(NotQuiet {
+            cpu: s.cpu,
+            waited: Duration::from_nanos(now - s.started_ns),
+            dependency,
+            timers,
+            interruptions,
+            tick_armed: armed,
+            runnable,
+            dependency_source: source,
+        });
+        s.state.store(State::Failed);
+        s.thread.unpark();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runnable_on;
+    use crate::SysRoot;
+
+    /// A root with `procs_running` = 2: the watcher and one starved task on CPU 1.
+    fn root_with_starved_task() -> (tempfile::TempDir, SysRoot) {
+        let dir = tempfile::tempdir().unwrap();
+        let task = dir.path().join("proc/300/task/301");
+        std::fs::create_dir_all(&task).unwrap();
+        std::fs::write(
+            dir.path().join("proc/stat"),
+            "cpu  1 2 3\nprocs_running 2\n",
+        )
+        .unwrap();
+        // Field 39 (processor) = 1, state R, SCHED_OTHER.
+        let stat = "301 (starved) R 1 1 1 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 2 0 100 0 0 \
+                    18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+        std::fs::write(task.join("stat"), stat).unwrap();
+        let root = SysRoot::at(dir.path());
+        (dir, root)
+    }
+
+    #[test]
+    fn a_starved_task_is_found_while_the_isolated_thread_is_parked() {
+        let (_dir, root) = root_with_starved_task();
+        // Parked (yielding or sleeping): two runnable tasks are the watcher and another one.
+        assert_eq!(runnable_on(&root, 1, 200, false), vec!["starved/301"]);
+        // Spinning: two runnable tasks are the watcher and the isolated thread itself.
+        assert!(runnable_on(&root, 1, 200, true).is_empty());
+    }
+}
