@@ -48,9 +48,12 @@ fn first_entries(kernel: &str) {
         return;
     };
     let cases = [
+        // The watcher also narrates this wait into a file (ISOL_WAIT_MARKER), printed after.
         (
             "rust_spin",
-            format!("{RT_OFF}isol-lab-guest isolate 1 3 --first --fifo --wait spin"),
+            format!(
+                "{RT_OFF}ISOL_WAIT_MARKER=/tmp/wait.log isol-lab-guest isolate 1 3 --first --fifo --wait spin && cat /tmp/wait.log"
+            ),
         ),
         (
             "rust_sleep",
@@ -67,7 +70,42 @@ fn first_entries(kernel: &str) {
     ];
     let mut failures = Vec::new();
     for (name, cmd) in cases {
-        let v = scenario_json(&boot(&lab, &[Scenario::new(name, cmd)]), name);
+        let run = boot(&lab, &[Scenario::new(name, cmd)]);
+        let v = scenario_json(&run, name);
+        if name == "rust_spin" {
+            // The narration: the readings of /proc/timer_list, the last of them disarmed
+            // and believed, and quiet declared from it.
+            let out = &run.result(name).unwrap().stdout;
+            let said: Vec<&str> = out
+                .lines()
+                .filter(|l| l.starts_with("isol: cpu 1 "))
+                .collect();
+            let quiet = said
+                .iter()
+                .rposition(|l| l.contains("quiet from the reading at "));
+            let disarmed = said.iter().rposition(|l| {
+                l.contains("/proc/timer_list read at ")
+                    && l.contains("tick device disarmed, hrtimers []")
+                    && !l.contains("before the arrival's settling time")
+            });
+            // The number after `at `: the reading's time.
+            let at = |l: &str| {
+                l.split(" at ")
+                    .nth(1)
+                    .and_then(|r| r.split([':', ' ']).next())
+                    .and_then(|n| n.parse::<u64>().ok())
+            };
+            let believed = match (disarmed, quiet) {
+                (Some(d), Some(q)) => d < q && at(said[d]).is_some() && at(said[d]) == at(said[q]),
+                _ => false,
+            };
+            if !believed {
+                failures.push(format!(
+                    "{name}: the wait's narration does not end in a disarmed reading that quiet was declared from:\n{}",
+                    said.join("\n")
+                ));
+            }
+        }
         let ok = v["ok"]
             .as_bool()
             .unwrap_or_else(|| v["entries"][0]["ok"].as_bool().unwrap_or(false));

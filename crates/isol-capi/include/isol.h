@@ -224,6 +224,12 @@ int32_t isol_notified_by(char *buf, size_t len);
 int32_t isol_start_watcher(void);
 
 /**
+ * Lock the process's memory now (`mlockall(MCL_CURRENT | MCL_FUTURE)`), so that the first
+ * `isol_enter` does not pay for it; once per process. Returns 0 or a negative errno.
+ */
+int32_t isol_lock_memory(void);
+
+/**
  * Stop the process's watcher (it also stops by itself at normal exit): its tracing
  * instance is removed. Call it before `_exit` or `execve`, which skip exit handlers.
  */

@@ -383,6 +383,19 @@ pub extern "C" fn isol_start_watcher() -> i32 {
     })
 }
 
+/// Lock the process's memory now (`mlockall(MCL_CURRENT | MCL_FUTURE)`), so that the first
+/// `isol_enter` does not pay for it; once per process. Returns 0 or a negative errno.
+#[no_mangle]
+pub extern "C" fn isol_lock_memory() -> i32 {
+    guarded(|| match isol_task::lock_memory() {
+        Ok(()) => 0,
+        Err(e) => {
+            set_error(&e.to_string());
+            e.errno()
+        }
+    })
+}
+
 /// Stop the process's watcher (it also stops by itself at normal exit): its tracing
 /// instance is removed. Call it before `_exit` or `execve`, which skip exit handlers.
 #[no_mangle]

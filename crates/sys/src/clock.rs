@@ -11,6 +11,12 @@ pub fn monotonic_raw_ns() -> u64 {
     ns(rustix::time::ClockId::MonotonicRaw)
 }
 
+/// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`), in ns. A system call
+/// (the vDSO does not serve this clock).
+pub fn thread_cpu_ns() -> u64 {
+    ns(rustix::time::ClockId::ThreadCPUTime)
+}
+
 fn ns(id: rustix::time::ClockId) -> u64 {
     let ts = rustix::time::clock_gettime(id);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -38,6 +44,8 @@ mod tests {
     fn clocks_move_forward() {
         let (a, b) = (monotonic_ns(), monotonic_ns());
         assert!(b >= a && monotonic_raw_ns() > 0);
+        let (c1, c2) = (thread_cpu_ns(), thread_cpu_ns());
+        assert!(c1 > 0 && c2 >= c1);
         let (t1, t2) = (tsc(), tsc());
         assert!(t2 >= t1);
     }

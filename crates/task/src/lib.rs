@@ -70,7 +70,17 @@
 //!
 //! The first enter of a process starts its watcher, which enables tracepoints: the kernel
 //! patches code and sends one IPI to every CPU. Later enters and exits send none; the
-//! watcher lives until the process ends.
+//! watcher lives until the process ends. A program that must enter fast calls
+//! [`start_watcher`] and [`lock_memory`] at initialisation, so that its first enter pays
+//! neither.
+//!
+//! ## When an enter is slow
+//! `ISOL_WAIT_MARKER=FILE` makes the watcher append one line per reading and decision of
+//! every wait to FILE (created if missing): the interruptions it waited out, each `/proc/timer_list` reading
+//! (tick device armed or not, hrtimers queued), the task it yielded to, and the reading it
+//! declared quiet from. Point it at a tracefs `trace_marker` and the lines land on the
+//! kernel's own timeline, next to `tick_stop`, `sched_switch` and the timers
+//! (`bench/arrival-trace.sh` does this for one arrival in the lab).
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -114,6 +124,12 @@ pub struct Isolation {
     requiet: bool,
 }
 
+/// How long after a thread has arrived on the CPU a quiet reading is first believed: the
+/// kernel's reactions to the arrival are synchronous or a local irq_work away, well inside.
+/// (Until 2026-12 this was one tick; the arrival benchmark traced nothing after the first
+/// millisecond on 6.12, 6.1 and 6.12-rt.)
+const ARRIVAL_SETTLE_NS: u64 = 1_000_000;
+
 /// Whether `enter` has done mlockall(MCL_CURRENT | MCL_FUTURE) in this process.
 static LOCKED_ALL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -129,6 +145,31 @@ pub fn shutdown_watcher() {
 /// call it from a signal handler to make a spinning `enter` return [`IsolError::Aborted`].
 pub fn abort_wait() {
     slot::ABORT.store(true, Ordering::SeqCst);
+}
+
+/// Lock the process's memory now (`mlockall(MCL_CURRENT | MCL_FUTURE)`), as the first
+/// [`Isolation::enter`] otherwise does on its way in. Once per process: later calls, and
+/// enters, find it done. With [`start_watcher`], what a program that must enter fast does
+/// at initialisation: locking walks every mapping, which the arrival benchmark saw cost the
+/// first enter about 10 ticks (BENCHMARKS.md).
+pub fn lock_memory() -> Result<(), IsolError> {
+    lock_all("run as root or raise the locked-memory limit (ulimit -l)")
+}
+
+/// [`lock_memory`], with the fix its error suggests.
+fn lock_all(fix: &'static str) -> Result<(), IsolError> {
+    // MCL_FUTURE keeps what comes later locked, and a second mlockall would walk every
+    // mapping again, filling per-CPU batches on whichever CPU it runs.
+    if LOCKED_ALL.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    os::lock_all_memory().map_err(|source| IsolError::Prepare {
+        what: "mlockall(MCL_CURRENT | MCL_FUTURE)",
+        source,
+        fix,
+    })?;
+    LOCKED_ALL.store(true, Ordering::Release);
+    Ok(())
 }
 
 /// The CPU layout `enter` needs: boot-time facts, read once per process (a light read;
@@ -157,7 +198,8 @@ fn housekeeping(topo: &Topology, isolated: &CpuSet) -> Result<CpuSet, IsolError>
 /// Start this process's watcher now, for the isolated CPUs of this kernel (`cpus` for a
 /// development CPU that is not nohz_full). The first [`Isolation::enter`] does this
 /// otherwise, and pays its start-up (enabling tracepoints, loading symbols) in its time to
-/// quiet; programs that enter often or must enter fast start it at initialisation.
+/// quiet; programs that enter often or must enter fast start it at initialisation (and
+/// call [`lock_memory`]).
 pub fn start_watcher(cpus: Option<&CpuSet>) -> Result<(), IsolError> {
     let root = SysRoot::live();
     let topo = topology();
@@ -417,12 +459,13 @@ impl Isolation {
         }
         // 4. Wait on the CPU until it is quiet.
         let hz = topo.hz;
-        // A thread that just arrived can still be kicked by the kernel's deferred reaction
-        // to it (a tick dependency it carries restarts the tick through irq_work, later on
-        // PREEMPT_RT): quiet is then only believed from one tick after the arrival.
-        let tick_ns = 1_000_000_000 / u64::from(hz.unwrap_or(100).max(1));
+        // `sched_setaffinity` returns on the new CPU: the thread has arrived. The kernel's
+        // reaction to the arrival is immediate (leaving idle re-evaluates the tick; a tick
+        // dependency the thread carries kicks the CPU through a local irq_work), so a
+        // reading is believed from ARRIVAL_SETTLE_NS after it, never one taken before
+        // (a CPU woken from a polling idle gets no IPI, which would have shown the arrival).
         let settle_after_ns = if moved {
-            os::monotonic_ns() + tick_ns
+            os::monotonic_ns() + ARRIVAL_SETTLE_NS
         } else {
             0
         };
@@ -522,15 +565,10 @@ impl Isolation {
     fn prepare(&self) -> Result<(), IsolError> {
         // Once per process: MCL_FUTURE keeps what comes later locked, and a second
         // mlockall would walk every mapping again, filling per-CPU batches on this CPU.
-        if self.mlock && !LOCKED_ALL.load(Ordering::Acquire) {
-            if let Err(source) = os::lock_all_memory() {
-                return Err(IsolError::Prepare {
-                    what: "mlockall(MCL_CURRENT | MCL_FUTURE)",
-                    source,
-                    fix: "run as root or raise the locked-memory limit (ulimit -l), or disable with Isolation::mlock(false)",
-                });
-            }
-            LOCKED_ALL.store(true, Ordering::Release);
+        if self.mlock {
+            lock_all(
+                "run as root or raise the locked-memory limit (ulimit -l), or disable with Isolation::mlock(false)",
+            )?;
         }
         prefault_stack(self.prefault_stack);
         Ok(())

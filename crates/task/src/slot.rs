@@ -130,8 +130,8 @@ pub(crate) struct Slot {
     /// The thread sleeps while waiting ([`Wait::Sleep`]): the first quiet wakes it, and
     /// only the second, seen while it runs, counts.
     pub sleeps: bool,
-    /// Quiet is not believed from a `/proc/timer_list` reading before this time (one tick
-    /// after the thread arrived on the CPU).
+    /// Quiet is not believed from a `/proc/timer_list` reading before this time (shortly
+    /// after the thread arrived on the CPU: `ARRIVAL_SETTLE_NS`).
     pub settle_after_ns: u64,
     pub quiet_at_ns: AtomicU64,
     /// When the thread saw the CPU quiet and `enter` returned.

@@ -15,6 +15,7 @@ pub mod interrupts;
 mod irqbalance;
 pub mod kubelet;
 pub mod place;
+pub mod sched_debug;
 pub mod threads;
 pub mod timer_list;
 pub mod tracing;

@@ -8,12 +8,14 @@
 //! | `provoke.rs` | `provoke`, `app`, `udp`: interruptions for `isol watch` to name, in the order users meet them |
 //! | `disturb.rs` | `disturb`, `referee`: disturbances from another process, for `isol noise` and the osnoise referee |
 //! | `task.rs` | `isolate`, `under-run`: the task isolation API as a user calls it |
+//! | `arrive.rs` | `arrive`: a thread from CPU 0 waits for quiet on the isolated CPU, isol's waits and the tif peer's side by side |
 //! | `strict.rs` | `strict`, `notify`, `requiet`: strict mode, remote notification and re-quiet mode |
 //! | `pty.rs` | `pty`: a full-screen program (`isol top`) in a pseudo-terminal, its screen and its cost |
 //! | `common.rs` | what they share: placing threads, counting interrupts, sleepers and migrants |
 
 #![forbid(unsafe_code)]
 
+mod arrive;
 mod common;
 mod disturb;
 mod provoke;
@@ -79,6 +81,9 @@ enum Command {
     /// A worker thread enters task isolation on CPU and spins SECS, while the main thread
     /// counts CPU's interrupts.
     Isolate(task::IsolateArgs),
+    /// Threads created on CPU 0 arrive on CPU and wait for quiet, isol's waits and tif's in
+    /// turn, each then counted for a second; then they wait again from there.
+    Arrive(arrive::ArriveArgs),
     /// A program as `isol run` starts it: enter as the environment says, spin, leave.
     UnderRun { mode: String, secs: f64 },
     /// An application started after `isol watch`, with `taskset -c 1`.
@@ -140,6 +145,7 @@ fn main() {
             disturb::referee(cpu, delay_ms)
         }
         Command::Isolate(a) => task::isolate(&a, fifo),
+        Command::Arrive(a) => arrive::arrive(&a),
         Command::UnderRun { mode, secs } => task::under_run(&mode, secs),
         Command::App { secs } => provoke::app(secs),
         Command::Udp { cpu, n } => provoke::udp(cpu, n),
