@@ -23,6 +23,7 @@ pub mod kernel;
 pub mod sysroot;
 pub mod target;
 pub mod thread;
+pub mod units;
 
 pub use cpus::{CpuListError, CpuSet};
 pub use sysroot::{SysError, SysRoot};

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use crate::board::{Board, Sort, COLUMNS};
 use crate::canvas::{Canvas, Style};
 use crate::keys::Key;
+use isol_model::units::fmt_ns;
 
 /// The smallest terminal the screen is drawn in; smaller ones are told so.
 pub const MIN_WIDTH: u16 = 80;
@@ -213,7 +214,7 @@ pub fn draw(
             line.push_str(&format!("{:<5} ", count(n)));
         }
         let longest = if r.total > 0 {
-            short_ns(r.longest_ns)
+            fmt_ns(r.longest_ns)
         } else {
             "-".into()
         };
@@ -273,7 +274,7 @@ pub fn draw(
             row(buf, top + 1, &left(heads), "what ran", "caused by", bold);
             for (i, r) in board.recent(cpu).take(lines).enumerate() {
                 let at = format!("{:.6}", r.at_ns.saturating_sub(board.since_ns) as f64 / 1e9);
-                let net = r.net_ns.map_or("-".into(), short_ns);
+                let net = r.net_ns.map_or("-".into(), fmt_ns);
                 let l = left([&at, r.kind.as_str(), &net, ""]);
                 row(
                     buf,
@@ -296,8 +297,7 @@ pub fn draw(
             );
             row(buf, top + 1, &left(heads), "what ran", "caused by", bold);
             for (i, c) in board.culprits(lines).into_iter().enumerate() {
-                let (n, longest, cpus) =
-                    (count(c.count), short_ns(c.longest_ns), cpu_list(&c.cpus));
+                let (n, longest, cpus) = (count(c.count), fmt_ns(c.longest_ns), cpu_list(&c.cpus));
                 let l = left([c.kind.as_str(), &n, &longest, &cpus]);
                 row(
                     buf,
@@ -358,16 +358,6 @@ pub fn count(n: u64) -> String {
         100_000..=999_999 => format!("{}k", n / 1000),
         1_000_000..=99_999_999 => format!("{:.1}M", n as f64 / 1e6),
         _ => format!("{}M", n / 1_000_000),
-    }
-}
-
-/// A duration in seven columns: `850ns`, `12.3us`, `4.56ms`, `1.23s`.
-pub fn short_ns(ns: u64) -> String {
-    match ns {
-        0..=999 => format!("{ns}ns"),
-        1_000..=999_999 => format!("{:.1}us", ns as f64 / 1e3),
-        1_000_000..=999_999_999 => format!("{:.2}ms", ns as f64 / 1e6),
-        _ => format!("{:.2}s", ns as f64 / 1e9),
     }
 }
 
@@ -522,8 +512,8 @@ mod tests {
         assert_eq!(count(99_999), "99999");
         assert_eq!(count(123_456), "123k");
         assert_eq!(count(12_345_678), "12.3M");
-        assert_eq!(short_ns(850), "850ns");
-        assert_eq!(short_ns(4_560_000), "4.56ms");
+        assert_eq!(fmt_ns(850), "850ns");
+        assert_eq!(fmt_ns(4_560_000), "4.56ms");
         assert_eq!(ago(300_000_000), "0.3s");
         assert_eq!(ago(700 * 1_000_000_000), "11m");
         assert_eq!(clock(187 * 1_000_000_000), "3m07s");

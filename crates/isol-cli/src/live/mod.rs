@@ -75,14 +75,7 @@ pub fn stopped_code() -> u8 {
 }
 
 /// Human durations: `850ns`, `12.3us`, `4.56ms`, `1.23s`.
-pub fn fmt_ns(ns: u64) -> String {
-    match ns {
-        0..=999 => format!("{ns}ns"),
-        1_000..=999_999 => format!("{:.1}us", ns as f64 / 1e3),
-        1_000_000..=999_999_999 => format!("{:.2}ms", ns as f64 / 1e6),
-        _ => format!("{:.2}s", ns as f64 / 1e9),
-    }
-}
+pub use isol::units::fmt_ns;
 
 #[cfg(test)]
 mod tests {
@@ -101,13 +94,5 @@ mod tests {
             .contains("longer than"));
         assert!(parse_duration("1e300h").is_err());
         assert!(parse_duration("inf").is_err());
-    }
-
-    #[test]
-    fn nanoseconds_are_readable() {
-        assert_eq!(fmt_ns(850), "850ns");
-        assert_eq!(fmt_ns(12_345), "12.3us");
-        assert_eq!(fmt_ns(4_560_000), "4.56ms");
-        assert_eq!(fmt_ns(1_230_000_000), "1.23s");
     }
 }
