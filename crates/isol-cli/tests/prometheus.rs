@@ -24,28 +24,19 @@ fn the_alert_rules_pass_their_unit_tests() {
     if !runc::have("promtool") {
         return;
     }
-    let out = Command::new("promtool")
-        .args(["check", "rules", "isol-rules.yml"])
-        .current_dir(rules_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let out = Command::new("promtool")
-        .args(["test", "rules", "isol-rules.test.yml"])
-        .current_dir(rules_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    for (what, file) in [("check", "isol-rules.yml"), ("test", "isol-rules.test.yml")] {
+        let out = Command::new("promtool")
+            .args([what, "rules", file])
+            .current_dir(rules_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {what} rules {file}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
     // The tests can fail: a rule made to fire a minute late breaks them.
     let dir = tempfile::tempdir().unwrap();
     let rules = std::fs::read_to_string(rules_dir().join("isol-rules.yml")).unwrap();

@@ -272,6 +272,12 @@ impl SysRoot {
         } else {
             crate::confine::read_file(&self.root, path)
         };
+        self.recorded(path, result)
+    }
+
+    /// What a read gave, noted for a snapshot being recorded: the bytes read, or why the
+    /// file could not be read (a missing file is not noted).
+    fn recorded(&self, path: &str, result: std::io::Result<Vec<u8>>) -> Result<Vec<u8>, SysError> {
         match result {
             Ok(buf) => {
                 self.note(|r| {
@@ -318,29 +324,8 @@ impl SysRoot {
             }
             Ok(buf)
         });
-        match result {
-            Ok(buf) => {
-                self.note(|r| {
-                    r.files.insert(path.to_string(), buf.clone());
-                });
-                Ok(String::from_utf8_lossy(&buf).into_owned())
-            }
-            Err(e) => {
-                let err = SysError::from_io(path, e);
-                if !matches!(err, SysError::NotFound { .. }) {
-                    self.note(|r| {
-                        r.unreadable.insert(
-                            path.to_string(),
-                            Unreadable {
-                                kind: err.kind().to_string(),
-                                detail: err.to_string(),
-                            },
-                        );
-                    });
-                }
-                Err(err)
-            }
-        }
+        self.recorded(path, result)
+            .map(|buf| String::from_utf8_lossy(&buf).into_owned())
     }
 
     /// Read a whole file as text (invalid UTF-8 is replaced).
