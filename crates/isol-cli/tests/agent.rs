@@ -6,7 +6,6 @@
 mod common;
 mod runc;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{isol, text};
+use common::{http_get, isol, text};
 use runc::{Container, Spec};
 
 fn repo() -> PathBuf {
@@ -214,12 +213,7 @@ fn free_port() -> u16 {
 }
 
 fn scrape(port: u16) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
+    http_get(port, "/metrics").map(|(_, body)| body)
 }
 
 /// The agent as deployed: its metrics answer on the address given, count the CPU's

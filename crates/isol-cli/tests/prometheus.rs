@@ -6,14 +6,13 @@
 mod common;
 mod runc;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{isol, text};
+use common::{http_get, isol, text};
 
 fn rules_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/prometheus")
@@ -97,16 +96,6 @@ fn free_port() -> u16 {
 }
 
 /// `GET path` on 127.0.0.1:`port`: the status line and body, or None if nobody answers.
-fn get(port: u16, path: &str) -> Option<(String, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut all = String::new();
-    s.read_to_string(&mut all).ok()?;
-    let (head, body) = all.split_once("\r\n\r\n")?;
-    Some((head.lines().next()?.to_string(), body.to_string()))
-}
-
 fn encode(q: &str) -> String {
     q.bytes()
         .map(|b| match b {
@@ -121,7 +110,7 @@ fn encode(q: &str) -> String {
 /// Prometheus' answer to an instant query: its result vector.
 fn query(port: u16, q: &str) -> Vec<Value> {
     let (status, body) =
-        get(port, &format!("/api/v1/query?query={}", encode(q))).expect("Prometheus answers");
+        http_get(port, &format!("/api/v1/query?query={}", encode(q))).expect("Prometheus answers");
     assert!(status.contains("200"), "{q}: {status} {body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "success", "{body}");
@@ -196,7 +185,7 @@ fn prometheus_scrapes_queries_and_alerts_on_isols_metrics() {
             .unwrap(),
     );
     until(Duration::from_secs(30), "isol's exporter answering", || {
-        get(exporter, "/metrics").is_some()
+        http_get(exporter, "/metrics").is_some()
     });
     // What interrupts CPU 1: a task that wakes every millisecond there.
     let _work = Killed(
@@ -238,7 +227,7 @@ fn prometheus_scrapes_queries_and_alerts_on_isols_metrics() {
     );
     let log = || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
     until(Duration::from_secs(60), "Prometheus ready", || {
-        get(web, "/-/ready").is_some_and(|(s, _)| s.contains("200"))
+        http_get(web, "/-/ready").is_some_and(|(s, _)| s.contains("200"))
     });
     until(
         Duration::from_secs(60),
@@ -322,7 +311,7 @@ fn prometheus_scrapes_queries_and_alerts_on_isols_metrics() {
         .map(|(k, _)| k)
         .collect();
     let alerts = || -> Vec<Value> {
-        let (_, body) = get(web, "/api/v1/alerts").unwrap();
+        let (_, body) = http_get(web, "/api/v1/alerts").unwrap();
         let v: Value = serde_json::from_str(&body).unwrap();
         v["data"]["alerts"].as_array().unwrap().clone()
     };

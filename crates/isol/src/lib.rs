@@ -123,6 +123,7 @@ pub use isol_fleet as fleet;
 pub use isol_machine::{apply, check, snapshot};
 pub use isol_model::{confine, cpus, kernel, sysroot, target, units};
 pub use isol_noise as noise;
+pub use isol_probe as probe;
 pub use isol_task as task;
 pub use isol_trace::{interrupt, tracefs, watch};
 

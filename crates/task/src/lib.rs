@@ -88,6 +88,7 @@
 pub mod env;
 mod error;
 mod guard;
+pub mod infer;
 mod slot;
 pub mod strict;
 mod watcher;
@@ -432,7 +433,7 @@ impl Isolation {
         isolated_cpus.insert(cpu);
         let housekeeping = housekeeping(&topo, &isolated_cpus)?;
         if !ticking && self.fifo.is_none() && os::Policy::current().is_ok_and(|p| p.is_fair()) {
-            if let Some(fs) = fair_server(&root, cpu) {
+            if let Some(fs) = infer::fair_server(&root, cpu) {
                 return Err(IsolError::NotQuiet(Box::new(NotQuiet::fair_server(
                     cpu, fs,
                 ))));
@@ -601,21 +602,6 @@ impl ThreadState {
             LOCKED_ALL.store(false, Ordering::Release);
         }
     }
-}
-
-/// The fair deadline server of `cpu`, when this kernel has one that is enabled: what it
-/// is and how it was known. Since 6.8 a fair task on a nohz_full CPU starts the server,
-/// whose timer (queued on a housekeeping CPU) kicks the CPU back into the tick about once
-/// a second: a lone SCHED_OTHER thread cannot be quiet there.
-fn fair_server(root: &SysRoot, cpu: u32) -> Option<String> {
-    let debugfs = format!("/sys/kernel/debug/sched/fair_server/cpu{cpu}/runtime");
-    if let Ok(v) = root.read_line(&debugfs) {
-        return (v.trim() != "0").then(|| format!("{debugfs} = {}", v.trim()));
-    }
-    let release = root.read_line("/proc/sys/kernel/osrelease").ok()?;
-    let version = crate::kernel::version(&release)?;
-    (version >= crate::kernel::FAIR_SERVER_SINCE)
-        .then(|| format!("kernel {release} (6.8 or later)"))
 }
 
 /// Touch `bytes` of stack below the current frame, 16 KiB per call.

@@ -303,7 +303,7 @@ fn warm_up(root: &SysRoot, cpus: &CpuSet) {
     for cpu in cpus.iter() {
         let _ = crate::kernel::sched_debug::nr_running(root, cpu);
     }
-    let _ = has_cpu_time_timers(root);
+    let _ = crate::infer::cpu_time_timers(root).is_some();
 }
 
 /// Count one record against a slot.
@@ -399,45 +399,6 @@ fn account(s: &Slot, r: &Record) {
     }
 }
 
-/// Tasks in state R whose last CPU is `cpu`, other than `tid`: `comm/tid`. `tid_runs` says
-/// whether the isolated thread itself is runnable now (it spins), or parked (it sleeps or
-/// yields).
-fn runnable_on(root: &SysRoot, cpu: u32, tid: i32, tid_runs: bool) -> Vec<String> {
-    // Fast path: `procs_running` counts the runnable tasks of all CPUs, the reader (this
-    // watcher) included, and the isolated thread while it spins. No more than those: nothing
-    // else is runnable anywhere, and all of /proc need not be read. (A parked thread is not
-    // counted: with it, one starved task would make the count look like the spinning case.)
-    let running = root.read("/proc/stat").ok().and_then(|t| {
-        t.lines()
-            .find_map(|l| l.strip_prefix("procs_running "))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-    });
-    if running.is_some_and(|n| n <= 1 + u64::from(tid_runs)) {
-        return Vec::new();
-    }
-    // Second fast path, for a busy housekeeping CPU: the CPU's own run queue length, from
-    // the scheduler's debug file (one read, where walking every task's `stat` costs
-    // milliseconds on a machine of thousands of threads). Nothing but the isolated thread
-    // (when it runs) is there: nothing to name.
-    if crate::kernel::sched_debug::nr_running(root, cpu).is_some_and(|n| n <= u64::from(tid_runs)) {
-        return Vec::new();
-    }
-    crate::kernel::threads::stats(root)
-        .filter(|st| st.state == 'R' && st.processor == cpu && st.tid as i32 != tid)
-        .map(|st| format!("{}/{}", st.comm, st.tid))
-        .collect()
-}
-
-/// Whether this process has POSIX timers on a CPU-time clock (they keep the tick).
-fn has_cpu_time_timers(root: &SysRoot) -> bool {
-    root.read("/proc/self/timers")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.strip_prefix("ClockID:"))
-        .filter_map(|v| v.trim().parse::<i64>().ok())
-        .any(|c| c == 2 || c == 3 || c < 0)
-}
-
 /// Decide quiet or failure for a waiting slot.
 fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
     let state = s.state.load();
@@ -457,9 +418,9 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
         d.window_start = d.window_start.max(s.started_ns);
         // A CPU-time POSIX timer of this process keeps the tick of every CPU running one
         // of its threads (POSIX_TIMER): the CPU can never be quiet, whatever it shows now.
-        if has_cpu_time_timers(root) {
+        if crate::infer::cpu_time_timers(root).is_some() {
             d.dependency = Some("POSIX_TIMER".into());
-            let runnable = runnable_on(root, s.cpu, s.tid, spinning);
+            let runnable = crate::infer::runnable_on(root, s.cpu, s.tid, spinning);
             d.failure = Some(NotQuiet {
                 cpu: s.cpu,
                 waited: Duration::from_nanos(now.saturating_sub(s.started_ns)),
@@ -527,7 +488,7 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
         && now >= d.runnable_at + 2_000_000
     {
         d.runnable_at = now;
-        d.runnable = runnable_on(root, s.cpu, s.tid, spinning);
+        d.runnable = crate::infer::runnable_on(root, s.cpu, s.tid, spinning);
     }
     if spinning && settled && !d.runnable.is_empty() && now <= deadline {
         narrate!("cpu {} yields to {:?}", s.cpu, d.runnable);
@@ -577,7 +538,7 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
             // will come for it. Not quiet (a spinning thread yields to it, above); the
             // failure names it.
             d.runnable_at = crate::os::monotonic_ns();
-            d.runnable = runnable_on(root, s.cpu, s.tid, spinning);
+            d.runnable = crate::infer::runnable_on(root, s.cpu, s.tid, spinning);
             if d.runnable.is_empty() {
                 d.candidate = Some(read_at);
                 return;
@@ -590,17 +551,14 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
         interruptions.sort_by_key(|e| std::cmp::Reverse(e.1));
         timers.retain(|t| !t.is_empty());
         timers.dedup();
-        let runnable = runnable_on(root, s.cpu, s.tid, spinning);
-        let (dependency, source) = match &d.dependency {
-            Some(dep) => (Some(dep.clone()), Some("tick_stop".to_string())),
-            None if has_cpu_time_timers(root) => (
-                Some("POSIX_TIMER".to_string()),
-                Some("inferred".to_string()),
-            ),
-            None if !runnable.is_empty() => {
-                (Some("SCHED".to_string()), Some("inferred".to_string()))
-            }
-            None => (None, None),
+        // The kernel's own word (a failed `tick_stop` seen during the wait) first; else what
+        // the files show, through the inference `isol check --probe` uses too. (A fair
+        // thread is refused before waiting where the fair server would kick it.)
+        let (keeper, runnable) = crate::infer::tick_keeper(root, s.cpu, s.tid, spinning, false);
+        let (dependency, source) = match (&d.dependency, keeper) {
+            (Some(dep), _) => (Some(dep.clone()), Some("tick_stop".to_string())),
+            (None, Some(k)) => (Some(k.dependency), Some("inferred".to_string())),
+            (None, None) => (None, None),
         };
         d.failure = Some(NotQuiet {
             cpu: s.cpu,
@@ -619,7 +577,7 @@ fn check(s: &Slot, root: &SysRoot, now: u64, horizon: u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::runnable_on;
+    use crate::infer::runnable_on;
     use crate::SysRoot;
 
     /// A root with `procs_running` = 2: the watcher and one starved task on CPU 1.

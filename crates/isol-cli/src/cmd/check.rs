@@ -4,6 +4,7 @@ use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 
 use isol::check::{self, Report, Severity, Target, TargetSource};
 use isol::kernel::{KernelModel, Kubelet};
+use isol::probe;
 use isol::SysRoot;
 
 use crate::Failure;
@@ -32,6 +33,22 @@ pub struct Args {
     /// Show the evidence (file and value) behind each finding.
     #[arg(short, long)]
     verbose: bool,
+
+    /// Measure as well: on each CPU, a thread created on housekeeping runs alone, first
+    /// SCHED_FIFO then SCHED_OTHER; the CPU's tick device and interrupt counts say whether
+    /// its tick stops, and for how long it stays quiet (root; the CPUs at once, about
+    /// twice the window in all).
+    #[arg(long)]
+    probe: bool,
+
+    /// How long the probe counts interrupts on each CPU once its tick stopped, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, requires = "probe")]
+    probe_window: f64,
+
+    /// Probe CPUs where a workload runs too (the probe's SCHED_FIFO thread takes the CPU
+    /// from it for the window).
+    #[arg(long, requires = "probe")]
+    probe_busy: bool,
 }
 
 pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
@@ -46,7 +63,16 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         }
     }
     let target = crate::live::choose_target(&model, args.cpus.as_deref(), args.pod.as_deref())?;
-    let report = check::run(&model, &target);
+    let mut report = check::run(&model, &target);
+    if args.probe {
+        report.add(probe(
+            root,
+            &model,
+            &target,
+            args.probe_window,
+            args.probe_busy,
+        )?);
+    }
     if args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?;
@@ -55,6 +81,42 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         crate::output::print(&render(&report, args.verbose))?;
     }
     Ok(report.exit_code as u8)
+}
+
+/// `--probe` (here and in `isol watch --metrics`): the measurement, said before it starts
+/// (it takes seconds), as findings.
+pub fn probe(
+    root: &SysRoot,
+    model: &KernelModel,
+    target: &Target,
+    window: f64,
+    busy: bool,
+) -> Result<Vec<check::Finding>, Failure> {
+    if !(window.is_finite() && (0.01..=60.0).contains(&window)) {
+        return Err(Failure::usage(format!(
+            "--probe-window {window}: give seconds between 0.01 and 60"
+        )));
+    }
+    let opts = probe::Options {
+        window: std::time::Duration::from_secs_f64(window),
+        busy,
+        ..probe::Options::default()
+    };
+    let windows = opts.windows(root, target);
+    eprintln!(
+        "isol: probing CPUs {} from {}: a SCHED_FIFO thread on each for {:.2} s, then a \
+         SCHED_OTHER one for {:.2} s (at most {:.1} s in all)",
+        target.cpus,
+        target.housekeeping,
+        windows[0].1.as_secs_f64(),
+        windows[1].1.as_secs_f64(),
+        opts.bound(&windows).as_secs_f64()
+    );
+    let measured = probe::probe(root, model, target, &opts);
+    if let Ok(p) = &measured {
+        eprintln!("isol: probed in {:.1} s", p.took_ns as f64 / 1e9);
+    }
+    Ok(probe::findings(&measured))
 }
 
 fn source_text(t: &Target) -> String {

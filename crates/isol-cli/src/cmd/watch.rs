@@ -61,6 +61,12 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_interval, requires = "metrics")]
     check_interval: Duration,
 
+    /// With --metrics: before watching, probe the CPUs once as `isol check --probe` does
+    /// (a thread on each, SCHED_FIFO then SCHED_OTHER: seconds), and serve its findings
+    /// with every readiness check after. A CPU with a workload is not probed.
+    #[arg(long, requires = "metrics")]
+    probe: bool,
+
     /// Keep the raw trace pages in this new directory, to replay or attach to a report.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
@@ -143,11 +149,24 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     opts.pinned_residents = args.pids.is_empty();
     opts.record = args.record.clone();
     opts.buffer_kb = args.buffer_kb;
+    // The probe's threads run on the watched CPUs: before the watch, not under it.
+    let probed = if args.probe {
+        let t = isol::check::Target::choose(&model, Some(&target.cpus))
+            .map_err(|e| Failure::usage(format!("--probe: {e}")))?;
+        crate::cmd::check::probe(root, &model, &t, 1.0, false)?
+    } else {
+        Vec::new()
+    };
     let metrics = match &args.metrics {
         Some(addr) => {
             let m = Metrics::serve(addr)?;
             m.readiness
-                .keep_checking(root.clone(), target.cpus.clone(), args.check_interval)
+                .keep_checking(
+                    root.clone(),
+                    target.cpus.clone(),
+                    args.check_interval,
+                    probed,
+                )
                 .map_err(|e| {
                     Failure::runtime(format!("--metrics: cannot start the checks: {e}"))
                 })?;

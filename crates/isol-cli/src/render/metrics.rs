@@ -595,7 +595,7 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/lab-6.12"),
         );
         m.readiness
-            .check(&lab, &isol::CpuSet::from_iter([1]))
+            .check(&lab, &isol::CpuSet::from_iter([1]), &[])
             .unwrap();
         let body = scrape(&m);
         let series = body

@@ -86,12 +86,19 @@ impl Gauges {
         g
     }
 
-    /// Check `cpus` on `root` once and set every gauge.
-    pub fn check(&self, root: &SysRoot, cpus: &CpuSet) -> Result<(), String> {
+    /// Check `cpus` on `root` once and set every gauge; `probed` (the findings of a probe
+    /// made at start) are served with the checks'.
+    pub fn check(
+        &self,
+        root: &SysRoot,
+        cpus: &CpuSet,
+        probed: &[check::Finding],
+    ) -> Result<(), String> {
         let began = Instant::now();
         let model = KernelModel::load(root);
         let target = Target::choose(&model, Some(cpus)).map_err(|e| e.to_string())?;
-        let report = check::run(&model, &target);
+        let mut report = check::run(&model, &target);
+        report.add(probed.to_vec());
         let r = readiness::of(&model, &report);
         for c in &r.checks {
             self.severity
@@ -137,12 +144,13 @@ impl Gauges {
         root: SysRoot,
         cpus: CpuSet,
         every: Duration,
+        probed: Vec<check::Finding>,
     ) -> std::io::Result<()> {
         let g = self.clone();
         std::thread::Builder::new()
             .name("isol-check".into())
             .spawn(move || loop {
-                if let Err(e) = g.check(&root, &cpus) {
+                if let Err(e) = g.check(&root, &cpus, &probed) {
                     crate::say!("isol: readiness check: {e}");
                 }
                 let journal = journal_state();

@@ -67,6 +67,8 @@ pub enum Area {
     Timers,
     /// What kubelet hands out (Kubernetes nodes).
     Kubelet,
+    /// Measured: a thread run on each CPU (`isol check --probe`).
+    Probe,
 }
 
 impl Area {
@@ -81,6 +83,7 @@ impl Area {
             Area::Services => "services",
             Area::Timers => "timers",
             Area::Kubelet => "kubelet",
+            Area::Probe => "probe",
         }
     }
 }
@@ -449,7 +452,7 @@ pub(crate) const CHECKS: &[Check] = &[
 
 /// Run every check for `target`.
 pub fn run(model: &KernelModel, target: &Target) -> Report {
-    let mut findings: Vec<Finding> = CHECKS
+    let findings: Vec<Finding> = CHECKS
         .iter()
         .map(|check| {
             (check.run)(&Ctx {
@@ -460,31 +463,42 @@ pub fn run(model: &KernelModel, target: &Target) -> Report {
             })
         })
         .collect();
-    findings.sort_by_key(|f| f.area);
-    let mut s = Summary::default();
-    for f in &findings {
-        match f.severity {
-            Severity::Ok => s.ok += 1,
-            Severity::Warn => s.warn += 1,
-            Severity::Fail => s.fail += 1,
-            Severity::Unknown => s.unknown += 1,
-        }
-    }
-    let (verdict, exit_code) = if s.fail > 0 {
-        ("not ready", 2)
-    } else if s.warn > 0 || s.unknown > 0 {
-        ("warnings", 1)
-    } else {
-        ("ready", 0)
-    };
-    Report {
+    let mut report = Report {
         schema: "isol.check/v1",
         kernel: model.release.as_ref().cloned(),
         target: target.clone(),
-        summary: s,
-        verdict,
-        exit_code,
-        findings,
+        summary: Summary::default(),
+        verdict: "ready",
+        exit_code: 0,
+        findings: Vec::new(),
+    };
+    report.add(findings);
+    report
+}
+
+impl Report {
+    /// Add findings made outside the checks (`isol check --probe`'s measurements), by area,
+    /// and count the summary, verdict and exit code again.
+    pub fn add(&mut self, findings: Vec<Finding>) {
+        self.findings.extend(findings);
+        self.findings.sort_by_key(|f| f.area);
+        let mut s = Summary::default();
+        for f in &self.findings {
+            match f.severity {
+                Severity::Ok => s.ok += 1,
+                Severity::Warn => s.warn += 1,
+                Severity::Fail => s.fail += 1,
+                Severity::Unknown => s.unknown += 1,
+            }
+        }
+        (self.verdict, self.exit_code) = if s.fail > 0 {
+            ("not ready", 2)
+        } else if s.warn > 0 || s.unknown > 0 {
+            ("warnings", 1)
+        } else {
+            ("ready", 0)
+        };
+        self.summary = s;
     }
 }
 

@@ -11,6 +11,7 @@
 //! | `arrive.rs` | `arrive`: a thread from CPU 0 waits for quiet on the isolated CPU, isol's waits and the tif peer's side by side |
 //! | `strict.rs` | `strict`, `notify`, `requiet`: strict mode, remote notification and re-quiet mode |
 //! | `pty.rs` | `pty`: a full-screen program (`isol top`) in a pseudo-terminal, its screen and its cost |
+//! | `limit.rs` | `cpu-limit`: a CPU-time limit set on a running process, as `prlimit --pid` does |
 //! | `common.rs` | what they share: placing threads, counting interrupts, sleepers and migrants |
 
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@
 mod arrive;
 mod common;
 mod disturb;
+mod limit;
 mod provoke;
 mod pty;
 mod strict;
@@ -103,6 +105,14 @@ enum Command {
         #[arg(long)]
         sleep: bool,
     },
+    /// Give process PID a CPU-time limit of SECS seconds (RLIMIT_CPU) while it runs, once
+    /// it has a thread whose name starts with --thread.
+    CpuLimit {
+        pid: i32,
+        secs: u64,
+        #[arg(long)]
+        thread: Option<String>,
+    },
     /// Run CMD in a COLSxROWS pseudo-terminal; once READY shows, count CPU's interrupts
     /// over SECS, keep the screen, press q.
     Pty {
@@ -152,6 +162,7 @@ fn main() {
         Command::Strict { mode, cpu, secs } => strict::strict(&mode, cpu, secs),
         Command::Notify { mode, cpu } => strict::notify(&mode, cpu),
         Command::Requiet { mode, cpu, sleep } => strict::requiet(&mode, cpu, sleep),
+        Command::CpuLimit { pid, secs, thread } => limit::cpu_limit(pid, secs, thread),
         Command::Pty {
             cols,
             rows,
