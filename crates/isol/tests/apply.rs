@@ -24,6 +24,7 @@ fn the_plan_covers_every_setting_and_names_what_stays() {
         "/sys/devices/virtual/workqueue/writeback/cpumask",
         "/sys/devices/virtual/workqueue/blkcg_punt_bio/cpumask",
         "/sys/class/net/eth0/queues/rx-0/rps_cpus",
+        "/proc/sys/net/core/rps_default_mask",
         "/proc/sys/kernel/watchdog_cpumask",
         "/proc/sys/kernel/nmi_watchdog",
         "/proc/sys/kernel/timer_migration",
@@ -135,7 +136,9 @@ fn apply_fixes_what_check_finds_and_restore_puts_back_every_byte() {
         "cpu.idle_states",
         "tasks.kthreads",
         "tasks.user",
+        "tasks.init_affinity",
         "tasks.fair_server",
+        "irq.rps_default_mask",
     ] {
         assert_ne!(
             was[id],

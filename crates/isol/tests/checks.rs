@@ -98,6 +98,39 @@ fn with_irqbalance(fixture: &'static str, environ: &'static str) -> &'static [Ed
     ]))
 }
 
+/// Edits that add a kernel thread `comm` (tid 998) bound to CPU 1 to the lab fixture, with
+/// the flags of its ksoftirqd/1 (a kernel thread, PF_NO_SETAFFINITY).
+fn with_kthread(comm: &str) -> &'static [Edit] {
+    let path = fixtures().join(LAB).join("isol-snapshot.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    m["listings"]["/proc"]
+        .as_array_mut()
+        .unwrap()
+        .push("998".into());
+    m["listings"]["/proc/998/task"] = serde_json::json!(["998"]);
+    let manifest = leak(&m.to_string());
+    let stat = leak(&format!("998 ({comm}) S 2 0 0 0 -1 69238848 0 0 0 0 0 0 0 0 20 0 1 0 67 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 1 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"));
+    let status = leak(&format!("Name:\t{comm}\nCpus_allowed_list:\t1\n"));
+    Box::leak(Box::new([
+        ("/isol-snapshot.json", Some(manifest)),
+        ("/proc/998/task/998/stat", Some(stat)),
+        ("/proc/998/task/998/status", Some(status)),
+    ]))
+}
+
+/// The lab fixture's ksoftirqd/1 (tid 29) made SCHED_FIFO at priority 11, as tuned would.
+fn ksoftirqd_fifo() -> &'static [Edit] {
+    let path = fixtures().join(LAB).join("proc/29/task/29/stat");
+    let stat = std::fs::read_to_string(path).unwrap();
+    let (head, tail) = stat.rsplit_once(") ").unwrap();
+    let mut f: Vec<String> = tail.split_whitespace().map(str::to_string).collect();
+    // Fields 40 and 41 of stat (rt_priority, policy), counted from the state (field 3).
+    f[37] = "11".into();
+    f[38] = "1".into();
+    let edited = leak(&format!("{head}) {}\n", f.join(" ")));
+    Box::leak(Box::new([("/proc/29/task/29/stat", Some(edited))]))
+}
+
 /// Edits that add the tracefs instance `name` to the lab fixture, with its tracer, its
 /// enabled events and `tracing_on`, and the snapshot's listing that names it.
 fn with_instance(name: &str, tracer: &str, events: &str, on: &str) -> Vec<(String, String)> {
@@ -245,6 +278,52 @@ fn cases() -> Vec<Case> {
             says: "kcompactd0/42",
         },
         Case { id: "tasks.user", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "user threads may run on the target" },
+        Case {
+            id: "boot.rcu_nocb_poll",
+            pass: plain(LAB, &[("/proc/cmdline", Some("console=ttyS0 nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 rcu_nocb_poll\n"))]),
+            not: plain(LAB, &[]),
+            says: "wakes its rcuog kthread",
+        },
+        Case {
+            id: "boot.rcu_patience",
+            pass: plain(LAB, &[("/sys/module/rcutree/parameters/nohz_full_patience_delay", Some("1000\n"))]),
+            not: plain(LAB, &[("/sys/module/rcutree/parameters/nohz_full_patience_delay", Some("0\n"))]),
+            says: "after 0 ms",
+        },
+        Case {
+            id: "cpu.energy_perf",
+            pass: plain(LAB, &[("/sys/devices/system/cpu/cpu1/power/energy_perf_bias", Some("0\n"))]),
+            not: plain(LAB, &[("/sys/devices/system/cpu/cpu1/power/energy_perf_bias", Some("6\n"))]),
+            says: "CPU 1's energy-performance bias is 6",
+        },
+        Case {
+            id: "irq.rps_default_mask",
+            pass: plain(LAB, &[("/proc/sys/net/core/rps_default_mask", Some("0\n"))]),
+            not: plain(LAB, &[("/proc/sys/net/core/rps_default_mask", Some("2\n"))]),
+            says: "steers received packets to CPU 1",
+        },
+        Case {
+            id: "tasks.bound_kthreads",
+            pass: plain(LAB, &[]),
+            not: plain(LAB, with_kthread("ehca_comp/1")),
+            says: "ehca_comp/1/998 on 1",
+        },
+        Case {
+            id: "tasks.kthread_prio",
+            pass: plain(LAB, ksoftirqd_fifo()),
+            not: plain(LAB, &[]),
+            says: "ksoftirqd/1/29 runs SCHED_OTHER",
+        },
+        Case { id: "tasks.init_affinity", pass: plain(LAB, &[]), not: plain(HOST, &[]), says: "PID 1 (process_api) may run on CPU 1" },
+        Case {
+            id: "services.kvm",
+            pass: plain(LAB, &[]),
+            not: plain(LAB, &[
+                ("/sys/module/kvm/parameters/kvmclock_periodic_sync", Some("Y\n")),
+                ("/sys/module/kvm/parameters/nx_huge_pages", Some("N\n")),
+            ]),
+            says: "KVM is loaded with kvmclock_periodic_sync",
+        },
         Case {
             id: "tasks.rt_throttling",
             pass: plain(LAB, &[("/proc/sys/kernel/sched_rt_runtime_us", Some("-1\n"))]),
@@ -865,4 +944,99 @@ fn every_finding_has_evidence_whatever_the_machine_lacks() {
         missing.is_empty(),
         "findings without evidence: {missing:#?}"
     );
+}
+
+/// The lab fixture as if booted with `nohz_full=1` alone (no `isolcpus`), and `extra`.
+fn nohz_only(extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut e = vec![
+        (
+            "/proc/cmdline".to_string(),
+            "console=ttyS0 nohz_full=1 rcu_nocbs=1 irqaffinity=0\n".to_string(),
+        ),
+        (
+            "/sys/devices/system/cpu/isolated".to_string(),
+            "\n".to_string(),
+        ),
+    ];
+    e.extend(extra.iter().cloned());
+    e
+}
+
+/// After `isol apply` on a nohz_full CPU, load balancing is a warning, not a failure: apply
+/// was measured as quiet as isolcpus=domain (docs/apply.md). Without it, a failure.
+#[test]
+fn domain_isolation_after_an_apply_agrees_with_the_measurement() {
+    let f = finding_with(LAB, &nohz_only(&[]), "boot.domain_isolated");
+    assert_eq!(f.severity, Severity::Fail, "{f:?}");
+    let by_hand = KILLED_RUN_JOURNAL.replace(
+        r#","owner":{"pid":999999,"start":7,"command":"isol run -- ./app"}"#,
+        "",
+    );
+    let f = finding_with(
+        LAB,
+        &nohz_only(&[("/run/isol/journal".into(), by_hand)]),
+        "boot.domain_isolated",
+    );
+    assert_eq!(f.severity, Severity::Warn, "{f:?}");
+    assert!(
+        f.summary
+            .contains("but `isol apply` moved every task off them"),
+        "{}",
+        f.summary
+    );
+    assert!(f.evidence.iter().any(|e| e.file == "/run/isol/journal"));
+}
+
+/// A partition the kernel turned `isolated invalid` is named with the kernel's reason.
+#[test]
+fn an_invalid_isolated_partition_is_named_with_its_reason() {
+    let path = fixtures().join(LAB).join("isol-snapshot.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    m["listings"]["/sys/fs/cgroup"]
+        .as_array_mut()
+        .unwrap()
+        .push("rt".into());
+    m["listings"]["/sys/fs/cgroup/rt"] = serde_json::json!([
+        "cpuset.cpus",
+        "cpuset.cpus.effective",
+        "cpuset.cpus.partition"
+    ]);
+    let why = "isolated invalid (Cpu list in cpuset.cpus not exclusive)";
+    let f = finding_with(
+        LAB,
+        &nohz_only(&[
+            ("/isol-snapshot.json".into(), m.to_string()),
+            ("/sys/fs/cgroup/rt/cpuset.cpus".into(), "1\n".into()),
+            (
+                "/sys/fs/cgroup/rt/cpuset.cpus.effective".into(),
+                "0\n".into(),
+            ),
+            (
+                "/sys/fs/cgroup/rt/cpuset.cpus.partition".into(),
+                format!("{why}\n"),
+            ),
+        ]),
+        "boot.domain_isolated",
+    );
+    assert_eq!(f.severity, Severity::Fail, "{f:?}");
+    assert!(
+        f.summary.contains(&format!(
+            "the isolated partition meant for them turned invalid: /sys/fs/cgroup/rt reads {why:?}"
+        )),
+        "{}",
+        f.summary
+    );
+}
+
+/// KSM's `run` 2 is stopped with its pages unmerged: nothing scans, nothing to fix.
+#[test]
+fn ksm_stopped_and_unmerged_is_ok() {
+    for (run, ok) in [("0", true), ("2", true), ("1", false)] {
+        let f = finding_with(
+            LAB,
+            &[("/sys/kernel/mm/ksm/run".into(), format!("{run}\n"))],
+            "services.ksm",
+        );
+        assert_eq!(f.severity == Severity::Ok, ok, "run={run}: {f:?}");
+    }
 }

@@ -71,6 +71,7 @@ pub fn noisy_host() -> tempfile::TempDir {
         ("/sys/devices/virtual/workqueue/writeback/cpumask", "3\n"),
         ("/sys/class/net/eth0/queues/rx-0/rps_cpus", "2\n"),
         ("/sys/class/net/eth0/queues/rx-1/rps_cpus", "0\n"),
+        ("/proc/sys/net/core/rps_default_mask", "3\n"),
         (
             "/sys/devices/system/cpu/cpu1/cpufreq/scaling_governor",
             "powersave\n",

@@ -108,6 +108,7 @@ pub(crate) fn written_as(path: &str) -> Option<Format> {
             Some(Word)
         }
         ["proc", "sys", "vm", "stat_interval"] => Some(Word),
+        ["proc", "sys", "net", "core", "rps_default_mask"] => Some(Mask),
         ["sys", "devices", "virtual", "workqueue", "cpumask"] => Some(Mask),
         ["sys", "devices", "virtual", "workqueue", q, "cpumask"] if name(q) => Some(Mask),
         ["sys", "class", "net", dev, "queues", rx, "rps_cpus"]
@@ -323,6 +324,16 @@ impl Planner<'_> {
                 Some(mask),
                 format!("packets received on {queue} are steered to the isolated CPUs (RPS)"),
                 "irq.rps",
+            );
+        }
+        if let Fact::Known(mask) = &self.model.knobs.rps_default_mask {
+            self.mask_file(
+                "/proc/sys/net/core/rps_default_mask",
+                Some(mask),
+                "network devices created from now on would steer packets to the isolated CPUs \
+                 (RPS)"
+                    .into(),
+                "irq.rps_default_mask",
             );
         }
     }

@@ -58,6 +58,14 @@ impl Ctx<'_> {
             ),
         ];
         let missing = self.target().difference(&iso);
+        // An apply in place for these CPUs moved every task off them: measured as quiet as
+        // isolcpus=domain at boot (docs/apply.md), for the tasks there now.
+        let applied = self
+            .m
+            .applied
+            .as_ref()
+            .and_then(|h| CpuSet::parse_list(&h.cpus).ok())
+            .unwrap_or_default();
         if missing.is_empty() {
             self.finding(
                 Severity::Ok,
@@ -65,8 +73,55 @@ impl Ctx<'_> {
                 e,
                 None,
             )
+        } else if missing.is_subset(&applied) && missing.is_subset(&self.m.nohz_full()) {
+            let mut e = e;
+            e.push(ev(
+                format!("{}/journal", crate::apply::DEFAULT_STATE_DIR),
+                format!("isol apply in place for CPUs {}", cpus(&applied)),
+            ));
+            self.finding(
+                Severity::Warn,
+                format!(
+                    "{} in scheduler load balancing, but `isol apply` moved every task off \
+                     them, measured as quiet as isolcpus=domain (docs/apply.md); a task started \
+                     later with an affinity that includes them can still be placed there",
+                    are(&missing)
+                ),
+                e,
+                fix(
+                    FixKind::Boot,
+                    format!(
+                        "isolcpus=nohz,domain,managed_irq,{} (or at runtime, a cgroup v2 cpuset \
+                         partition of type isolated)",
+                        self.target()
+                    ),
+                ),
+            )
         } else {
-            self.finding(Severity::Fail, format!("{} in scheduler load balancing: other tasks get moved onto them", are(&missing)), e,
+            // An isolated partition the kernel turned invalid (a hotplug, a sibling's edit)
+            // no longer isolates: its CPUs went back to the parent's load balancing.
+            let invalid: Vec<String> = self
+                .m
+                .cpusets
+                .iter()
+                .filter(|c| c.cpus.as_ref().is_some_and(|s| s.intersects(&missing)))
+                .filter_map(|c| {
+                    let p = c.partition.as_deref()?;
+                    p.starts_with("isolated invalid")
+                        .then(|| format!("{} reads {p:?}", c.path))
+                })
+                .collect();
+            let mut e = e;
+            let why = if invalid.is_empty() {
+                String::new()
+            } else {
+                e.push(ev("cpuset.cpus.partition", invalid.join("; ")));
+                format!(
+                    "; the isolated partition meant for them turned invalid: {}",
+                    invalid.join("; ")
+                )
+            };
+            self.finding(Severity::Fail, format!("{} in scheduler load balancing: other tasks get moved onto them{why}", are(&missing)), e,
                 fix(FixKind::Boot, format!("isolcpus=nohz,domain,managed_irq,{} (or at runtime, a cgroup v2 cpuset partition of type isolated)", self.target())))
         }
     }
@@ -253,6 +308,90 @@ impl Ctx<'_> {
                 vec![e],
                 fix(FixKind::Boot, "rcupdate.rcu_normal_after_boot=1"),
             )
+        }
+    }
+}
+
+impl Ctx<'_> {
+    /// `rcu_nocb_poll`: without it, a nohz_full CPU that queues an RCU callback (in a
+    /// system call, say) wakes its `rcuog` kthread; with it, the kthreads poll instead.
+    pub(super) fn rcu_nocb_poll(&self) -> Finding {
+        let Some(cmd) = self.m.cmdline.as_ref() else {
+            return self.unknown("rcu_nocb_poll", &self.m.cmdline);
+        };
+        let e = vec![ev(
+            "/proc/cmdline",
+            if cmd.rcu_nocb_poll {
+                "rcu_nocb_poll"
+            } else {
+                "no rcu_nocb_poll"
+            },
+        )];
+        if cmd.rcu_nocb_poll {
+            self.finding(
+                Severity::Ok,
+                "offloaded CPUs leave their RCU callbacks to polling kthreads (rcu_nocb_poll)",
+                e,
+                None,
+            )
+        } else {
+            self.finding(
+                Severity::Warn,
+                format!(
+                    "{} {} rcuog kthread each time {} an RCU callback (a system call that \
+                     frees memory can); rcu_nocb_poll makes the kthreads poll instead, at some \
+                     energy cost on the housekeeping CPUs",
+                    self.target().named(),
+                    if self.target().len() == 1 {
+                        "wakes its"
+                    } else {
+                        "wake their"
+                    },
+                    if self.target().len() == 1 {
+                        "it queues"
+                    } else {
+                        "they queue"
+                    },
+                ),
+                e,
+                fix(FixKind::Boot, "rcu_nocb_poll"),
+            )
+        }
+    }
+
+    /// `rcutree.nohz_full_patience_delay` (6.10 and later): how long RCU waits for a
+    /// nohz_full CPU that entered the kernel before disturbing it for a quiescent state.
+    pub(super) fn rcu_patience(&self) -> Finding {
+        let fact = &self.m.knobs.rcu_patience_ms;
+        let path = crate::kernel::knobs::RCU_PATIENCE;
+        match fact {
+            Fact::Unknown {
+                why: Unknown::Absent,
+                ..
+            } => self.finding(
+                Severity::Ok,
+                "this kernel has no rcutree.nohz_full_patience_delay (before 6.10): RCU asks a \
+                 nohz_full CPU in the kernel for a quiescent state as other CPUs",
+                vec![ev(path, "absent")],
+                None,
+            ),
+            Fact::Unknown { .. } => self.unknown("rcutree.nohz_full_patience_delay", fact),
+            Fact::Known(ms) if *ms >= 1000 => self.finding(
+                Severity::Ok,
+                format!("RCU leaves a nohz_full CPU in the kernel alone for {ms} ms"),
+                vec![ev(path, ms.to_string())],
+                None,
+            ),
+            Fact::Known(ms) => self.finding(
+                Severity::Warn,
+                format!(
+                    "RCU disturbs a nohz_full CPU that entered the kernel after {ms} ms \
+                     (rcutree.nohz_full_patience_delay): an IPI or an rcuc wake-up where a \
+                     short system call would have ended on its own"
+                ),
+                vec![ev(path, ms.to_string())],
+                fix(FixKind::Boot, "rcutree.nohz_full_patience_delay=1000"),
+            ),
         }
     }
 }

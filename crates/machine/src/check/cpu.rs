@@ -246,3 +246,87 @@ impl Ctx<'_> {
         }
     }
 }
+
+impl Ctx<'_> {
+    /// Energy-performance hints that let a busy CPU's frequency dip: the energy-performance
+    /// bias of each target CPU, `intel_pstate`'s floor, and `intel_pstate=` at boot.
+    pub(super) fn energy_perf(&self) -> Finding {
+        let p = &self.m.knobs.power;
+        let mut e = Vec::new();
+        let mut wrong = Vec::new();
+        for cpu in self.target().iter() {
+            let path = format!("/sys/devices/system/cpu/cpu{cpu}/power/energy_perf_bias");
+            if let Some(Fact::Known(v)) = p.epb.get(&cpu) {
+                e.push(ev(&path, v.to_string()));
+                if *v > 0 {
+                    wrong.push(format!(
+                        "CPU {cpu}'s energy-performance bias is {v} (0 is performance)"
+                    ));
+                }
+            }
+        }
+        let pstate = "/sys/devices/system/cpu/intel_pstate";
+        if let Fact::Known(status) = &p.pstate_status {
+            e.push(ev(format!("{pstate}/status"), status.clone()));
+            if status == "active" {
+                if let Fact::Known(min) = &p.min_perf_pct {
+                    e.push(ev(format!("{pstate}/min_perf_pct"), min.to_string()));
+                    if *min < 100 {
+                        wrong.push(format!(
+                            "intel_pstate lets the frequency fall to {min}% (min_perf_pct)"
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(cmd) = self.m.cmdline.as_ref() {
+            e.push(ev(
+                "/proc/cmdline",
+                cmd.intel_pstate
+                    .as_ref()
+                    .map_or("no intel_pstate=".into(), |v| format!("intel_pstate={v}")),
+            ));
+        }
+        let any_epb = self
+            .target()
+            .iter()
+            .any(|c| matches!(p.epb.get(&c), Some(Fact::Known(_))));
+        if !any_epb && !matches!(p.pstate_status, Fact::Known(_)) {
+            e.push(ev(
+                format!("{pstate}/status"),
+                p.pstate_status.why_unknown().unwrap_or_default(),
+            ));
+            return self.finding(
+                Severity::Ok,
+                "no energy-performance bias or intel_pstate here (a virtual machine, or \
+                 another driver: cpu.governor judges it)",
+                e,
+                None,
+            );
+        }
+        if wrong.is_empty() {
+            self.finding(
+                Severity::Ok,
+                "the target's energy-performance hints favour performance",
+                e,
+                None,
+            )
+        } else {
+            let t = self.target();
+            self.finding(
+                Severity::Warn,
+                format!("{}: the frequency of a busy CPU can dip", wrong.join("; ")),
+                e,
+                fix(
+                    FixKind::Runtime,
+                    format!(
+                        "for c in {}: echo 0 > /sys/devices/system/cpu/cpu$c/power/energy_perf_bias; \
+                         echo 100 > {pstate}/min_perf_pct (or boot with intel_pstate=disable, as \
+                         tuned's cpu-partitioning does)",
+                        t.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ")
+                    ),
+                ),
+            )
+        }
+    }
+}

@@ -247,3 +247,55 @@ impl Ctx<'_> {
         }
     }
 }
+
+impl Ctx<'_> {
+    /// `net.core.rps_default_mask`: the RPS mask of every network device created later
+    /// (a container's veth, a VF).
+    pub(super) fn rps_default_mask(&self) -> Finding {
+        let path = "/proc/sys/net/core/rps_default_mask";
+        let mask = match &self.m.knobs.rps_default_mask {
+            Fact::Known(m) => m,
+            f if f.is_absent() => {
+                return self.finding(
+                    Severity::Ok,
+                    "this kernel has no net.core.rps_default_mask (before 6.2): new devices \
+                     start without RPS",
+                    vec![ev(path, "absent")],
+                    None,
+                )
+            }
+            f => return self.unknown("net.core.rps_default_mask", f),
+        };
+        let e = vec![ev(path, cpus(mask))];
+        let on = mask.intersection(self.target());
+        if on.is_empty() {
+            self.finding(
+                Severity::Ok,
+                if mask.is_empty() {
+                    "network devices created from now on start without RPS".to_string()
+                } else {
+                    format!("network devices created from now on steer packets to {mask} only")
+                },
+                e,
+                None,
+            )
+        } else {
+            self.finding(
+                Severity::Warn,
+                format!(
+                    "every network device created from now on (a container's veth, say) \
+                     steers received packets to {} (RPS): NET_RX softirqs and IPIs there",
+                    on.named()
+                ),
+                e,
+                fix(
+                    FixKind::Runtime,
+                    format!(
+                        "sysctl net.core.rps_default_mask={}",
+                        self.housekeeping_mask()
+                    ),
+                ),
+            )
+        }
+    }
+}

@@ -259,6 +259,16 @@ pub(crate) const CHECKS: &[Check] = &[
         run: |c| c.rcu_normal(),
     },
     Check {
+        id: "boot.rcu_nocb_poll",
+        area: Area::Boot,
+        run: |c| c.rcu_nocb_poll(),
+    },
+    Check {
+        id: "boot.rcu_patience",
+        area: Area::Boot,
+        run: |c| c.rcu_patience(),
+    },
+    Check {
         id: "cpu.online",
         area: Area::Cpu,
         run: |c| c.online(),
@@ -294,6 +304,11 @@ pub(crate) const CHECKS: &[Check] = &[
         run: |c| c.clocksource(),
     },
     Check {
+        id: "cpu.energy_perf",
+        area: Area::Cpu,
+        run: |c| c.energy_perf(),
+    },
+    Check {
         id: "irq.affinity",
         area: Area::Irq,
         run: |c| c.irq_affinity(false),
@@ -319,6 +334,11 @@ pub(crate) const CHECKS: &[Check] = &[
         run: |c| c.rps(),
     },
     Check {
+        id: "irq.rps_default_mask",
+        area: Area::Irq,
+        run: |c| c.rps_default_mask(),
+    },
+    Check {
         id: "irq.irqbalance",
         area: Area::Irq,
         run: |c| c.irqbalance(),
@@ -329,9 +349,24 @@ pub(crate) const CHECKS: &[Check] = &[
         run: |c| c.kthreads(),
     },
     Check {
+        id: "tasks.bound_kthreads",
+        area: Area::Tasks,
+        run: |c| c.bound_kthreads(),
+    },
+    Check {
+        id: "tasks.kthread_prio",
+        area: Area::Tasks,
+        run: |c| c.kthread_prio(),
+    },
+    Check {
         id: "tasks.user",
         area: Area::Tasks,
         run: |c| c.user_tasks(),
+    },
+    Check {
+        id: "tasks.init_affinity",
+        area: Area::Tasks,
+        run: |c| c.init_affinity(),
     },
     Check {
         id: "tasks.shared",
@@ -407,6 +442,11 @@ pub(crate) const CHECKS: &[Check] = &[
         id: "services.mce_poll",
         area: Area::Services,
         run: |c| c.mce_poll(),
+    },
+    Check {
+        id: "services.kvm",
+        area: Area::Services,
+        run: |c| c.kvm(),
     },
     Check {
         id: "services.tracing",

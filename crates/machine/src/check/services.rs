@@ -289,6 +289,14 @@ impl Ctx<'_> {
         let e = vec![ev("/sys/kernel/mm/ksm/run", run.clone())];
         if run == "0" {
             self.finding(Severity::Ok, "KSM page merging is off", e, None)
+        } else if run == "2" {
+            // 2: stopped, and every merged page unmerged: ksmd scans nothing.
+            self.finding(
+                Severity::Ok,
+                "KSM is stopped and its pages unmerged (run=2)",
+                e,
+                None,
+            )
         } else {
             self.finding(
                 Severity::Warn,
@@ -323,7 +331,10 @@ impl Ctx<'_> {
             Some(false) => self.finding(Severity::Ok, "no machine-check poll timer runs", e, None),
             Some(true) => self.finding(Severity::Warn,
                 "the machine-check poll timer fires on every CPU (every check_interval seconds) and keeps the tick device armed", e,
-                fix(FixKind::Boot, "mce=ignore_ce (corrected memory errors are then not logged)")),
+                fix(FixKind::Runtime, format!(
+                    "isol apply --cpus {} (writes 0 to check_interval, one value for every CPU: the poll stops; isol restore puts it back), or at boot mce=ignore_ce (corrected memory errors are then not logged)",
+                    self.target()
+                ))),
             None if mce.check_interval.as_ref().is_some() => {
                 self.unknown("machine-check polling", &mce.ignore_ce)
             }
@@ -408,6 +419,80 @@ impl Ctx<'_> {
                 ),
                 e,
                 fix(FixKind::Runtime, "isol restore"),
+            )
+        }
+    }
+}
+
+impl Ctx<'_> {
+    /// KVM's host options that put work on the CPUs while guests run.
+    pub(super) fn kvm(&self) -> Finding {
+        let kvm = &self.m.knobs.kvm;
+        let dir = "/sys/module/kvm/parameters";
+        if kvm.kvmclock_periodic_sync.is_absent() && kvm.nx_huge_pages.is_absent() {
+            return self.finding(
+                Severity::Ok,
+                "KVM is not loaded",
+                vec![ev(dir, "absent")],
+                None,
+            );
+        }
+        let show = |f: Option<String>, why: Option<String>| f.or(why).unwrap_or_default();
+        let e = vec![
+            ev(
+                format!("{dir}/kvmclock_periodic_sync"),
+                show(
+                    kvm.kvmclock_periodic_sync
+                        .as_ref()
+                        .map(|v| if *v { "Y" } else { "N" }.to_string()),
+                    kvm.kvmclock_periodic_sync.why_unknown(),
+                ),
+            ),
+            ev(
+                format!("{dir}/nx_huge_pages"),
+                show(
+                    kvm.nx_huge_pages.as_ref().cloned(),
+                    kvm.nx_huge_pages.why_unknown(),
+                ),
+            ),
+        ];
+        let mut ticking = Vec::new();
+        if kvm.kvmclock_periodic_sync.as_ref() == Some(&true) {
+            ticking.push("kvmclock_periodic_sync (a work item per VM every 300 s)");
+        }
+        if kvm
+            .nx_huge_pages
+            .as_ref()
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "y" | "force"))
+        {
+            ticking.push(
+                "nx_huge_pages (huge pages split for the iTLB multihit mitigation, and a \
+                 recovery thread per VM that wakes to put them back)",
+            );
+        }
+        if ticking.is_empty() {
+            self.finding(
+                Severity::Ok,
+                "KVM's periodic clock sync and NX huge page recovery are off",
+                e,
+                None,
+            )
+        } else {
+            self.finding(
+                Severity::Warn,
+                format!(
+                    "KVM is loaded with {}: work for the host's CPUs while guests run",
+                    ticking.join(" and ")
+                ),
+                e,
+                fix(
+                    FixKind::Boot,
+                    "options kvm kvmclock_periodic_sync=0 nx_huge_pages=0 in \
+                     /etc/modprobe.d/ (reload kvm), or kvm.kvmclock_periodic_sync=0 \
+                     kvm.nx_huge_pages=off on the kernel command line (nx_huge_pages=off \
+                     drops the iTLB multihit mitigation: only on CPUs not affected, or for \
+                     trusted guests)",
+                ),
             )
         }
     }

@@ -291,3 +291,199 @@ impl Ctx<'_> {
         }
     }
 }
+
+/// Per-CPU kernel threads that do work for their CPU when it enters the kernel: starved by
+/// a real-time loop above them, their work waits, then comes in a burst.
+const PER_CPU_WORKERS: [&str; 3] = ["ksoftirqd/", "rcuc/", "ktimers/"];
+
+/// The per-CPU kernel threads every kernel binds to each CPU (`cpuhp`, `migration`, ...),
+/// the workers above, bound kworkers and IRQ threads (the `irq.*` checks judge those).
+const ORDINARY_BOUND: [&str; 10] = [
+    "cpuhp/",
+    "migration/",
+    "ksoftirqd/",
+    "rcuc/",
+    "ktimers/",
+    "kworker/",
+    "irq/",
+    "idle_inject/",
+    "watchdog/",
+    "posixcputmr/",
+];
+
+impl Ctx<'_> {
+    /// The priorities of `ksoftirqd/N`, `rcuc/N` and `ktimers/N` on the target: a
+    /// SCHED_OTHER one is starved by any SCHED_FIFO workload there.
+    pub(super) fn kthread_prio(&self) -> Finding {
+        let Some(threads) = self.m.threads.as_ref() else {
+            return self.unknown("per-CPU kernel thread priorities", &self.m.threads);
+        };
+        let workers: Vec<&isol_model::kernel::ThreadInfo> = threads
+            .iter()
+            .filter(|t| t.kernel_thread && t.allowed.len() == 1)
+            .filter(|t| t.allowed.is_subset(self.target()))
+            .filter(|t| PER_CPU_WORKERS.iter().any(|p| t.comm.starts_with(p)))
+            .collect();
+        let show = |t: &&isol_model::kernel::ThreadInfo| {
+            format!("{}/{} {:?} {}", t.comm, t.tid, t.policy, t.rt_priority)
+        };
+        let mut e = vec![ev(
+            "/proc/*/stat",
+            if workers.is_empty() {
+                "no ksoftirqd, rcuc or ktimers thread bound to the target".to_string()
+            } else {
+                some_of(&workers.iter().map(show).collect::<Vec<_>>(), 6)
+            },
+        )];
+        if let Fact::Known(p) = &self.m.knobs.rcu_kthread_prio {
+            e.push(ev(
+                isol_model::kernel::knobs::RCU_KTHREAD_PRIO,
+                p.to_string(),
+            ));
+        }
+        let fair: Vec<String> = workers
+            .iter()
+            .filter(|t| !t.policy.is_realtime())
+            .map(|t| format!("{}/{}", t.comm, t.tid))
+            .collect();
+        if fair.is_empty() {
+            self.finding(
+                Severity::Ok,
+                if workers.is_empty() {
+                    "no per-CPU softirq, RCU or timer thread is bound to the target".to_string()
+                } else {
+                    format!(
+                        "the target's softirq, RCU and timer threads run real-time ({})",
+                        some_of(&workers.iter().map(show).collect::<Vec<_>>(), 4)
+                    )
+                },
+                e,
+                None,
+            )
+        } else {
+            self.finding(
+                Severity::Warn,
+                format!(
+                    "{} {} SCHED_OTHER: a SCHED_FIFO workload on the CPU starves {}, so the \
+                     softirqs and RCU work {} wait, then come in a burst (and RCU may report a \
+                     stall)",
+                    some_of(&fair, 4),
+                    if fair.len() == 1 { "runs" } else { "run" },
+                    if fair.len() == 1 { "it" } else { "them" },
+                    if fair.len() == 1 {
+                        "it carries"
+                    } else {
+                        "they carry"
+                    },
+                ),
+                e,
+                fix(
+                    FixKind::Runtime,
+                    "chrt -f -p 11 PID for each, above the workload's priority (tuned and the \
+                     OpenShift node tuning operator use 11); at boot, rcutree.kthread_prio=11 \
+                     for rcuc",
+                ),
+            )
+        }
+    }
+
+    /// PID 1's own CPUs: every service systemd starts later inherits them.
+    pub(super) fn init_affinity(&self) -> Finding {
+        let Some(threads) = self.m.threads.as_ref() else {
+            return self.unknown("PID 1's CPUs", &self.m.threads);
+        };
+        let Some(init) = threads.iter().find(|t| t.tid == 1) else {
+            return self.finding(
+                Severity::Unknown,
+                "PID 1 is not visible from here (a PID namespace of its own)",
+                vec![ev("/proc/1/status", "absent")],
+                fix(FixKind::Runtime, "run isol in the host's PID namespace"),
+            );
+        };
+        let e = vec![ev(
+            "/proc/1/status",
+            format!("{} Cpus_allowed_list {}", init.comm, cpus(&init.allowed)),
+        )];
+        let on = init.allowed.intersection(self.target());
+        if on.is_empty() {
+            self.finding(
+                Severity::Ok,
+                format!(
+                    "PID 1 ({}) runs on {} only: what it starts later does too",
+                    init.comm,
+                    cpus(&init.allowed)
+                ),
+                e,
+                None,
+            )
+        } else {
+            self.finding(
+                Severity::Warn,
+                format!(
+                    "PID 1 ({}) may run on {}: every service it starts later inherits that and \
+                     can land on the target",
+                    init.comm,
+                    on.named()
+                ),
+                e,
+                fix(
+                    FixKind::Runtime,
+                    format!(
+                        "isol apply --cpus {} narrows it now; to last, CPUAffinity={} in \
+                         /etc/systemd/system.conf (or systemd.cpu_affinity={} on the kernel \
+                         command line)",
+                        self.target(),
+                        self.hk(),
+                        self.hk()
+                    ),
+                ),
+            )
+        }
+    }
+
+    /// Kernel threads bound to a target CPU that are not the ones every kernel has there:
+    /// a driver's or a subsystem's per-CPU work.
+    pub(super) fn bound_kthreads(&self) -> Finding {
+        let Some(threads) = self.m.threads.as_ref() else {
+            return self.unknown("bound kernel threads", &self.m.threads);
+        };
+        let unusual: Vec<String> = threads
+            .iter()
+            .filter(|t| t.kernel_thread && !t.affinity_settable)
+            .filter(|t| !t.allowed.is_empty() && t.allowed.is_subset(self.target()))
+            .filter(|t| !ORDINARY_BOUND.iter().any(|p| t.comm.starts_with(p)))
+            .map(|t| format!("{}/{} on {}", t.comm, t.tid, cpus(&t.allowed)))
+            .collect();
+        let e = vec![ev(
+            "/proc/*/task/*/status",
+            format!(
+                "{} kernel threads bound to the target besides cpuhp, migration, ksoftirqd, \
+                 rcuc, ktimers, kworker, irq, idle_inject",
+                unusual.len()
+            ),
+        )];
+        if unusual.is_empty() {
+            self.finding(
+                Severity::Ok,
+                "no kernel thread but the usual ones is bound to the target",
+                e,
+                None,
+            )
+        } else {
+            self.finding(
+                Severity::Warn,
+                format!(
+                    "kernel threads of a driver or subsystem are bound to the target: {}; each \
+                     runs there when its work comes",
+                    some_of(&unusual, 4)
+                ),
+                e,
+                fix(
+                    FixKind::Runtime,
+                    "find what creates them (the driver or subsystem in the name) and keep its \
+                     work off the target, or unload it; `isol watch` names them when they run",
+                ),
+            )
+        }
+    }
+}

@@ -13,6 +13,7 @@ pub mod config;
 pub mod cpu;
 pub mod interrupts;
 mod irqbalance;
+pub mod knobs;
 pub mod kubelet;
 pub mod place;
 pub mod sched_debug;
@@ -409,6 +410,9 @@ pub struct KernelModel {
     pub rps: Fact<BTreeMap<String, CpuSet>>,
     /// `rcupdate.rcu_normal_after_boot` as the running kernel has it.
     pub rcu_normal_after_boot: Fact<bool>,
+    /// Module parameters and power hints: RCU's patience and kthread priority, KVM,
+    /// the RPS default mask, EPB and `intel_pstate`.
+    pub knobs: knobs::Knobs,
     /// The irqbalance daemon, when it runs.
     pub irqbalance: Option<IrqBalance>,
     /// What kubelet hands out on this node (its CPU manager, its reserved CPUs).
@@ -500,6 +504,7 @@ impl KernelModel {
                 "/sys/module/rcupdate/parameters/rcu_normal_after_boot",
                 yes_no,
             ),
+            knobs: knobs::Knobs::load(root, cpus.online.as_ref()),
             cgroup_mounts,
             cpusets,
             sysctls: Sysctls::load(root),
