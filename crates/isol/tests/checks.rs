@@ -1040,3 +1040,32 @@ fn ksm_stopped_and_unmerged_is_ok() {
         assert_eq!(f.severity == Severity::Ok, ok, "run={run}: {f:?}");
     }
 }
+
+/// A timer-wheel timer is not listed in /proc/timer_list, but a CPU whose tick is stopped
+/// shows when its next timer is due: later than now with no hrtimer then, it is a wheel
+/// timer, and the fix names `--cycle-offline`.
+#[test]
+fn a_timer_wheel_timer_is_seen_from_the_next_timer() {
+    let text = std::fs::read_to_string(fixtures().join(LAB).join("proc/timer_list")).unwrap();
+    let cpu1 = text.find("cpu: 1\n").unwrap();
+    let (head, tail) = text.split_at(cpu1);
+    // "now at 3329795663 nsecs": a wheel timer 5 s later.
+    let tail = tail.replacen(
+        ".next_timer     : 9223372036854775807",
+        ".next_timer     : 8329795663",
+        1,
+    );
+    let f = finding_with(
+        LAB,
+        &[("/proc/timer_list".into(), format!("{head}{tail}"))],
+        "timers.armed",
+    );
+    assert_eq!(f.severity, Severity::Warn, "{f:?}");
+    assert!(
+        f.summary
+            .contains("cpu1 a timer-wheel timer in 5.0 s (.next_timer)"),
+        "{}",
+        f.summary
+    );
+    assert!(f.fix.unwrap().text.contains("--cycle-offline"));
+}

@@ -11,6 +11,7 @@ impl Ctx<'_> {
             "tick_handle_periodic",
         ];
         let mut hits = Vec::new();
+        let mut wheel = Vec::new();
         for cpu in self.target().iter() {
             if let Some(c) = tl.cpus.get(&cpu) {
                 for t in c
@@ -20,8 +21,23 @@ impl Ctx<'_> {
                 {
                     hits.push(format!("cpu{cpu} {}", t.function));
                 }
+                // Timer-wheel timers are not listed. A CPU whose tick is stopped keeps the
+                // time of its next timer in `.next_timer`: later than now, and no hrtimer
+                // expires then, it is a wheel timer's (a stranded one, often).
+                let (Some(true), Some(next), Some(now)) = (c.tick_stopped, c.next_timer, tl.now_ns)
+                else {
+                    continue;
+                };
+                let hrtimer = c.timers.iter().any(|t| t.expires_ns == Some(next));
+                if next != crate::kernel::timer_list::KTIME_MAX && next > now && !hrtimer {
+                    wheel.push(format!(
+                        "cpu{cpu} a timer-wheel timer in {:.1} s (.next_timer)",
+                        (next - now) as f64 / 1e9
+                    ));
+                }
             }
         }
+        hits.extend(wheel.iter().cloned());
         let e = vec![ev(
             "/proc/timer_list",
             if hits.is_empty() {
@@ -33,13 +49,28 @@ impl Ctx<'_> {
         if hits.is_empty() {
             self.finding(
                 Severity::Ok,
-                "no hrtimer other than the tick is armed on the target CPUs",
+                "no timer other than the tick is armed on the target CPUs",
                 e,
                 None,
             )
         } else {
-            self.finding(Severity::Warn, format!("hrtimers armed on the target will interrupt it: {}", some_of(&hits, 5)), e,
-                fix(FixKind::Runtime, "move the tasks that own them (hrtimer_wakeup: sleeping tasks) and set kernel.watchdog_cpumask; the dl_server timer needs a quiet CPU"))
+            let stranded = if wheel.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; timer-wheel timers are not listed by the kernel: `isol apply --cpus {} \
+                     --cycle-offline` takes the CPUs offline and back once, which moves the timers \
+                     stranded there",
+                    self.target()
+                )
+            };
+            let what = if hits.len() == wheel.len() {
+                "timers"
+            } else {
+                "hrtimers"
+            };
+            self.finding(Severity::Warn, format!("{what} armed on the target will interrupt it: {}", some_of(&hits, 5)), e,
+                fix(FixKind::Runtime, format!("move the tasks that own them (hrtimer_wakeup: sleeping tasks) and set kernel.watchdog_cpumask; the dl_server timer needs a quiet CPU{stranded}")))
         }
     }
 
