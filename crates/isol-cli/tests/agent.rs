@@ -212,8 +212,9 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The status line, then the body.
 fn scrape(port: u16) -> Option<String> {
-    http_get(port, "/metrics").map(|(_, body)| body)
+    http_get(port, "/metrics").map(|(status, body)| format!("{status}\n{body}"))
 }
 
 /// The agent as deployed: its metrics answer on the address given, count the CPU's

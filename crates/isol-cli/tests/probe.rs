@@ -183,10 +183,16 @@ fn watch_serves_the_probe_with_readiness() {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let _ = child.kill();
+    // SIGTERM: the watch ends cleanly, its tracing instance removed.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("probed in "), "{err}");
+    let t = isol::tracefs::Tracefs::locate(&isol::SysRoot::live()).unwrap();
+    assert_eq!(t.stale_instances(), Vec::<String>::new());
     for id in ["probe.fifo", "probe.other"] {
         let series = format!("isol_check_severity{{check=\"{id}\",area=\"probe\"}} ");
         let line = body.lines().find(|l| l.starts_with(&series));

@@ -3,39 +3,14 @@
 use std::io::IsTerminal;
 
 use isol::kernel::KernelModel;
-use isol::watch::WatchOptions;
 use isol::SysRoot;
 
 use crate::Failure;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// CPUs to watch (`1,3-5`). Default: the nohz_full CPUs, else the isolated CPUs, else
-    /// a suggestion as `isol check` makes it.
-    #[arg(long, value_name = "LIST")]
-    cpus: Option<String>,
-
-    /// Instead of --cpus: the CPUs kubelet's CPU manager gave a pod or one of its
-    /// containers.
-    #[arg(long, value_name = "NS/NAME[/CONTAINER]", conflicts_with = "cpus")]
-    pod: Option<String>,
-
-    /// Task ids that belong on the watched CPUs: their running is not an interruption.
-    #[arg(long = "pid", value_name = "PID")]
-    pids: Vec<i32>,
-
-    /// Leave the events on at the end, in the instance `isol-armed`, as `isol watch
-    /// --keep-armed` does.
-    #[arg(long)]
-    keep_armed: bool,
-
-    /// Per-CPU trace buffer size in KiB (the kernel's default when not given).
-    #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(4..))]
-    buffer_kb: Option<u32>,
-
-    /// Do not trace system calls on the watched CPUs.
-    #[arg(long)]
-    no_syscalls: bool,
+    #[command(flatten)]
+    scope: super::watch::Scope,
 }
 
 pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
@@ -58,19 +33,7 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         ));
     }
     let model = KernelModel::load(root);
-    let target = super::watch::prepare(
-        root,
-        &model,
-        args.cpus.as_deref(),
-        args.pod.as_deref(),
-        &args.pids,
-    )?;
-    let mut opts = WatchOptions::new(target.cpus.clone());
-    opts.keep_armed = args.keep_armed;
-    opts.syscalls = !args.no_syscalls;
-    opts.residents = args.pids.clone();
-    opts.pinned_residents = args.pids.is_empty();
-    opts.buffer_kb = args.buffer_kb;
+    let (_target, opts) = args.scope.prepare(root, &model)?;
     let mut watch = super::watch::start(root, opts)?;
     let cost = watch.start_cost();
     let list = |c: isol::CpuSet| {

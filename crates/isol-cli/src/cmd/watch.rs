@@ -23,15 +23,8 @@ const POLL: Duration = Duration::from_millis(100);
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// CPUs to watch (`1,3-5`). Default: the nohz_full CPUs, else the isolated CPUs, else
-    /// a suggestion as `isol check` makes it.
-    #[arg(long, value_name = "LIST")]
-    cpus: Option<String>,
-
-    /// Instead of --cpus: the CPUs kubelet's CPU manager gave a pod (all its containers')
-    /// or one of its containers, named as on this node's kubelet.
-    #[arg(long, value_name = "NS/NAME[/CONTAINER]", conflicts_with = "cpus")]
-    pod: Option<String>,
+    #[command(flatten)]
+    scope: Scope,
 
     /// Stop after this long (`10s`, `500ms`, `2m`; a bare number is seconds). Default:
     /// until Ctrl-C.
@@ -72,36 +65,16 @@ pub struct Args {
     record: Option<PathBuf>,
 
     /// Decode a recording made with --record instead of tracing the live kernel.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["record", "metrics", "duration", "stack", "pod"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["record", "metrics", "duration", "stack", "pod", "keep_armed"])]
     replay: Option<PathBuf>,
 
     /// Remove tracing instances left behind by isol runs that were killed, then exit.
     #[arg(long)]
     cleanup: bool,
 
-    /// Leave the events on when this watch ends (recording off), in the instance
-    /// `isol-armed`, so the next watches (and `isol noise`, `isol run --watch`, libisol)
-    /// start and stop without patching kernel code, which interrupts every CPU. Each traced
-    /// event then costs a few hundred nanoseconds on the CPU where it fires.
-    #[arg(long, conflicts_with = "replay")]
-    keep_armed: bool,
-
     /// Remove the instance `--keep-armed` left (switching its events off), then exit.
     #[arg(long, conflicts_with_all = ["replay", "keep_armed", "cleanup"])]
     disarm: bool,
-
-    /// Task ids that belong on the watched CPUs: their running is not an interruption.
-    #[arg(long = "pid", value_name = "PID")]
-    pids: Vec<i32>,
-
-    /// Per-CPU trace buffer size in KiB (the kernel's default when not given). Raise it if
-    /// the summary reports lost events.
-    #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(4..))]
-    buffer_kb: Option<u32>,
-
-    /// Do not trace system calls on the watched CPUs.
-    #[arg(long)]
-    no_syscalls: bool,
 
     /// Show nested interruptions (a softirq inside a task's slice ...) as their own lines.
     #[arg(long)]
@@ -133,22 +106,9 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
         ));
     }
     let model = KernelModel::load(root);
-    let target = prepare(
-        root,
-        &model,
-        args.cpus.as_deref(),
-        args.pod.as_deref(),
-        &args.pids,
-    )?;
-    let mut opts = WatchOptions::new(target.cpus.clone());
+    let (target, mut opts) = args.scope.prepare(root, &model)?;
     opts.stack = args.stack;
-    opts.keep_armed = args.keep_armed;
-    opts.syscalls = !args.no_syscalls;
-    opts.residents = args.pids.clone();
-    // Named tasks are the workload; without them, a task that arrives pinned is.
-    opts.pinned_residents = args.pids.is_empty();
     opts.record = args.record.clone();
-    opts.buffer_kb = args.buffer_kb;
     // The probe's threads run on the watched CPUs: before the watch, not under it.
     let probed = if args.probe {
         let t = isol::check::Target::choose(&model, Some(&target.cpus))
@@ -210,9 +170,70 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// What every live watch does first (watch, top): check the `--pid`s, choose the CPUs, and
-/// move the calling thread (and every thread it will spawn) to housekeeping CPUs.
-pub(crate) fn prepare(
+/// What to watch and how: the flags every live watch takes (`isol watch`, `isol top`).
+#[derive(clap::Args)]
+pub struct Scope {
+    /// CPUs to watch (`1,3-5`). Default: the nohz_full CPUs, else the isolated CPUs, else
+    /// a suggestion as `isol check` makes it.
+    #[arg(long, value_name = "LIST")]
+    cpus: Option<String>,
+
+    /// Instead of --cpus: the CPUs kubelet's CPU manager gave a pod (all its containers')
+    /// or one of its containers, named as on this node's kubelet.
+    #[arg(long, value_name = "NS/NAME[/CONTAINER]", conflicts_with = "cpus")]
+    pod: Option<String>,
+
+    /// Task ids that belong on the watched CPUs: their running is not an interruption.
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<i32>,
+
+    /// Leave the events on when this watch ends (recording off), in the instance
+    /// `isol-armed`, so the next watches (and `isol noise`, `isol run --watch`, libisol)
+    /// start and stop without patching kernel code, which interrupts every CPU. Each traced
+    /// event then costs a few hundred nanoseconds on the CPU where it fires.
+    #[arg(long)]
+    keep_armed: bool,
+
+    /// Per-CPU trace buffer size in KiB (the kernel's default when not given). Raise it if
+    /// events are lost.
+    #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(4..))]
+    buffer_kb: Option<u32>,
+
+    /// Do not trace system calls on the watched CPUs.
+    #[arg(long)]
+    no_syscalls: bool,
+}
+
+impl Scope {
+    /// What every live watch does first: check the `--pid`s, choose the CPUs, move the
+    /// calling thread (and every thread it will spawn) to housekeeping CPUs; and the
+    /// watch's options from the flags.
+    pub(crate) fn prepare(
+        &self,
+        root: &SysRoot,
+        model: &KernelModel,
+    ) -> Result<(isol::check::Target, WatchOptions), Failure> {
+        let target = prepare(
+            root,
+            model,
+            self.cpus.as_deref(),
+            self.pod.as_deref(),
+            &self.pids,
+        )?;
+        let mut opts = WatchOptions::new(target.cpus.clone());
+        opts.keep_armed = self.keep_armed;
+        opts.syscalls = !self.no_syscalls;
+        opts.residents = self.pids.clone();
+        // Named tasks are the workload; without them, a task that arrives pinned is.
+        opts.pinned_residents = self.pids.is_empty();
+        opts.buffer_kb = self.buffer_kb;
+        Ok((target, opts))
+    }
+}
+
+/// Check the `--pid`s, choose the CPUs, and move the calling thread (and every thread it
+/// will spawn) to housekeeping CPUs.
+fn prepare(
     root: &SysRoot,
     model: &KernelModel,
     cpus: Option<&str>,
@@ -298,7 +319,7 @@ fn disarm(root: &SysRoot) -> Result<u8, Failure> {
 }
 
 fn replay(dir: &std::path::Path, args: &Args) -> Result<u8, Failure> {
-    let cpus = match &args.cpus {
+    let cpus = match &args.scope.cpus {
         Some(t) => Some(CpuSet::parse_list(t).map_err(|e| Failure::usage(format!("--cpus: {e}")))?),
         None => None,
     };
