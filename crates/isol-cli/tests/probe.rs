@@ -156,7 +156,7 @@ fn watch_serves_the_probe_with_readiness() {
     };
     let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
     let port = 20000 + (std::process::id() % 20000) as u16;
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("isol"))
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("isol"))
         .args([
             "watch",
             "--cpus",
