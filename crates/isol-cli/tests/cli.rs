@@ -4,16 +4,7 @@ mod common;
 
 use serde_json::Value;
 
-use common::{as_nobody, fixture, isol, json};
-
-fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_else(|| panic!("no {id}"))
-}
+use common::{as_nobody, finding, fixture, isol, json};
 
 /// Whether the running kernel was built with NO_HZ_FULL, read independently of isol.
 fn host_has_nohz_full() -> Option<bool> {

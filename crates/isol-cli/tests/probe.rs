@@ -5,21 +5,10 @@
 
 mod common;
 
-use serde_json::Value;
-
-use common::{as_nobody, http_get, is_root, isol, json};
+use common::{as_nobody, finding, http_get, is_root, isol, json};
 
 /// One probe at a time: two would find each other's threads on the CPU.
 static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_else(|| panic!("no {id} in {report}"))
-}
 
 /// The last online CPU, and whether it is nohz_full, read without isol.
 fn last_cpu() -> Option<(u32, bool)> {
@@ -33,14 +22,23 @@ fn last_cpu() -> Option<(u32, bool)> {
     Some((last, nohz.contains(last)))
 }
 
-#[test]
-fn the_probe_measures_the_host_and_names_why_it_ticks() {
+/// The CPU to probe (the last online one) and whether it is nohz_full; None, said, where
+/// the probe cannot run (not root, one CPU).
+fn probe_cpu() -> Option<(u32, bool)> {
     if !is_root() {
         eprintln!("skipped: the probe needs root");
-        return;
+        return None;
     }
-    let Some((cpu, nohz_full)) = last_cpu() else {
+    let found = last_cpu();
+    if found.is_none() {
         eprintln!("skipped: one CPU only");
+    }
+    found
+}
+
+#[test]
+fn the_probe_measures_the_host_and_names_why_it_ticks() {
+    let Some((cpu, nohz_full)) = probe_cpu() else {
         return;
     };
     let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
@@ -146,12 +144,7 @@ fn a_window_out_of_range_is_a_usage_error() {
 /// and serves the probe's findings with the checks' (docs/metrics.md).
 #[test]
 fn watch_serves_the_probe_with_readiness() {
-    if !is_root() {
-        eprintln!("skipped: the probe needs root");
-        return;
-    }
-    let Some((cpu, _)) = last_cpu() else {
-        eprintln!("skipped: one CPU only");
+    let Some((cpu, _)) = probe_cpu() else {
         return;
     };
     let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());

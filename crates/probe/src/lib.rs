@@ -304,7 +304,15 @@ pub fn probe(
         if cpus.is_empty() {
             break;
         }
-        match phase(root, &topo, &cpus, policy, window, opts) {
+        let phase = Phase {
+            root,
+            topo: &topo,
+            cpus: &cpus,
+            policy,
+            window,
+            opts,
+        };
+        match phase.run() {
             Ok(r) => results.extend(r),
             Err(e) => {
                 outcome = Err(e);
@@ -373,54 +381,173 @@ fn moved(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTree
 }
 
 /// One phase: a thread with `policy` on each CPU, at once, measured until each window ends.
-fn phase(
-    root: &SysRoot,
-    topo: &Topology,
-    cpus: &[u32],
+struct Phase<'a> {
+    root: &'a SysRoot,
+    topo: &'a Topology,
+    cpus: &'a [u32],
     policy: Policy,
     window: Duration,
-    opts: &Options,
-) -> Result<Vec<CpuResult>, ProbeError> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let spinners: Vec<Arc<Spinner>> = cpus
-        .iter()
-        .map(|_| {
-            Arc::new(Spinner {
-                arrived: AtomicU64::new(0),
-                tid: AtomicU64::new(0),
-                failed: Mutex::new(None),
+    opts: &'a Options,
+}
+
+impl Phase<'_> {
+    fn run(&self) -> Result<Vec<CpuResult>, ProbeError> {
+        let Phase {
+            cpus, policy, opts, ..
+        } = *self;
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinners: Vec<Arc<Spinner>> = cpus
+            .iter()
+            .map(|_| {
+                Arc::new(Spinner {
+                    arrived: AtomicU64::new(0),
+                    tid: AtomicU64::new(0),
+                    failed: Mutex::new(None),
+                })
             })
-        })
-        .collect();
-    let mut handles = Vec::new();
-    for (&cpu, sp) in cpus.iter().zip(&spinners) {
-        let (sp, stopped, priority) = (sp.clone(), stop.clone(), opts.priority);
-        let spawned = std::thread::Builder::new()
-            .name(format!("isol-probe/{cpu}"))
-            .spawn(move || spin(cpu, policy, priority, &sp, &stopped));
-        match spawned {
-            Ok(h) => handles.push(h),
-            Err(e) => {
-                stop.store(true, Ordering::Release);
-                return Err(ProbeError::Thread {
-                    cpu,
-                    what: "be created",
-                    why: e.to_string(),
-                });
+            .collect();
+        let mut handles = Vec::new();
+        for (&cpu, sp) in cpus.iter().zip(&spinners) {
+            let (sp, stopped, priority) = (sp.clone(), stop.clone(), opts.priority);
+            let spawned = std::thread::Builder::new()
+                .name(format!("isol-probe/{cpu}"))
+                .spawn(move || spin(cpu, policy, priority, &sp, &stopped));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    stop.store(true, Ordering::Release);
+                    return Err(ProbeError::Thread {
+                        cpu,
+                        what: "be created",
+                        why: e.to_string(),
+                    });
+                }
             }
         }
-    }
-    let measured = measure(root, topo, cpus, policy, window, opts, &spinners);
-    stop.store(true, Ordering::Release);
-    for h in handles {
-        let _ = h.join();
-    }
-    for (&cpu, sp) in cpus.iter().zip(&spinners) {
-        if let Some((what, why)) = sp.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Err(ProbeError::Thread { cpu, what, why });
+        let measured = self.measure(&spinners);
+        stop.store(true, Ordering::Release);
+        for h in handles {
+            let _ = h.join();
         }
+        for (&cpu, sp) in cpus.iter().zip(&spinners) {
+            if let Some((what, why)) = sp.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(ProbeError::Thread { cpu, what, why });
+            }
+        }
+        Ok(measured)
     }
-    Ok(measured)
+
+    /// Watch every CPU of the phase from housekeeping until each window is over.
+    fn measure(&self, spinners: &[Arc<Spinner>]) -> Vec<CpuResult> {
+        let Phase {
+            root,
+            topo,
+            cpus,
+            policy,
+            window,
+            opts,
+        } = *self;
+        let settle = opts.settle.as_nanos() as u64;
+        let give_up = monotonic_ns() + (opts.settle + window).as_nanos() as u64 * 2;
+        let window = window.as_nanos() as u64;
+        let mut w: Vec<Watching> = cpus.iter().map(|_| Watching::default()).collect();
+        loop {
+            let now = monotonic_ns();
+            let failed = spinners
+                .iter()
+                .any(|s| s.failed.lock().unwrap_or_else(|p| p.into_inner()).is_some());
+            if failed || now > give_up || w.iter().all(|x| x.done.is_some()) {
+                break;
+            }
+            // The tick device of each CPU still settling.
+            let settling: Vec<usize> = (0..cpus.len())
+                .filter(|&i| {
+                    let arrived = spinners[i].arrived.load(Ordering::Acquire);
+                    arrived != 0 && w[i].base.is_none()
+                })
+                .collect();
+            if !settling.is_empty() {
+                let read_at = monotonic_ns();
+                let tl = root
+                    .read("/proc/timer_list")
+                    .ok()
+                    .and_then(|t| timer_list::parse(&t).ok());
+                let counts = columns(root, cpus);
+                for &i in &settling {
+                    let arrived = spinners[i].arrived.load(Ordering::Acquire);
+                    let quiet = tl
+                        .as_ref()
+                        .and_then(|tl| tl.tick_quiet(cpus[i]))
+                        .unwrap_or(false);
+                    if quiet && read_at >= arrived {
+                        w[i].stopped = Some(read_at - arrived);
+                    }
+                    if quiet || read_at >= arrived + settle {
+                        if let Some(c) = counts.as_ref().and_then(|c| c.get(&cpus[i])) {
+                            w[i].base = Some((monotonic_ns(), c.clone()));
+                        }
+                    }
+                }
+            }
+            // The windows under way: a count that moved, and each window's end.
+            if w.iter().any(|x| x.base.is_some() && x.done.is_none()) {
+                let at = monotonic_ns();
+                if let Some(counts) = columns(root, cpus) {
+                    for (i, x) in w.iter_mut().enumerate() {
+                        let (Some((start, base)), None) = (&x.base, &x.done) else {
+                            continue;
+                        };
+                        let now_counts = &counts[&cpus[i]];
+                        let m = moved(base, now_counts);
+                        if x.first.is_none() && !m.is_empty() {
+                            x.first = Some(at - start);
+                        }
+                        if at >= start + window {
+                            let cpu = cpus[i];
+                            let tid = spinners[i].tid.load(Ordering::Acquire) as i32;
+                            let outcome = classify(x.stopped.is_some(), &m, at - start);
+                            let starved = infer::runnable_on(root, cpu, tid, true);
+                            let keeper = if outcome == Outcome::Quiet {
+                                None
+                            } else if !topo.nohz_full.contains(cpu) {
+                                Some(Keeper {
+                                    dependency: "NOT_NOHZ_FULL".into(),
+                                    evidence: format!(
+                                        "/sys/devices/system/cpu/nohz_full = {}",
+                                        if topo.nohz_full.is_empty() {
+                                            "(null)".to_string()
+                                        } else {
+                                            topo.nohz_full.to_list()
+                                        }
+                                    ),
+                                })
+                            } else {
+                                // Asked while the thread still spins there: the same inference
+                                // `enter` makes when its wait fails.
+                                infer::tick_keeper(root, cpu, tid, true, policy == Policy::Other)
+                                    .0
+                                    .map(Keeper::from)
+                            };
+                            x.done = Some(CpuResult {
+                                cpu,
+                                policy,
+                                outcome,
+                                stopped_after_ns: x.stopped,
+                                window_ns: at - start,
+                                interrupts: m,
+                                first_after_ns: x.first,
+                                keeper,
+                                starved,
+                            });
+                        }
+                    }
+                }
+            }
+            let settling_left = (0..cpus.len()).any(|i| w[i].base.is_none());
+            std::thread::sleep(Duration::from_millis(if settling_left { 2 } else { 10 }));
+        }
+        w.into_iter().filter_map(|x| x.done).collect()
+    }
 }
 
 /// The probe thread: its policy, set while still on housekeeping, then its CPU; then it
@@ -445,118 +572,6 @@ fn spin(cpu: u32, policy: Policy, priority: i32, sp: &Spinner, stop: &AtomicBool
     while !stop.load(Ordering::Relaxed) {
         std::hint::spin_loop();
     }
-}
-
-/// Watch every CPU of a phase from housekeeping until each window is over.
-fn measure(
-    root: &SysRoot,
-    topo: &Topology,
-    cpus: &[u32],
-    policy: Policy,
-    window: Duration,
-    opts: &Options,
-    spinners: &[Arc<Spinner>],
-) -> Vec<CpuResult> {
-    let settle = opts.settle.as_nanos() as u64;
-    let give_up = monotonic_ns() + (opts.settle + window).as_nanos() as u64 * 2;
-    let window = window.as_nanos() as u64;
-    let mut w: Vec<Watching> = cpus.iter().map(|_| Watching::default()).collect();
-    loop {
-        let now = monotonic_ns();
-        let failed = spinners
-            .iter()
-            .any(|s| s.failed.lock().unwrap_or_else(|p| p.into_inner()).is_some());
-        if failed || now > give_up || w.iter().all(|x| x.done.is_some()) {
-            break;
-        }
-        // The tick device of each CPU still settling.
-        let settling: Vec<usize> = (0..cpus.len())
-            .filter(|&i| {
-                let arrived = spinners[i].arrived.load(Ordering::Acquire);
-                arrived != 0 && w[i].base.is_none()
-            })
-            .collect();
-        if !settling.is_empty() {
-            let read_at = monotonic_ns();
-            let tl = root
-                .read("/proc/timer_list")
-                .ok()
-                .and_then(|t| timer_list::parse(&t).ok());
-            let counts = columns(root, cpus);
-            for &i in &settling {
-                let arrived = spinners[i].arrived.load(Ordering::Acquire);
-                let quiet = tl
-                    .as_ref()
-                    .and_then(|tl| tl.tick_quiet(cpus[i]))
-                    .unwrap_or(false);
-                if quiet && read_at >= arrived {
-                    w[i].stopped = Some(read_at - arrived);
-                }
-                if quiet || read_at >= arrived + settle {
-                    if let Some(c) = counts.as_ref().and_then(|c| c.get(&cpus[i])) {
-                        w[i].base = Some((monotonic_ns(), c.clone()));
-                    }
-                }
-            }
-        }
-        // The windows under way: a count that moved, and each window's end.
-        if w.iter().any(|x| x.base.is_some() && x.done.is_none()) {
-            let at = monotonic_ns();
-            if let Some(counts) = columns(root, cpus) {
-                for (i, x) in w.iter_mut().enumerate() {
-                    let (Some((start, base)), None) = (&x.base, &x.done) else {
-                        continue;
-                    };
-                    let now_counts = &counts[&cpus[i]];
-                    let m = moved(base, now_counts);
-                    if x.first.is_none() && !m.is_empty() {
-                        x.first = Some(at - start);
-                    }
-                    if at >= start + window {
-                        let cpu = cpus[i];
-                        let tid = spinners[i].tid.load(Ordering::Acquire) as i32;
-                        let outcome = classify(x.stopped.is_some(), &m, at - start);
-                        let starved = infer::runnable_on(root, cpu, tid, true);
-                        let keeper = if outcome == Outcome::Quiet {
-                            None
-                        } else if !topo.nohz_full.contains(cpu) {
-                            Some(Keeper {
-                                dependency: "NOT_NOHZ_FULL".into(),
-                                evidence: format!(
-                                    "/sys/devices/system/cpu/nohz_full = {}",
-                                    if topo.nohz_full.is_empty() {
-                                        "(null)".to_string()
-                                    } else {
-                                        topo.nohz_full.to_list()
-                                    }
-                                ),
-                            })
-                        } else {
-                            // Asked while the thread still spins there: the same inference
-                            // `enter` makes when its wait fails.
-                            infer::tick_keeper(root, cpu, tid, true, policy == Policy::Other)
-                                .0
-                                .map(Keeper::from)
-                        };
-                        x.done = Some(CpuResult {
-                            cpu,
-                            policy,
-                            outcome,
-                            stopped_after_ns: x.stopped,
-                            window_ns: at - start,
-                            interrupts: m,
-                            first_after_ns: x.first,
-                            keeper,
-                            starved,
-                        });
-                    }
-                }
-            }
-        }
-        let settling_left = (0..cpus.len()).any(|i| w[i].base.is_none());
-        std::thread::sleep(Duration::from_millis(if settling_left { 2 } else { 10 }));
-    }
-    w.into_iter().filter_map(|x| x.done).collect()
 }
 
 #[cfg(test)]

@@ -122,3 +122,13 @@ pub fn http_get(port: u16, path: &str) -> Option<(String, String)> {
     let (head, body) = all.split_once("\r\n\r\n")?;
     Some((head.lines().next()?.to_string(), body.to_string()))
 }
+
+/// A check report's finding `id`.
+pub fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {report}"))
+}
