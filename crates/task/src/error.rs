@@ -140,7 +140,10 @@ impl fmt::Display for NotQuiet {
             write!(f, "; interrupted by {}", list.join(", "))?;
         }
         let fix = match self.dependency.as_deref() {
-            Some("POSIX_TIMER") => "; cancel the thread's POSIX or CPU-time timers",
+            Some("POSIX_TIMER") => {
+                "; cancel the thread's POSIX or CPU-time timers, or lift the process's CPU-time \
+                 limit (RLIMIT_CPU: a unit's LimitCPU=, ulimit -t)"
+            }
             Some("PERF_EVENTS") => "; close perf events counting on this CPU",
             Some("SCHED") => "; another task is runnable on the CPU: move it away",
             Some("RCU") | Some("RCU_EXP") => "; boot with rcu_nocbs for this CPU",

@@ -665,7 +665,10 @@ mod tests {
         assert!(m.contains("also runnable there: spin/42"), "{m}");
         assert!(m.contains("tick_nohz_handler x250"), "{m}");
         assert!(
-            m.ends_with("cancel the thread's POSIX or CPU-time timers"),
+            m.ends_with(
+                "cancel the thread's POSIX or CPU-time timers, or lift the process's CPU-time \
+                 limit (RLIMIT_CPU: a unit's LimitCPU=, ulimit -t)"
+            ),
             "{m}"
         );
         let m = not_quiet(Some("SCHED"), "inferred").to_string();
