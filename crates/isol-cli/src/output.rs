@@ -148,6 +148,28 @@ macro_rules! say {
     };
 }
 
+/// A table as the reports by area print one (`isol check`, `isol diff`): no borders,
+/// wrapped to the terminal's width (`$COLUMNS`, else 120).
+pub fn area_table() -> comfy_table::Table {
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(120u16);
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_width(width);
+    table
+}
+
+/// One area's section of such a report: its name, then its table, lines trimmed.
+pub fn area_section(area: &str, table: &comfy_table::Table) -> String {
+    let text = table.to_string();
+    let body: Vec<&str> = text.lines().map(str::trim_end).collect();
+    format!("\n{area}\n{}\n", body.join("\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! `isol check`: readiness of the target CPUs, as a table grouped by area or as JSON.
 
-use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::{Cell, CellAlignment};
 
 use isol::check::{self, Report, Severity, Target, TargetSource};
 use isol::kernel::{KernelModel, Kubelet};
@@ -161,18 +161,10 @@ pub fn render(r: &Report, verbose: bool) -> String {
         },
         r.kernel.as_deref().unwrap_or("unknown")
     );
-    let width = std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(120u16);
     let mut areas: Vec<_> = r.findings.iter().map(|f| f.area).collect();
     areas.dedup();
     for area in areas {
-        let mut table = Table::new();
-        table
-            .load_preset(presets::NOTHING)
-            .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_width(width);
+        let mut table = crate::output::area_table();
         for f in r.findings.iter().filter(|f| f.area == area) {
             let mut text = f.summary.clone();
             if let Some(fix) = &f.fix {
@@ -193,9 +185,7 @@ pub fn render(r: &Report, verbose: bool) -> String {
                 Cell::new(text),
             ]);
         }
-        let text = table.to_string();
-        let body: Vec<&str> = text.lines().map(str::trim_end).collect();
-        out.push_str(&format!("\n{}\n{}\n", area.as_str(), body.join("\n")));
+        out.push_str(&crate::output::area_section(area.as_str(), &table));
     }
     let s = &r.summary;
     out.push_str(&format!(

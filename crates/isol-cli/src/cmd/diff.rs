@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use comfy_table::{presets, ContentArrangement, Table};
-
 use isol::check::{self, Report};
 use isol::fleet::diff::{self, Diff, Side};
 use isol::kernel::KernelModel;
@@ -124,19 +122,11 @@ pub fn render(d: &Diff) -> String {
         out.push('\n');
         return out;
     }
-    let width = std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(120u16);
     let mut areas: Vec<&str> = d.differences.iter().map(|x| x.area).collect();
     areas.dedup();
     for area in areas {
-        let mut table = Table::new();
-        table
-            .load_preset(presets::NOTHING)
-            .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_width(width)
-            .set_header(vec!["", "A", "B", "affects"]);
+        let mut table = crate::output::area_table();
+        table.set_header(vec!["", "A", "B", "affects"]);
         for x in d.differences.iter().filter(|x| x.area == area) {
             table.add_row(vec![
                 crate::output::escape(&x.item).into_owned(),
@@ -145,9 +135,7 @@ pub fn render(d: &Diff) -> String {
                 x.checks.join(", "),
             ]);
         }
-        let text = table.to_string();
-        let body: Vec<&str> = text.lines().map(str::trim_end).collect();
-        out.push_str(&format!("\n{area}\n{}\n", body.join("\n")));
+        out.push_str(&crate::output::area_section(area, &table));
     }
     out.push_str(&format!(
         "\n{} difference{} that matter for isolation",
