@@ -1,6 +1,7 @@
 //! `isol check --probe` on every lab kernel, as a user runs it: first thing after boot, no
 //! setting changed (RT throttling as the kernel boots). On CPU 1 (nohz_full): a lone
-//! SCHED_FIFO thread stops the tick and takes no interrupt for a second on each kernel; a
+//! SCHED_FIFO thread stops the tick on each kernel and takes no interrupt for a second (or,
+//! on fair-server kernels just after boot, one counted kick); a
 //! lone SCHED_OTHER thread is kicked by the fair deadline server on 6.12 and 6.12-rt, not
 //! on 6.1; a CPU with a second runnable task is refused, then probed on request and named
 //! SCHED; a CPU-time limit set on the probing process by a helper while it runs keeps the
@@ -92,23 +93,40 @@ fn probe(kernel: &str) {
     let fifo = finding(fresh, "probe.fifo");
     let other = finding(fresh, "probe.other");
     eprintln!("lab {k}: fresh\n  {}\n  {}", text(fifo), text(other));
-    assert_eq!(fifo["severity"], "ok", "{k}: {fifo}");
+    // The tick stops on every kernel. Nearly always nothing comes after; on fair-server
+    // kernels, once in five boots, one kick (CAL, LOC, RES together) came 48 ms in: the
+    // server started by a fair task that ran on CPU 1 before the probe (a kernel thread
+    // just after boot). The probe must then say so, counted, not call it quiet.
     assert!(
-        text(fifo).starts_with("CPU 1: the tick stopped ")
-            && text(fifo).ends_with("; 0 interrupts in the next 1.0 s"),
+        text(fifo).starts_with("CPU 1: the tick stopped "),
         "{k}: {fifo}"
     );
     let evidence = fifo["evidence"].to_string();
-    assert!(
-        evidence.contains("/proc/interrupts") && evidence.contains("no row moved"),
-        "{k}: {fifo}"
-    );
+    if fifo["severity"] == "ok" {
+        assert!(
+            text(fifo).ends_with("; 0 interrupts in the next 1.0 s")
+                && evidence.contains("no row moved"),
+            "{k}: {fifo}"
+        );
+    } else {
+        assert!(fair_server, "{k}: no fair server, yet kicked: {fifo}");
+        assert_eq!(fifo["severity"], "warn", "{k}: {fifo}");
+        let said = text(fifo);
+        let n: u64 = said
+            .split(", then ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{k}: no count in {said}"));
+        assert!(n <= 4, "{k}: more than a kick: {fifo}");
+        assert!(evidence.contains("/proc/interrupts"), "{k}: {fifo}");
+    }
     // SCHED_OTHER: the fair server's kick where there is one, measured (at least one
-    // interrupt in two of its periods) and named; nothing on 6.1.
+    // interrupt in three of its periods) and named; nothing on 6.1.
     if fair_server {
         assert_eq!(other["severity"], "warn", "{k}: {other}");
         assert!(
-            text(other).contains("interrupts in the next 2.0 s")
+            text(other).contains("interrupts in the next 3.0 s")
                 && text(other).contains("FAIR_SERVER"),
             "{k}: {other}"
         );

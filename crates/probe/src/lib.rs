@@ -63,9 +63,9 @@ impl Default for Options {
 
 impl Options {
     /// Each phase's window on `target`: the SCHED_FIFO phase counts for `window`; the
-    /// SCHED_OTHER phase, where a fair deadline server is on, for two of its periods at
-    /// least (it kicks about once a period, and the first kick comes up to a period after
-    /// the thread arrives).
+    /// SCHED_OTHER phase, where a fair deadline server is on, for three of its periods at
+    /// least (it kicks about once a period; in the lab the first kick came 0.95 to 1.87
+    /// periods after the tick stopped).
     pub fn windows(&self, root: &SysRoot, target: &Target) -> [(Policy, Duration); 2] {
         let period = target
             .cpus
@@ -80,7 +80,7 @@ impl Options {
                 .map_or(Duration::from_secs(1), Duration::from_nanos)
             })
             .max();
-        let other = period.map_or(self.window, |p| self.window.max(p * 2));
+        let other = period.map_or(self.window, |p| self.window.max(p * 3));
         [(Policy::Fifo, self.window), (Policy::Other, other)]
     }
 
@@ -591,7 +591,7 @@ mod tests {
     }
 
     #[test]
-    fn the_fair_phase_outlasts_two_server_periods() {
+    fn the_fair_phase_outlasts_three_server_periods() {
         let dir = tempfile::tempdir().unwrap();
         let root = SysRoot::at(dir.path());
         let target = Target {
@@ -612,8 +612,8 @@ mod tests {
         std::fs::write(fs.join("runtime"), "50000000\n").unwrap();
         std::fs::write(fs.join("period"), "1000000000\n").unwrap();
         let w = o.windows(&root, &target);
-        assert_eq!(w, [(Policy::Fifo, s), (Policy::Other, 2 * s)]);
-        assert_eq!(o.bound(&w), Duration::from_millis(3600));
+        assert_eq!(w, [(Policy::Fifo, s), (Policy::Other, 3 * s)]);
+        assert_eq!(o.bound(&w), Duration::from_millis(4600));
         // A server turned off (runtime 0) kicks nothing.
         std::fs::write(fs.join("runtime"), "0\n").unwrap();
         assert_eq!(o.windows(&root, &target)[1], (Policy::Other, s));
