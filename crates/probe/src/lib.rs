@@ -472,7 +472,8 @@ impl Phase<'_> {
                     .read("/proc/timer_list")
                     .ok()
                     .and_then(|t| timer_list::parse(&t).ok());
-                let counts = columns(root, cpus);
+                // Read only when a window begins: most readings find the tick still armed.
+                let mut counts = None;
                 for &i in &settling {
                     let arrived = spinners[i].arrived.load(Ordering::Acquire);
                     let quiet = tl
@@ -483,6 +484,7 @@ impl Phase<'_> {
                         w[i].stopped = Some(read_at - arrived);
                     }
                     if quiet || read_at >= arrived + settle {
+                        let counts = counts.get_or_insert_with(|| columns(root, cpus));
                         if let Some(c) = counts.as_ref().and_then(|c| c.get(&cpus[i])) {
                             w[i].base = Some((monotonic_ns(), c.clone()));
                         }
@@ -505,7 +507,7 @@ impl Phase<'_> {
                         if at >= start + window {
                             let cpu = cpus[i];
                             let tid = spinners[i].tid.load(Ordering::Acquire) as i32;
-                            let outcome = classify(x.stopped.is_some(), &m, at - start);
+                            let outcome = classify(&m, at - start);
                             let starved = infer::runnable_on(root, cpu, tid, true);
                             let keeper = if outcome == Outcome::Quiet {
                                 None

@@ -28,10 +28,9 @@ pub enum Outcome {
 }
 
 /// The verdict from the window's counts: `moved` holds the CPU's `/proc/interrupts` rows
-/// that moved during `window_ns`. `stopped` (the tick device was seen disarmed) does not
-/// decide: the counts do.
-pub fn classify(stopped: bool, moved: &BTreeMap<String, u64>, window_ns: u64) -> Outcome {
-    let _ = stopped;
+/// that moved during `window_ns`. Whether the tick device was seen disarmed does not
+/// decide (the report says it apart): the counts do.
+pub fn classify(moved: &BTreeMap<String, u64>, window_ns: u64) -> Outcome {
     let total: u64 = moved.values().sum();
     if total == 0 {
         return Outcome::Quiet;
@@ -342,20 +341,14 @@ mod tests {
 
     #[test]
     fn the_counts_decide_the_outcome() {
-        assert_eq!(classify(true, &counts(&[]), S), Outcome::Quiet);
+        assert_eq!(classify(&counts(&[]), S), Outcome::Quiet);
         // The fair server's kick as measured on 6.12: a timer, a call and two reschedules.
         let kick = counts(&[("LOC", 1), ("CAL", 1), ("RES", 2)]);
-        assert_eq!(classify(true, &kick, S), Outcome::Kicked);
-        assert_eq!(
-            classify(false, &counts(&[("LOC", 250)]), S),
-            Outcome::Ticking
-        );
+        assert_eq!(classify(&kick, S), Outcome::Kicked);
+        assert_eq!(classify(&counts(&[("LOC", 250)]), S), Outcome::Ticking);
         // HZ=100 still ticks; 49 a second does not.
-        assert_eq!(
-            classify(false, &counts(&[("LOC", 100)]), S),
-            Outcome::Ticking
-        );
-        assert_eq!(classify(false, &counts(&[("LOC", 49)]), S), Outcome::Kicked);
+        assert_eq!(classify(&counts(&[("LOC", 100)]), S), Outcome::Ticking);
+        assert_eq!(classify(&counts(&[("LOC", 49)]), S), Outcome::Kicked);
     }
 
     fn result(policy: Policy, outcome: Outcome, keeper: Option<(&str, &str)>) -> CpuResult {
