@@ -11,6 +11,10 @@
 //! kicks such a CPU about once a second). The target CPUs are probed at once, so the cost is
 //! two windows and their settling, whatever their number.
 //!
+//! Work queued on the CPU for its own kernel threads when the tick stops (a kworker) is
+//! let run first: the thread sleeps until it has, as `isol enter` does, within the
+//! settling time, and the result says so.
+//!
 //! When the tick keeps running, the cause is named through [`isol_task::infer`], the
 //! inference `enter` uses; [`findings`] turns the result into `probe.*` findings of the
 //! check report. The probe leaves nothing behind: its threads end, and the prober's own
@@ -29,6 +33,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use isol_model::kernel::interrupts::InterruptTable;
+use isol_model::kernel::threads::PF_KTHREAD;
 use isol_model::kernel::{timer_list, KernelModel};
 use isol_model::target::{Target, Topology};
 use isol_model::thread::{monotonic_ns, pin_current_thread};
@@ -137,6 +142,13 @@ pub struct CpuResult {
     /// Other tasks runnable on the CPU at the window's end (`comm/tid`): under a SCHED_FIFO
     /// thread that never yields, they waited all along, even on a quiet CPU.
     pub starved: Vec<String>,
+    /// Whether every starved task is a kernel thread (work queued on the CPU), not a
+    /// program's thread.
+    pub starved_kernel_threads: bool,
+    /// The CPU's kernel threads the probe's thread let run before its window (`comm/tid`):
+    /// work queued on the CPU when the tick stopped, which `isol enter` would also wait
+    /// for. Empty when there was none.
+    pub yielded_to: Vec<String>,
 }
 
 /// A cause, and how it was known (the shared inference's [`TickKeeper`], or the CPU not
@@ -332,9 +344,11 @@ pub fn probe(
     })
 }
 
-/// One probe thread: its arrival time (0 until it is on its CPU) and what went wrong.
+/// One probe thread: its arrival time (0 until it is on its CPU, and while it lets the
+/// CPU's kernel threads run), whether it is asked to, and what went wrong.
 struct Spinner {
     arrived: AtomicU64,
+    pause: AtomicBool,
     tid: AtomicU64,
     failed: Mutex<Option<(&'static str, String)>>,
 }
@@ -342,6 +356,12 @@ struct Spinner {
 /// Where one CPU's measurement is.
 #[derive(Default)]
 struct Watching {
+    /// When the thread first arrived: the settling time counts from there, yields included.
+    first_arrived: Option<u64>,
+    /// Since when the thread has been letting the CPU's kernel threads run.
+    paused: Option<u64>,
+    /// The kernel threads it let run.
+    yielded_to: Vec<String>,
     /// When the tick device was first seen disarmed.
     stopped: Option<u64>,
     /// The window's start and the CPU's counts then.
@@ -401,6 +421,7 @@ impl Phase<'_> {
             .map(|_| {
                 Arc::new(Spinner {
                     arrived: AtomicU64::new(0),
+                    pause: AtomicBool::new(false),
                     tid: AtomicU64::new(0),
                     failed: Mutex::new(None),
                 })
@@ -459,11 +480,22 @@ impl Phase<'_> {
             if failed || now > give_up || w.iter().all(|x| x.done.is_some()) {
                 break;
             }
+            // A thread letting its CPU's kernel threads run comes back once they have (or
+            // when the settling time is nearly spent).
+            for (i, x) in w.iter_mut().enumerate() {
+                let Some(since) = x.paused else { continue };
+                let end = x.first_arrived.unwrap_or(since) + settle;
+                let waiting = kernel_work_on(root, cpus[i], 0, false);
+                if waiting.is_empty() || now + YIELD_SPARE_NS >= end {
+                    x.paused = None;
+                    spinners[i].pause.store(false, Ordering::Release);
+                }
+            }
             // The tick device of each CPU still settling.
             let settling: Vec<usize> = (0..cpus.len())
                 .filter(|&i| {
                     let arrived = spinners[i].arrived.load(Ordering::Acquire);
-                    arrived != 0 && w[i].base.is_none()
+                    arrived != 0 && w[i].base.is_none() && w[i].paused.is_none()
                 })
                 .collect();
             if !settling.is_empty() {
@@ -476,14 +508,36 @@ impl Phase<'_> {
                 let mut counts = None;
                 for &i in &settling {
                     let arrived = spinners[i].arrived.load(Ordering::Acquire);
+                    let first = *w[i].first_arrived.get_or_insert(arrived);
                     let quiet = tl
                         .as_ref()
                         .and_then(|tl| tl.tick_quiet(cpus[i]))
                         .unwrap_or(false);
+                    if quiet && read_at >= first + settle.saturating_sub(YIELD_SPARE_NS) {
+                        // No time left to let anything run first.
+                    } else if quiet {
+                        // Work queued on the CPU for its own kernel threads (a kworker after
+                        // boot) would wait under a SCHED_FIFO thread all window long: let it
+                        // run first, as `isol enter` does, and settle again.
+                        let tid = spinners[i].tid.load(Ordering::Acquire) as i32;
+                        let waiting = kernel_work_on(root, cpus[i], tid, true);
+                        if !waiting.is_empty() {
+                            for name in waiting {
+                                if !w[i].yielded_to.contains(&name) {
+                                    w[i].yielded_to.push(name);
+                                }
+                            }
+                            w[i].stopped = None;
+                            w[i].paused = Some(read_at);
+                            spinners[i].arrived.store(0, Ordering::Release);
+                            spinners[i].pause.store(true, Ordering::Release);
+                            continue;
+                        }
+                    }
                     if quiet && read_at >= arrived {
                         w[i].stopped = Some(read_at - arrived);
                     }
-                    if quiet || read_at >= arrived + settle {
+                    if quiet || read_at >= first + settle {
                         let counts = counts.get_or_insert_with(|| columns(root, cpus));
                         if let Some(c) = counts.as_ref().and_then(|c| c.get(&cpus[i])) {
                             w[i].base = Some((monotonic_ns(), c.clone()));
@@ -508,7 +562,10 @@ impl Phase<'_> {
                             let cpu = cpus[i];
                             let tid = spinners[i].tid.load(Ordering::Acquire) as i32;
                             let outcome = classify(&m, at - start);
-                            let starved = infer::runnable_on(root, cpu, tid, true);
+                            let waiting = infer::runnable_tasks_on(root, cpu, tid, true);
+                            let starved_kernel_threads = !waiting.is_empty()
+                                && waiting.iter().all(|st| st.flags & PF_KTHREAD != 0);
+                            let starved = waiting.iter().map(infer::name).collect();
                             let keeper = if outcome == Outcome::Quiet {
                                 None
                             } else if !topo.nohz_full.contains(cpu) {
@@ -540,6 +597,8 @@ impl Phase<'_> {
                                 first_after_ns: x.first,
                                 keeper,
                                 starved,
+                                starved_kernel_threads,
+                                yielded_to: std::mem::take(&mut x.yielded_to),
                             });
                         }
                     }
@@ -572,8 +631,27 @@ fn spin(cpu: u32, policy: Policy, priority: i32, sp: &Spinner, stop: &AtomicBool
     }
     sp.arrived.store(monotonic_ns(), Ordering::Release);
     while !stop.load(Ordering::Relaxed) {
+        if sp.pause.load(Ordering::Relaxed) {
+            // Off the CPU, so that its kernel threads run; back when the prober says.
+            while sp.pause.load(Ordering::Acquire) && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            sp.arrived.store(monotonic_ns(), Ordering::Release);
+        }
         std::hint::spin_loop();
     }
+}
+
+/// How much of the settling time is kept for the tick to stop again after a yield.
+const YIELD_SPARE_NS: u64 = 50_000_000;
+
+/// The kernel threads runnable on `cpu` (other than thread `tid`): work queued there.
+fn kernel_work_on(root: &SysRoot, cpu: u32, tid: i32, tid_runs: bool) -> Vec<String> {
+    infer::runnable_tasks_on(root, cpu, tid, tid_runs)
+        .iter()
+        .filter(|st| st.flags & PF_KTHREAD != 0)
+        .map(infer::name)
+        .collect()
 }
 
 #[cfg(test)]

@@ -91,6 +91,9 @@ fn cause(k: Option<&Keeper>, cpu: u32) -> String {
     }
 }
 
+/// Not a tick dependency: the CPU's own kernel threads had work queued and could not run.
+const KERNEL_WORK: &str = "KERNEL_WORK";
+
 /// The fix for a cause on `cpus`.
 fn fix_for(k: Option<&Keeper>, cpus: &CpuSet) -> Fix {
     let list = cpus.to_list();
@@ -115,6 +118,14 @@ fn fix_for(k: Option<&Keeper>, cpus: &CpuSet) -> Fix {
                  moved; `isol watch --cpus {list}` names what runs there)"
             ),
         ),
+        Some(KERNEL_WORK) => (
+            FixKind::Runtime,
+            format!(
+                "let the work queued on CPU {list} run before the workload spins (`isol enter` \
+                 waits until it has; a SCHED_FIFO thread that never enters the kernel holds it \
+                 up, and whatever waits on it); `isol watch --cpus {list}` names what queues it"
+            ),
+        ),
         Some(isol_task::FAIR_SERVER) => (
             FixKind::Runtime,
             format!(
@@ -136,9 +147,17 @@ fn fix_for(k: Option<&Keeper>, cpus: &CpuSet) -> Fix {
 /// One CPU's result in a sentence.
 fn describe(r: &CpuResult) -> String {
     let who = format!("the probe's {} thread", r.policy.name());
+    let yielded = if r.yielded_to.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (it first let {} run: work queued on the CPU, which `isol enter` waits for too)",
+            r.yielded_to.join(", ")
+        )
+    };
     let stopped = r
         .stopped_after_ns
-        .map(|ns| format!("the tick stopped {} after {who} arrived", ms(ns)));
+        .map(|ns| format!("the tick stopped {} after {who} arrived{yielded}", ms(ns)));
     match r.outcome {
         Outcome::Quiet => format!(
             "CPU {}: {}; 0 interrupts in the next {}{}",
@@ -152,8 +171,13 @@ fn describe(r: &CpuResult) -> String {
             } else {
                 format!(
                     ", while {} waited to run all along: a thread that never yields starves \
-                     what shares its CPU",
-                    r.starved.join(", ")
+                     what shares its CPU{}",
+                    r.starved.join(", "),
+                    if r.starved_kernel_threads {
+                        ", here the CPU's own kernel work"
+                    } else {
+                        ""
+                    }
                 )
             }
         ),
@@ -304,7 +328,15 @@ fn phase_finding(p: &Probe, policy: Policy, id: &'static str) -> Finding {
         }
         None if !starving.is_empty() => Some(fix_for(
             Some(&Keeper {
-                dependency: "SCHED".into(),
+                dependency: if results
+                    .iter()
+                    .all(|r| r.starved.is_empty() || r.starved_kernel_threads)
+                {
+                    KERNEL_WORK
+                } else {
+                    "SCHED"
+                }
+                .into(),
                 evidence: String::new(),
             }),
             &starving,
@@ -370,6 +402,8 @@ mod tests {
                 evidence: e.into(),
             }),
             starved: Vec::new(),
+            starved_kernel_threads: false,
+            yielded_to: Vec::new(),
         }
     }
 
@@ -474,6 +508,30 @@ mod tests {
             .unwrap()
             .text
             .starts_with("move the other tasks off CPU 1"));
+        // The starved one is the CPU's own kworker: no task to move, work to let run.
+        let mut kworker = result(Policy::Fifo, Outcome::Quiet, None);
+        kworker.starved = vec!["kworker/1:0/24".into()];
+        kworker.starved_kernel_threads = true;
+        let f = findings(&probe(vec![kworker]));
+        assert_eq!(f[0].severity, Severity::Warn);
+        assert!(
+            f[0].summary.ends_with("here the CPU's own kernel work"),
+            "{}",
+            f[0].summary
+        );
+        let fix = &f[0].fix.as_ref().unwrap().text;
+        assert!(fix.starts_with("let the work queued on CPU 1 run"), "{fix}");
+        // Let run before the window, it is said, and the CPU is quiet: ok.
+        let mut yielded = result(Policy::Fifo, Outcome::Quiet, None);
+        yielded.yielded_to = vec!["kworker/1:0/24".into()];
+        let f = findings(&probe(vec![yielded]));
+        assert_eq!(f[0].severity, Severity::Ok);
+        assert!(
+            f[0].summary
+                .contains("arrived (it first let kworker/1:0/24 run: work queued on the CPU"),
+            "{}",
+            f[0].summary
+        );
     }
 
     #[test]

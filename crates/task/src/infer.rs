@@ -93,6 +93,24 @@ pub fn parse_cpu_time_limit(text: &str) -> Option<String> {
 /// whether thread `tid` itself is runnable now (it spins), or parked (it sleeps or
 /// yields); `tid` 0 names no thread (everything runnable there is listed).
 pub fn runnable_on(root: &SysRoot, cpu: u32, tid: i32, tid_runs: bool) -> Vec<String> {
+    runnable_tasks_on(root, cpu, tid, tid_runs)
+        .iter()
+        .map(name)
+        .collect()
+}
+
+/// A task as the reports name it: `comm/tid`.
+pub fn name(st: &kernel::threads::Stat) -> String {
+    format!("{}/{}", st.comm, st.tid)
+}
+
+/// [`runnable_on`], each task with its `stat` line (its flags tell a kernel thread).
+pub fn runnable_tasks_on(
+    root: &SysRoot,
+    cpu: u32,
+    tid: i32,
+    tid_runs: bool,
+) -> Vec<kernel::threads::Stat> {
     // Fast path: `procs_running` counts the runnable tasks of all CPUs, the reader (this
     // thread) included, and thread `tid` while it spins. No more than those: nothing else
     // is runnable anywhere, and all of /proc need not be read. (A parked thread is not
@@ -114,7 +132,6 @@ pub fn runnable_on(root: &SysRoot, cpu: u32, tid: i32, tid_runs: bool) -> Vec<St
     }
     kernel::threads::stats(root)
         .filter(|st| st.state == 'R' && st.processor == cpu && st.tid as i32 != tid)
-        .map(|st| format!("{}/{}", st.comm, st.tid))
         .collect()
 }
 
