@@ -523,7 +523,10 @@ impl Phase<'_> {
                         let waiting = kernel_work_on(root, cpus[i], tid, true);
                         if !waiting.is_empty() {
                             for name in waiting {
-                                if !w[i].yielded_to.contains(&name) {
+                                // Once per thread: a kworker's name changes with its work
+                                // (`kworker/1:1-events`, `kworker/1:1+events`).
+                                let tid = |n: &String| n.rsplit('/').next().map(str::to_owned);
+                                if !w[i].yielded_to.iter().any(|y| tid(y) == tid(&name)) {
                                     w[i].yielded_to.push(name);
                                 }
                             }
