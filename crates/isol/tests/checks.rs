@@ -297,6 +297,30 @@ fn cases() -> Vec<Case> {
             says: "CPU 1's energy-performance bias is 6",
         },
         Case {
+            id: "irq.nic_queues",
+            // One queue for the lab's one housekeeping CPU; a bridge with four is no NIC.
+            pass: plain(
+                LAB,
+                &[
+                    ("/sys/class/net/eth0/device/uevent", Some("DRIVER=virtio_net\n")),
+                    ("/sys/class/net/eth0/queues/rx-0/rps_cpus", Some("0\n")),
+                    ("/sys/class/net/br0/queues/rx-0/rps_cpus", Some("0\n")),
+                    ("/sys/class/net/br0/queues/rx-1/rps_cpus", Some("0\n")),
+                    ("/sys/class/net/br0/queues/rx-2/rps_cpus", Some("0\n")),
+                    ("/sys/class/net/br0/queues/rx-3/rps_cpus", Some("0\n")),
+                ],
+            ),
+            not: plain(
+                LAB,
+                &[
+                    ("/sys/class/net/eth0/device/uevent", Some("DRIVER=virtio_net\n")),
+                    ("/sys/class/net/eth0/queues/rx-0/rps_cpus", Some("0\n")),
+                    ("/sys/class/net/eth0/queues/rx-1/rps_cpus", Some("0\n")),
+                ],
+            ),
+            says: "eth0 (2 queues)",
+        },
+        Case {
             id: "irq.rps_default_mask",
             pass: plain(LAB, &[("/proc/sys/net/core/rps_default_mask", Some("0\n"))]),
             not: plain(LAB, &[("/proc/sys/net/core/rps_default_mask", Some("2\n"))]),

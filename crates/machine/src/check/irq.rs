@@ -188,6 +188,80 @@ impl Ctx<'_> {
         )
     }
 
+    /// A NIC's queues against the housekeeping CPUs: each queue has its IRQ, which must
+    /// live on a housekeeping CPU. More queues than housekeeping CPUs, and managed queue
+    /// IRQs (which the kernel spreads over every CPU) land on the target, or affinities
+    /// that cannot all fit there fail; tuned sets `channels` to the housekeeping count.
+    pub(super) fn nic_queues(&self) -> Finding {
+        let nics = match &self.m.nic_queues {
+            Fact::Known(n) => n,
+            f if f.is_absent() => {
+                return self.finding(
+                    Severity::Ok,
+                    "no network device: no queue IRQs",
+                    vec![ev("/sys/class/net", "absent")],
+                    None,
+                )
+            }
+            f => return self.unknown("NIC queues", f),
+        };
+        let hk = self.t.housekeeping.len() as u32;
+        let evidence = |dev: &String, n: &u32| {
+            ev(
+                format!("/sys/class/net/{dev}/queues").as_str(),
+                format!("{n} receive queue{}", if *n == 1 { "" } else { "s" }),
+            )
+        };
+        let over: Vec<(&String, &u32)> = nics.iter().filter(|(_, n)| **n > hk).collect();
+        if over.is_empty() {
+            return self.finding(
+                Severity::Ok,
+                if nics.is_empty() {
+                    "no NIC (only virtual network devices): no queue IRQs".to_string()
+                } else {
+                    let names: Vec<String> = nics
+                        .iter()
+                        .map(|(d, n)| format!("{d} ({n} queue{})", if *n == 1 { "" } else { "s" }))
+                        .collect();
+                    format!(
+                        "no NIC has more receive queues than the {hk} housekeeping CPU{}: {}",
+                        if hk == 1 { "" } else { "s" },
+                        some_of(&names, 4)
+                    )
+                },
+                nics.iter().take(8).map(|(d, n)| evidence(d, n)).collect(),
+                None,
+            );
+        }
+        let names: Vec<String> = over
+            .iter()
+            .map(|(d, n)| format!("{d} ({n} queues)"))
+            .collect();
+        let cmds: Vec<String> = over
+            .iter()
+            .map(|(d, _)| format!("ethtool -L {d} combined {hk}"))
+            .collect();
+        self.finding(
+            Severity::Warn,
+            format!(
+                "more receive queues than the {hk} housekeeping CPU{}: {}; each queue has its \
+                 own IRQ, and those the kernel manages are spread over every CPU, the target \
+                 included",
+                if hk == 1 { "" } else { "s" },
+                some_of(&names, 4)
+            ),
+            over.iter().map(|(d, n)| evidence(d, n)).collect(),
+            fix(
+                FixKind::Runtime,
+                format!(
+                    "{} (or `rx {hk}` where the driver has no combined channels; a udev rule or \
+                     the NIC's network configuration keeps it across reboots)",
+                    cmds.join("; ")
+                ),
+            ),
+        )
+    }
+
     /// irqbalance rewrites IRQ affinities every 10 s. Since 1.8 it leaves the kernel's
     /// isolated and nohz_full CPUs alone; any other target CPU must be banned, or it undoes
     /// what `isol apply` moved.

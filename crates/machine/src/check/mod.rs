@@ -339,6 +339,11 @@ pub(crate) const CHECKS: &[Check] = &[
         run: |c| c.rps_default_mask(),
     },
     Check {
+        id: "irq.nic_queues",
+        area: Area::Irq,
+        run: |c| c.nic_queues(),
+    },
+    Check {
         id: "irq.irqbalance",
         area: Area::Irq,
         run: |c| c.irqbalance(),

@@ -408,6 +408,9 @@ pub struct KernelModel {
     /// Receive packet steering: each `rps_cpus` mask under `/sys/class/net`, by path
     /// (absent without network devices).
     pub rps: Fact<BTreeMap<String, CpuSet>>,
+    /// The receive queues of each network device backed by a bus device (a NIC, not
+    /// `lo`, a bridge or a veth), by name: one queue IRQ each (absent without devices).
+    pub nic_queues: Fact<BTreeMap<String, u32>>,
     /// `rcupdate.rcu_normal_after_boot` as the running kernel has it.
     pub rcu_normal_after_boot: Fact<bool>,
     /// Module parameters and power hints: RCU's patience and kthread priority, KVM,
@@ -489,6 +492,7 @@ impl KernelModel {
                     .collect(),
             },
             rps: load_rps(root),
+            nic_queues: load_nic_queues(root),
             irqbalance,
             kubelet: kubelet::Kubelet::load(root, None),
             view,
@@ -746,6 +750,24 @@ fn load_rps(root: &SysRoot) -> Fact<BTreeMap<String, CpuSet>> {
             if let Fact::Known(mask) = Fact::mask(root, &path) {
                 out.insert(path, mask);
             }
+        }
+    }
+    Fact::Known(out)
+}
+
+fn load_nic_queues(root: &SysRoot) -> Fact<BTreeMap<String, u32>> {
+    let devs = match root.list("/sys/class/net") {
+        Ok(d) => d,
+        Err(e) => return Fact::from_error(&e),
+    };
+    let mut out = BTreeMap::new();
+    for dev in devs {
+        if !root.exists(&format!("/sys/class/net/{dev}/device/uevent")) {
+            continue;
+        }
+        if let Ok(queues) = root.list(&format!("/sys/class/net/{dev}/queues")) {
+            let rx = queues.iter().filter(|q| q.starts_with("rx-")).count();
+            out.insert(dev, rx as u32);
         }
     }
     Fact::Known(out)
