@@ -735,17 +735,31 @@ fn load_irqs(root: &SysRoot) -> Fact<BTreeMap<u32, IrqAffinity>> {
     Fact::Known(out)
 }
 
+/// Each network device and its receive queues (`rx-N`), from `/sys/class/net`.
+fn rx_queues(root: &SysRoot) -> Result<Vec<(String, Vec<String>)>, SysError> {
+    Ok(root
+        .list("/sys/class/net")?
+        .into_iter()
+        .map(|dev| {
+            let queues = root
+                .list(&format!("/sys/class/net/{dev}/queues"))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|q| q.starts_with("rx-"))
+                .collect();
+            (dev, queues)
+        })
+        .collect())
+}
+
 fn load_rps(root: &SysRoot) -> Fact<BTreeMap<String, CpuSet>> {
-    let devs = match root.list("/sys/class/net") {
+    let devs = match rx_queues(root) {
         Ok(d) => d,
         Err(e) => return Fact::from_error(&e),
     };
     let mut out = BTreeMap::new();
-    for dev in devs {
-        let queues = root
-            .list(&format!("/sys/class/net/{dev}/queues"))
-            .unwrap_or_default();
-        for q in queues.iter().filter(|q| q.starts_with("rx-")) {
+    for (dev, queues) in devs {
+        for q in queues {
             let path = format!("/sys/class/net/{dev}/queues/{q}/rps_cpus");
             if let Fact::Known(mask) = Fact::mask(root, &path) {
                 out.insert(path, mask);
@@ -755,22 +769,17 @@ fn load_rps(root: &SysRoot) -> Fact<BTreeMap<String, CpuSet>> {
     Fact::Known(out)
 }
 
+/// Devices with a bus device behind them (`device/`): NICs, not `lo`, bridges or veths.
 fn load_nic_queues(root: &SysRoot) -> Fact<BTreeMap<String, u32>> {
-    let devs = match root.list("/sys/class/net") {
-        Ok(d) => d,
-        Err(e) => return Fact::from_error(&e),
-    };
-    let mut out = BTreeMap::new();
-    for dev in devs {
-        if !root.exists(&format!("/sys/class/net/{dev}/device/uevent")) {
-            continue;
-        }
-        if let Ok(queues) = root.list(&format!("/sys/class/net/{dev}/queues")) {
-            let rx = queues.iter().filter(|q| q.starts_with("rx-")).count();
-            out.insert(dev, rx as u32);
-        }
+    match rx_queues(root) {
+        Ok(devs) => Fact::Known(
+            devs.into_iter()
+                .filter(|(dev, _)| root.exists(&format!("/sys/class/net/{dev}/device/uevent")))
+                .map(|(dev, queues)| (dev, queues.len() as u32))
+                .collect(),
+        ),
+        Err(e) => Fact::from_error(&e),
     }
-    Fact::Known(out)
 }
 
 fn load_threads(root: &SysRoot) -> Fact<Vec<ThreadInfo>> {
