@@ -213,6 +213,7 @@ fn the_watch_unit_command_runs_with_the_units_capabilities() {
         stderr.contains("Prometheus metrics on http://127.0.0.1:9184"),
         "{stderr}"
     );
+    assert!(stderr.contains("network timestamping held on"), "{stderr}");
     // With CAP_SYSLOG, functions are named, not printed as addresses.
     assert!(!stderr.contains("shows no addresses"), "{stderr}");
 }

@@ -10,6 +10,7 @@
 //! | [`thread`] | the calling thread and others: ids, CPU affinity, scheduling policy, names, signals to a thread |
 //! | [`clock`] | `CLOCK_MONOTONIC`, `CLOCK_MONOTONIC_RAW` and the TSC |
 //! | [`mem`] | locking memory, touching it so that it is present, anonymous mappings, allocator tuning |
+//! | [`net`] | a socket that holds network timestamping on, so that its static key never flips |
 //! | [`dispatch`] | Syscall User Dispatch: the per-thread selector byte, switching dispatch on and off |
 //! | [`trap`] | the SIGSYS and SIGTRAP handlers strict mode runs in, chained to the program's own |
 //! | [`perf`] | the per-thread page-fault event that raises SIGTRAP |
@@ -25,6 +26,7 @@
 pub mod clock;
 pub mod dispatch;
 pub mod mem;
+pub mod net;
 pub mod perf;
 pub mod process;
 pub mod raw;

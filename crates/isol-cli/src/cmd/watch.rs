@@ -60,6 +60,13 @@ pub struct Args {
     #[arg(long, requires = "metrics")]
     probe: bool,
 
+    /// Hold the kernel's network timestamping on while watching (one socket asking for
+    /// timestamps, as tuned's realtime profiles keep): programs that turn timestamping on
+    /// and off then no longer flip its static key, a flip that patches kernel code and
+    /// interrupts every CPU. Costs a clock read per received packet.
+    #[arg(long, conflicts_with = "replay")]
+    hold_timestamps: bool,
+
     /// Keep the raw trace pages in this new directory, to replay or attach to a report.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
@@ -107,6 +114,19 @@ pub fn run(root: &SysRoot, args: Args) -> Result<u8, Failure> {
     }
     let model = KernelModel::load(root);
     let (target, mut opts) = args.scope.prepare(root, &model)?;
+    // Held from before tracing starts until the process ends.
+    let _timestamping = if args.hold_timestamps {
+        let s = isol_sys::net::timestamping_socket().map_err(|e| {
+            Failure::runtime(format!(
+                "--hold-timestamps: cannot open a UDP socket with SO_TIMESTAMP: {e} (a unit or \
+                 container that forbids AF_INET sockets must allow them)"
+            ))
+        })?;
+        crate::say!("isol: network timestamping held on (its static key will not flip)");
+        Some(s)
+    } else {
+        None
+    };
     opts.stack = args.stack;
     opts.record = args.record.clone();
     // The probe's threads run on the watched CPUs: before the watch, not under it.

@@ -12,6 +12,7 @@
 //! | `strict.rs` | `strict`, `notify`, `requiet`: strict mode, remote notification and re-quiet mode |
 //! | `pty.rs` | `pty`: a full-screen program (`isol top`) in a pseudo-terminal, its screen and its cost |
 //! | `limit.rs` | `cpu-limit`: a CPU-time limit set on a running process, as `prlimit --pid` does |
+//! | `netstamp.rs` | `netstamp`: network timestamping turned on and off, and what each flip of its key costs another CPU |
 //! | `common.rs` | what they share: placing threads, counting interrupts, sleepers and migrants |
 
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ mod arrive;
 mod common;
 mod disturb;
 mod limit;
+mod netstamp;
 mod provoke;
 mod pty;
 mod strict;
@@ -105,6 +107,9 @@ enum Command {
         #[arg(long)]
         sleep: bool,
     },
+    /// Open and close a socket asking for timestamps TIMES times from CPU 0; count CPU's
+    /// interrupts meanwhile.
+    Netstamp { cpu: u32, times: u32 },
     /// Give process PID a CPU-time limit of SECS seconds (RLIMIT_CPU) while it runs, once
     /// it has a thread whose name starts with --thread.
     CpuLimit {
@@ -163,6 +168,7 @@ fn main() {
         Command::Notify { mode, cpu } => strict::notify(&mode, cpu),
         Command::Requiet { mode, cpu, sleep } => strict::requiet(&mode, cpu, sleep),
         Command::CpuLimit { pid, secs, thread } => limit::cpu_limit(pid, secs, thread),
+        Command::Netstamp { cpu, times } => netstamp::netstamp(cpu, times),
         Command::Pty {
             cols,
             rows,
