@@ -33,7 +33,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use isol_model::kernel::interrupts::InterruptTable;
-use isol_model::kernel::threads::PF_KTHREAD;
+use isol_model::kernel::threads::{Stat, PF_KTHREAD};
 use isol_model::kernel::{timer_list, KernelModel};
 use isol_model::target::{Target, Topology};
 use isol_model::thread::{monotonic_ns, pin_current_thread};
@@ -360,8 +360,8 @@ struct Watching {
     first_arrived: Option<u64>,
     /// Since when the thread has been letting the CPU's kernel threads run.
     paused: Option<u64>,
-    /// The kernel threads it let run.
-    yielded_to: Vec<String>,
+    /// The kernel threads it let run: tid, and name when first seen.
+    yielded_to: Vec<(u32, String)>,
     /// When the tick device was first seen disarmed.
     stopped: Option<u64>,
     /// The window's start and the CPU's counts then.
@@ -522,12 +522,11 @@ impl Phase<'_> {
                         let tid = spinners[i].tid.load(Ordering::Acquire) as i32;
                         let waiting = kernel_work_on(root, cpus[i], tid, true);
                         if !waiting.is_empty() {
-                            for name in waiting {
+                            for st in &waiting {
                                 // Once per thread: a kworker's name changes with its work
                                 // (`kworker/1:1-events`, `kworker/1:1+events`).
-                                let tid = |n: &String| n.rsplit('/').next().map(str::to_owned);
-                                if !w[i].yielded_to.iter().any(|y| tid(y) == tid(&name)) {
-                                    w[i].yielded_to.push(name);
+                                if !w[i].yielded_to.iter().any(|(t, _)| *t == st.tid) {
+                                    w[i].yielded_to.push((st.tid, infer::name(st)));
                                 }
                             }
                             w[i].stopped = None;
@@ -601,7 +600,10 @@ impl Phase<'_> {
                                 keeper,
                                 starved,
                                 starved_kernel_threads,
-                                yielded_to: std::mem::take(&mut x.yielded_to),
+                                yielded_to: std::mem::take(&mut x.yielded_to)
+                                    .into_iter()
+                                    .map(|(_, name)| name)
+                                    .collect(),
                             });
                         }
                     }
@@ -649,11 +651,10 @@ fn spin(cpu: u32, policy: Policy, priority: i32, sp: &Spinner, stop: &AtomicBool
 const YIELD_SPARE_NS: u64 = 50_000_000;
 
 /// The kernel threads runnable on `cpu` (other than thread `tid`): work queued there.
-fn kernel_work_on(root: &SysRoot, cpu: u32, tid: i32, tid_runs: bool) -> Vec<String> {
+fn kernel_work_on(root: &SysRoot, cpu: u32, tid: i32, tid_runs: bool) -> Vec<Stat> {
     infer::runnable_tasks_on(root, cpu, tid, tid_runs)
-        .iter()
+        .into_iter()
         .filter(|st| st.flags & PF_KTHREAD != 0)
-        .map(infer::name)
         .collect()
 }
 

@@ -441,6 +441,8 @@ impl KernelModel {
             cgroup_mounts,
             cpusets,
         } = Base::load(root);
+        // Network devices and their queues, read once for RPS and the NIC queue counts.
+        let net = rx_queues(root);
         let table = |p: &str| {
             Fact::read(root, p, |s| {
                 InterruptTable::parse(s).map_err(|e| e.to_string())
@@ -491,8 +493,8 @@ impl KernelModel {
                     })
                     .collect(),
             },
-            rps: load_rps(root),
-            nic_queues: load_nic_queues(root),
+            rps: load_rps(root, &net),
+            nic_queues: load_nic_queues(root, &net),
             irqbalance,
             kubelet: kubelet::Kubelet::load(root, None),
             view,
@@ -736,7 +738,7 @@ fn load_irqs(root: &SysRoot) -> Fact<BTreeMap<u32, IrqAffinity>> {
 }
 
 /// Each network device and its receive queues (`rx-N`), from `/sys/class/net`.
-fn rx_queues(root: &SysRoot) -> Result<Vec<(String, Vec<String>)>, SysError> {
+fn rx_queues(root: &SysRoot) -> NetQueues {
     Ok(root
         .list("/sys/class/net")?
         .into_iter()
@@ -752,10 +754,13 @@ fn rx_queues(root: &SysRoot) -> Result<Vec<(String, Vec<String>)>, SysError> {
         .collect())
 }
 
-fn load_rps(root: &SysRoot) -> Fact<BTreeMap<String, CpuSet>> {
-    let devs = match rx_queues(root) {
+/// What [`rx_queues`] found.
+type NetQueues = Result<Vec<(String, Vec<String>)>, SysError>;
+
+fn load_rps(root: &SysRoot, net: &NetQueues) -> Fact<BTreeMap<String, CpuSet>> {
+    let devs = match net {
         Ok(d) => d,
-        Err(e) => return Fact::from_error(&e),
+        Err(e) => return Fact::from_error(e),
     };
     let mut out = BTreeMap::new();
     for (dev, queues) in devs {
@@ -770,15 +775,15 @@ fn load_rps(root: &SysRoot) -> Fact<BTreeMap<String, CpuSet>> {
 }
 
 /// Devices with a bus device behind them (`device/`): NICs, not `lo`, bridges or veths.
-fn load_nic_queues(root: &SysRoot) -> Fact<BTreeMap<String, u32>> {
-    match rx_queues(root) {
+fn load_nic_queues(root: &SysRoot, net: &NetQueues) -> Fact<BTreeMap<String, u32>> {
+    match net {
         Ok(devs) => Fact::Known(
-            devs.into_iter()
+            devs.iter()
                 .filter(|(dev, _)| root.exists(&format!("/sys/class/net/{dev}/device/uevent")))
-                .map(|(dev, queues)| (dev, queues.len() as u32))
+                .map(|(dev, queues)| (dev.clone(), queues.len() as u32))
                 .collect(),
         ),
-        Err(e) => Fact::from_error(&e),
+        Err(e) => Fact::from_error(e),
     }
 }
 
